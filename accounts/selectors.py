@@ -1,0 +1,20 @@
+from __future__ import annotations
+
+from django.db.models import QuerySet
+
+from accounts.models import Role, Team, User
+
+
+def user_teams(*, user: User) -> QuerySet[Team]:
+    """Teams whose data the user may see: their memberships (superusers and admins see all)."""
+    if user.is_superuser or user_has_role(user=user, role=Role.ADMIN):
+        return Team.objects.all()
+    return Team.objects.filter(membership__user=user)
+
+
+def user_has_role(*, user: User, role: str) -> bool:
+    if not user.is_authenticated:
+        return False
+    if user.is_superuser:
+        return True
+    return user.groups.filter(name=role).exists()

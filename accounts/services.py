@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+import hashlib
+import secrets
+
+from django.core.cache import cache
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.models import ApiKey, Team, User
+from core.audit import audit_record
+
+KEY_PREFIX = "sb_"
+
+
+def hash_key(raw_key: str) -> str:
+    return hashlib.sha256(raw_key.encode()).hexdigest()
+
+
+def api_key_cache_key(hashed_key: str) -> str:
+    return f"apikey:{hashed_key}"
+
+
+@transaction.atomic
+def api_key_create(*, team: Team, name: str, created_by: User | None = None) -> tuple[ApiKey, str]:
+    """Create a key and return it with the raw secret, which is never stored or shown again."""
+    raw_key = KEY_PREFIX + secrets.token_urlsafe(32)
+    api_key = ApiKey.objects.create(
+        team=team,
+        name=name,
+        prefix=raw_key[:10],
+        hashed_key=hash_key(raw_key),
+        created_by=created_by,
+    )
+    audit_record(
+        actor=created_by,
+        action="api_key.create",
+        obj=api_key,
+        team=team,
+        after={"name": name, "prefix": api_key.prefix},
+    )
+    return api_key, raw_key
+
+
+@transaction.atomic
+def api_key_revoke(*, api_key: ApiKey, actor: User | None = None) -> ApiKey:
+    if api_key.revoked_at is None:
+        api_key.revoked_at = timezone.now()
+        api_key.save(update_fields=["revoked_at", "updated_at"])
+        audit_record(actor=actor, action="api_key.revoke", obj=api_key, team=api_key.team)
+    transaction.on_commit(lambda: cache.delete(api_key_cache_key(api_key.hashed_key)))
+    return api_key

@@ -1,0 +1,17 @@
+"""ASGI entry point: the Django site, with static files served by an async handler.
+
+Static files never pass through Django's middleware, so the gateway's hot path stays
+fully async. After `collectstatic` the collected (hashed) files are served from
+STATIC_ROOT; before it, the app and project static folders are served directly.
+"""
+
+import os
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.dev")
+django_application = get_asgi_application()
+
+from config.static import static_files_app  # noqa: E402  (needs settings loaded)
+
+application = static_files_app(django_application)

@@ -1,0 +1,182 @@
+"""The demo catalog: DESIGN.md's models and prices, the four tiers and the default policy."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+from django.db import transaction
+
+from routing.models import Model, Policy, Price, Provider, Rule, Tier, TierModel
+
+# Prices per 1M tokens: input, cached input, cache write (None: bills as input), output.
+SEED_MODELS = [
+    # name, tier, input, cached, cache write, output, capabilities
+    (
+        "gpt-5.4-nano",
+        "nano",
+        "0.20",
+        "0.02",
+        None,
+        "1.25",
+        {"tool_search": False, "computer_use": False},
+    ),
+    (
+        "gpt-5.4-mini",
+        "mini",
+        "0.75",
+        "0.075",
+        None,
+        "4.50",
+        {"tool_search": True, "computer_use": False},
+    ),
+    (
+        "gpt-5.4",
+        "flagship",
+        "2.50",
+        "0.25",
+        None,
+        "15.00",
+        {"tool_search": True, "computer_use": True},
+    ),
+    (
+        "gpt-5.5",
+        "reasoning",
+        "5.00",
+        "0.50",
+        None,
+        "30.00",
+        {"tool_search": True, "computer_use": True},
+    ),
+    (
+        "gpt-6-luna",
+        "nano",
+        "0.10",
+        "0.01",
+        None,
+        "0.50",
+        {"tool_search": False, "computer_use": False},
+    ),
+    (
+        "gpt-6.1-terra",
+        "mini",
+        "1.00",
+        "0.05",
+        "1.25",
+        "5.00",
+        {"tool_search": True, "computer_use": False},
+    ),
+    (
+        "gpt-6.1-sol",
+        "flagship",
+        "2.00",
+        "0.10",
+        "2.50",
+        "10.00",
+        {"tool_search": True, "computer_use": True},
+    ),
+    (
+        "gpt-6-astra",
+        "reasoning",
+        "10.00",
+        "1.00",
+        None,
+        "50.00",
+        {"tool_search": True, "computer_use": True},
+    ),
+]
+TIERS = [
+    ("nano", 0, "Cheapest, for tiny classification and routing tasks", "", "gpt-5.4-nano"),
+    ("mini", 1, "Compact model: extraction, summarization, classification", "", "gpt-5.4-mini"),
+    ("flagship", 2, "Flagship model for open-ended generation", "", "gpt-5.4"),
+    ("reasoning", 3, "Flagship with high reasoning effort", "high", "gpt-5.5"),
+]
+# Fallback: the next model of the same tier (the late-2026 family).
+FALLBACKS = {
+    "nano": "gpt-6-luna",
+    "mini": "gpt-6.1-terra",
+    "flagship": "gpt-6.1-sol",
+    "reasoning": "gpt-6-astra",
+}
+PRICES_EFFECTIVE_FROM = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+LONG_CONTEXT_THRESHOLD = 272_000
+
+
+@transaction.atomic
+def seed_catalog(*, simulator_url: str) -> None:
+    provider, _ = Provider.objects.update_or_create(
+        name="openai", defaults={"base_url": simulator_url, "api_key_env": "OPENAI_API_KEY"}
+    )
+    tiers = {}
+    for name, rank, description, effort, _primary in TIERS:
+        tiers[name], _ = Tier.objects.update_or_create(
+            name=name,
+            defaults={"rank": rank, "description": description, "reasoning_effort": effort},
+        )
+    models = {}
+    for name, tier, inp, cached, write, out, caps in SEED_MODELS:
+        models[name], _ = Model.objects.update_or_create(
+            name=name,
+            defaults={
+                "provider": provider,
+                "tier": tiers[tier],
+                "context_window": 400_000,
+                "max_output_tokens": 128_000,
+                "supports_tool_search": caps["tool_search"],
+                "supports_computer_use": caps["computer_use"],
+            },
+        )
+        Price.objects.get_or_create(
+            model=models[name],
+            effective_from=PRICES_EFFECTIVE_FROM,
+            defaults={
+                "input_per_mtok": Decimal(inp),
+                "cached_input_per_mtok": Decimal(cached),
+                "cache_write_per_mtok": Decimal(write) if write else None,
+                "output_per_mtok": Decimal(out),
+                "long_context_threshold": LONG_CONTEXT_THRESHOLD,
+                "long_context_input_multiplier": Decimal("2"),
+                "long_context_output_multiplier": Decimal("1.5"),
+            },
+        )
+    for name, _rank, _description, _effort, primary in TIERS:
+        if not TierModel.objects.filter(tier=tiers[name]).exists():
+            TierModel.objects.create(tier=tiers[name], model=models[primary], position=0)
+            TierModel.objects.create(tier=tiers[name], model=models[FALLBACKS[name]], position=1)
+    _seed_default_policy(tiers)
+
+
+def _seed_default_policy(tiers: dict[str, Tier]) -> None:
+    if Policy.objects.filter(name="default").exists():
+        return
+    policy = Policy.objects.create(
+        name="default",
+        description="Routine tasks to mini, reasoning to the reasoning tier, the rest by the classifier.",
+        is_active=not Policy.objects.filter(is_active=True).exists(),
+    )
+    rules = [
+        (
+            "Computer use needs flagship",
+            {"tool_types": ["computer_use"]},
+            Rule.Action.TIER,
+            "flagship",
+        ),
+        (
+            "Routine tasks to mini",
+            {"task_tags": ["classification", "extraction", "summarization", "routing"]},
+            Rule.Action.TIER,
+            "mini",
+        ),
+        ("Reasoning tasks", {"task_tags": ["reasoning"]}, Rule.Action.TIER, "reasoning"),
+        ("Everything else: classifier", {}, Rule.Action.CLASSIFY, None),
+    ]
+    for position, (name, conditions, action, tier) in enumerate(rules):
+        Rule.objects.create(
+            policy=policy,
+            position=position,
+            name=name,
+            action=action,
+            target_tier=tiers[tier] if tier else None,
+            escalate_on_failed_check=action == Rule.Action.TIER and tier == "mini",
+            **conditions,
+        )

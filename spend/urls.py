@@ -1,0 +1,9 @@
+from django.urls import path
+
+from spend import views
+
+app_name = "spend"
+
+urlpatterns = [
+    path("", views.dashboard, name="dashboard"),
+]
