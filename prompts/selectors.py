@@ -7,8 +7,8 @@ from typing import Any
 from django.core.cache import cache
 from django.db.models import Prefetch, Q, QuerySet
 
-from accounts.models import Team, User
-from accounts.selectors import user_teams
+from accounts.models import Role, Team, User
+from accounts.selectors import user_has_role, user_teams
 from core.errors import NotFound
 from prompts.models import Label, Prompt, PromptVersion
 
@@ -159,3 +159,22 @@ def prompt_version_get(*, prompt: Prompt, number: int) -> PromptVersion:
 def prompt_label_version(*, prompt: Prompt, label: str) -> PromptVersion | None:
     found = Label.objects.select_related("version").filter(prompt=prompt, name=label).first()
     return found.version if found else None
+
+
+# ---------------------------------------------------------------------------------------------
+# Access
+
+
+def user_in_team(*, user: User, team: Team) -> bool:
+    return bool(user.is_authenticated) and user_teams(user=user).filter(pk=team.pk).exists()
+
+
+def user_can_edit(*, user: User, team: Team) -> bool:
+    """Create prompts and versions, move labels: a prompt_editor in the team."""
+    return user_has_role(user=user, role=Role.PROMPT_EDITOR) and user_in_team(user=user, team=team)
+
+
+def user_can_approve(*, user: User, team: Team) -> bool:
+    return user_has_role(user=user, role=Role.PROMPT_APPROVER) and user_in_team(
+        user=user, team=team
+    )
