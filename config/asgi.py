@@ -13,5 +13,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.dev")
 django_application = get_asgi_application()
 
 from config.static import static_files_app  # noqa: E402  (needs settings loaded)
+from core.asgi import body_size_limit  # noqa: E402
 
-application = static_files_app(django_application)
+# Oversized bodies are refused before Django reads them (core/asgi.py).
+application = body_size_limit(static_files_app(django_application))
