@@ -98,6 +98,16 @@ FALLBACKS = {
     "flagship": "gpt-6.1-sol",
     "reasoning": "gpt-6-astra",
 }
+# Lifecycle: the gpt-5.4 family shuts down on 2026-12-11. Each is replaced by the late-2026
+# model of the same tier (our choice, by tier and price band; the provider names none):
+# nano → gpt-6-luna, mini → gpt-6.1-terra, flagship → gpt-6.1-sol, reasoning → gpt-6-astra.
+SHUTDOWN_DATE = dt.date(2026, 12, 11)
+REPLACEMENTS = {
+    "gpt-5.4-nano": "gpt-6-luna",
+    "gpt-5.4-mini": "gpt-6.1-terra",
+    "gpt-5.4": "gpt-6.1-sol",
+    "gpt-5.5": "gpt-6-astra",
+}
 PRICES_EFFECTIVE_FROM = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 LONG_CONTEXT_THRESHOLD = 272_000
 
@@ -137,7 +147,13 @@ def seed_catalog(*, simulator_url: str) -> None:
                 "long_context_threshold": LONG_CONTEXT_THRESHOLD,
                 "long_context_input_multiplier": Decimal("2"),
                 "long_context_output_multiplier": Decimal("1.5"),
+                "source": "seed",
             },
+        )
+    for name, replacement in REPLACEMENTS.items():
+        # Only fill a blank lifecycle: an operator's later edit wins over the seed.
+        Model.objects.filter(name=name, shutdown_date=None).update(
+            shutdown_date=SHUTDOWN_DATE, replacement=models[replacement]
         )
     for name, _rank, _description, _effort, primary in TIERS:
         if not TierModel.objects.filter(tier=tiers[name]).exists():
