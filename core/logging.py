@@ -12,9 +12,9 @@ from __future__ import annotations
 import json
 import logging
 import re
+import time
 import traceback
 from contextvars import ContextVar
-from datetime import UTC, datetime
 from typing import Any
 
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
@@ -48,34 +48,45 @@ def scrub(text: str) -> str:
     return SECRET_PATTERN.sub(REDACTED, text)
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, str | int | float | bool) or value is None:
-        return value
-    return str(value)
-
-
 class JsonFormatter(logging.Formatter):
-    """`{"ts", "level", "logger", "message", "request_id", ...extra fields, "exc"}` per line."""
+    """`{"ts", "level", "logger", "message", "request_id", ...extra fields, "exc"}` per line.
+
+    Written for the access log's rate: about 5 µs a line (bench/middleware.py)."""
+
+    _last_second = -1
+    _last_prefix = ""
+
+    def _timestamp(self, created: float) -> str:
+        second = int(created)
+        if second != self._last_second:  # strftime once a second, not once a line
+            self._last_second = second
+            self._last_prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        return f"{self._last_prefix}.{int((created - second) * 1000):03d}Z"
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
-            "ts": datetime.fromtimestamp(record.created, tz=UTC).isoformat(timespec="milliseconds"),
+            "ts": self._timestamp(record.created),
             "level": record.levelname,
             "logger": record.name,
             "message": scrub(record.getMessage()),
         }
-        request_id = getattr(record, "request_id", None) or request_id_var.get()
+        fields = record.__dict__
+        request_id = fields.get("request_id") or request_id_var.get()
         if request_id:
             entry["request_id"] = request_id
-        for name, value in record.__dict__.items():
-            if name in _STANDARD_ATTRS or name == "request_id" or name.startswith("_"):
+        for name in fields.keys() - _STANDARD_ATTRS:
+            if name == "request_id" or name[0] == "_" or name.lower() in _FORBIDDEN_FIELDS:
                 continue
-            if name.lower() in _FORBIDDEN_FIELDS:
-                continue
-            entry[name] = scrub(value) if isinstance(value, str) else _jsonable(value)
+            value = fields[name]
+            if isinstance(value, str):
+                entry[name] = scrub(value)
+            elif isinstance(value, int | float | bool) or value is None:
+                entry[name] = value
+            else:
+                entry[name] = scrub(str(value))
         if record.exc_info:
             entry["exc"] = scrub("".join(traceback.format_exception(*record.exc_info)))
-        return json.dumps(entry, ensure_ascii=False, separators=(",", ":"))
+        return json.dumps(entry, ensure_ascii=False, separators=(",", ":"), default=str)
 
 
 class PlainFormatter(logging.Formatter):

@@ -5,8 +5,10 @@ weighted by how much of it still lies within the last 60 s. That smooths the bur
 fixed window allows at each minute boundary, for the same storage (two counters per limit).
 
 With `REDIS_URL` set, the counters live in Redis, shared by every web process, and a check is
-one pipelined round trip (INCR/INCRBY + EXPIRE + GET of the previous window). Without it (the
-embedded default), they live in this process's memory.
+one round trip: a Lua script reads both windows' counters and, only if every limit holds,
+adds the request (INCRBY + EXPIRE), atomically, so refused requests are never counted and two
+racing requests cannot both take the last slot. Without Redis (the embedded default) the
+counters live in this process's memory, under a lock.
 
 If Redis cannot be reached, `RATE_LIMIT_FAIL_OPEN` (default True) decides: serve, counting in
 this process's memory for the next `RATE_LIMIT_REDIS_RETRY_SECONDS` (a per-process limit is
@@ -22,7 +24,7 @@ import math
 import threading
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 
@@ -36,6 +38,7 @@ logger = logging.getLogger(__name__)
 
 WINDOW_SECONDS = 60
 _TTL = 2 * WINDOW_SECONDS + 5  # a window's counter is read during the next one
+_UNLIMITED = 2**62
 
 
 @dataclass(frozen=True)
@@ -44,10 +47,6 @@ class Counts:
 
     current: int
     previous: int
-
-
-def _estimate(counts: Counts, elapsed: float) -> float:
-    return counts.previous * (1 - elapsed / WINDOW_SECONDS) + counts.current
 
 
 def retry_after_seconds(*, counts: Counts, cost: int, limit: int, elapsed: float) -> int:
@@ -69,6 +68,13 @@ def retry_after_seconds(*, counts: Counts, cost: int, limit: int, elapsed: float
 # --- in-process counters ------------------------------------------------------------------
 
 
+Amounts = dict[str, tuple[int, int]]  # kind ("r", "t") → (amount to add, limit)
+
+
+def _fits(before: Counts, amount: int, limit: int, weight: float) -> bool:
+    return before.previous * weight + before.current + amount <= limit
+
+
 class LocalCounters:
     """Sliding-window counters in this process; a lock makes them safe from any thread."""
 
@@ -77,15 +83,29 @@ class LocalCounters:
         # (key_id, kind) → [window, current, previous]
         self._counts: dict[tuple[int, str], list[int]] = {}
 
-    def add(self, key_id: int, kind: str, window: int, amount: int) -> Counts:
+    def _entry(self, key_id: int, kind: str, window: int) -> list[int]:
+        entry = self._counts.get((key_id, kind))
+        if entry is None or entry[0] < window - 1:
+            entry = self._counts[(key_id, kind)] = [window, 0, 0]
+        elif entry[0] == window - 1:
+            entry[:] = [window, 0, entry[1]]
+        return entry
+
+    def check_and_add(
+        self, key_id: int, window: int, weight: float, amounts: Amounts
+    ) -> tuple[bool, dict[str, Counts]]:
+        """Add every amount if all of them fit; return whether they did and the counts before."""
         with self._lock:
-            entry = self._counts.get((key_id, kind))
-            if entry is None or entry[0] < window - 1:
-                entry = self._counts[(key_id, kind)] = [window, 0, 0]
-            elif entry[0] == window - 1:
-                entry[:] = [window, 0, entry[1]]
-            entry[1] += amount
-            return Counts(current=entry[1], previous=entry[2])
+            entries = {kind: self._entry(key_id, kind, window) for kind in amounts}
+            before = {kind: Counts(current=e[1], previous=e[2]) for kind, e in entries.items()}
+            allowed = all(
+                _fits(before[kind], amount, limit, weight)
+                for kind, (amount, limit) in amounts.items()
+            )
+            if allowed:
+                for kind, (amount, _) in amounts.items():
+                    entries[kind][1] += amount
+            return allowed, before
 
     def clear(self) -> None:
         with self._lock:
@@ -96,8 +116,35 @@ _local = LocalCounters()
 
 # --- Redis ------------------------------------------------------------------------------------
 
-# One client per event loop: an asyncio Redis connection belongs to the loop that opened it.
-_clients: dict[int, tuple[asyncio.AbstractEventLoop, str, Redis]] = {}
+# Check and add in one atomic step, in one round trip: for each limit, read this window's and
+# the previous window's counters; if every limit holds with this request added, add it.
+# KEYS: (current, previous) per limit; ARGV: weight, ttl, then (amount, limit) per limit.
+# Returns {allowed (1/0), current1, previous1, current2, previous2}, the counts before.
+_CHECK_AND_ADD = """
+local weight = tonumber(ARGV[1])
+local ttl = tonumber(ARGV[2])
+local out = {1}
+for i = 1, #KEYS, 2 do
+  local current = tonumber(redis.call('GET', KEYS[i]) or '0')
+  local previous = tonumber(redis.call('GET', KEYS[i + 1]) or '0')
+  out[#out + 1] = current
+  out[#out + 1] = previous
+  if previous * weight + current + tonumber(ARGV[2 + i]) > tonumber(ARGV[3 + i]) then
+    out[1] = 0
+  end
+end
+if out[1] == 1 then
+  for i = 1, #KEYS, 2 do
+    redis.call('INCRBY', KEYS[i], ARGV[2 + i])
+    redis.call('EXPIRE', KEYS[i], ttl)
+  end
+end
+return out
+"""
+
+# One client (and its registered script) per event loop: an asyncio Redis connection belongs
+# to the loop that opened it.
+_clients: dict[int, tuple[asyncio.AbstractEventLoop, str, Redis, Any]] = {}
 _redis_down_until = 0.0
 
 
@@ -105,56 +152,45 @@ def _redis_url() -> str:
     return getattr(settings, "RATE_LIMIT_REDIS_URL", "") or settings.REDIS_URL
 
 
-def _redis_client(url: str) -> Redis:
+def _redis_script(url: str) -> Any:
     from redis.asyncio import Redis
 
     loop = asyncio.get_running_loop()
     found = _clients.get(id(loop))
     if found is not None and found[0] is loop and found[1] == url:
-        return found[2]
+        return found[3]
     timeout = settings.RATE_LIMIT_REDIS_TIMEOUT
     client = Redis.from_url(
-        url,
-        socket_connect_timeout=timeout,
-        socket_timeout=timeout,
-        retry_on_timeout=False,
+        url, socket_connect_timeout=timeout, socket_timeout=timeout, retry_on_timeout=False
     )
-    for loop_id, (other, _, _) in list(_clients.items()):
+    script = client.register_script(_CHECK_AND_ADD)
+    for loop_id, (other, *_rest) in list(_clients.items()):
         if other.is_closed():
             del _clients[loop_id]
-    _clients[id(loop)] = (loop, url, client)
-    return client
+    _clients[id(loop)] = (loop, url, client, script)
+    return script
 
 
 def _prefix() -> str:
     return settings.CACHES["default"].get("KEY_PREFIX") or "sb"
 
 
-async def _redis_add(
-    client: Redis, key_id: int, window: int, amounts: dict[str, int]
-) -> dict[str, Counts]:
-    """One round trip: for each limited kind, add to this window and read the previous one."""
-    base = f"{_prefix()}:rl:{key_id}:"
-    pipe = client.pipeline(transaction=False)
-    for kind, amount in amounts.items():
-        current = f"{base}{kind}:{window}"
-        pipe.incrby(current, amount)
-        pipe.expire(current, _TTL)
-        pipe.get(f"{base}{kind}:{window - 1}")
-    results = await pipe.execute()
-    counts = {}
-    for index, kind in enumerate(amounts):
-        current, _, previous = results[3 * index : 3 * index + 3]
-        counts[kind] = Counts(current=int(current), previous=int(previous or 0))
-    return counts
-
-
-async def _redis_undo(client: Redis, key_id: int, window: int, amounts: dict[str, int]) -> None:
-    base = f"{_prefix()}:rl:{key_id}:"
-    pipe = client.pipeline(transaction=False)
-    for kind, amount in amounts.items():
-        pipe.decrby(f"{base}{kind}:{window}", amount)
-    await pipe.execute()
+async def _redis_check_and_add(
+    url: str, key_id: int, window: int, weight: float, amounts: Amounts
+) -> tuple[bool, dict[str, Counts]]:
+    # The {key_id} hash tag keeps a key's counters in one slot on a Redis Cluster.
+    base = f"{_prefix()}:rl:{{{key_id}}}:"
+    keys: list[str] = []
+    args: list[Any] = [repr(weight), _TTL]
+    for kind, (amount, limit) in amounts.items():
+        keys += [f"{base}{kind}:{window}", f"{base}{kind}:{window - 1}"]
+        args += [amount, limit]
+    result = await _redis_script(url)(keys=keys, args=args)
+    before = {
+        kind: Counts(current=int(result[1 + 2 * i]), previous=int(result[2 + 2 * i]))
+        for i, kind in enumerate(amounts)
+    }
+    return bool(result[0]), before
 
 
 def _redis_failed(exc: Exception) -> None:
@@ -178,32 +214,20 @@ def _unavailable() -> ServiceUnavailable:
     )
 
 
-async def _add(key_id: int, window: int, amounts: dict[str, int]) -> tuple[dict[str, Counts], bool]:
-    """Counts after adding `amounts`, and whether they came from Redis."""
+async def _check_and_add(
+    key_id: int, window: int, weight: float, amounts: Amounts
+) -> tuple[bool, dict[str, Counts]]:
     url = _redis_url()
     if url and time.monotonic() >= _redis_down_until:
         from redis.exceptions import RedisError
 
         try:
-            return await _redis_add(_redis_client(url), key_id, window, amounts), True
+            return await _redis_check_and_add(url, key_id, window, weight, amounts)
         except (RedisError, OSError) as exc:
             _redis_failed(exc)
     if url and not settings.RATE_LIMIT_FAIL_OPEN:
         raise _unavailable()
-    return {kind: _local.add(key_id, kind, window, n) for kind, n in amounts.items()}, False
-
-
-async def _undo(key_id: int, window: int, amounts: dict[str, int], *, shared: bool) -> None:
-    if shared:
-        from redis.exceptions import RedisError
-
-        try:
-            await _redis_undo(_redis_client(_redis_url()), key_id, window, amounts)
-        except (RedisError, OSError) as exc:
-            _redis_failed(exc)
-        return
-    for kind, amount in amounts.items():
-        _local.add(key_id, kind, window, -amount)
+    return _local.check_and_add(key_id, window, weight, amounts)
 
 
 # --- the interface ------------------------------------------------------------------------------
@@ -212,46 +236,51 @@ async def _undo(key_id: int, window: int, amounts: dict[str, int], *, shared: bo
 async def rate_limit_hit(*, key_id: int, rpm: int | None, tpm: int | None, tokens: int) -> None:
     """Count one request of `tokens` (estimated input + max output) against the key's limits.
 
-    Raises RateLimited (429, with Retry-After) when either limit would be exceeded; the refused
-    request is not counted. No-op when the key has no limits.
+    Raises RateLimited (429, with Retry-After) when either limit would be exceeded; a refused
+    request is not counted. No-op (no I/O) when the key has no limits.
     """
-    amounts: dict[str, int] = {}
+    amounts: Amounts = {}
     if rpm:
-        amounts["r"] = 1
+        amounts["r"] = (1, rpm)
     if tpm:
-        amounts["t"] = max(0, int(tokens))
+        amounts["t"] = (max(0, int(tokens)), tpm)
     if not amounts:
         return
-    now = time.time()
-    window, elapsed = divmod(now, WINDOW_SECONDS)
-    counts, shared = await _add(key_id, int(window), amounts)
-    refused: list[tuple[str, str, int, int]] = []  # (kind, label, limit, cost)
-    if rpm and _estimate(counts["r"], elapsed) > rpm:
-        refused.append(("rpm", "requests", rpm, 1))
-    if tpm and _estimate(counts["t"], elapsed) > tpm:
-        refused.append(("tpm", "tokens", tpm, amounts["t"]))
-    if not refused:
+    window, elapsed = divmod(time.time(), WINDOW_SECONDS)
+    weight = 1 - elapsed / WINDOW_SECONDS
+    allowed, before = await _check_and_add(key_id, int(window), weight, amounts)
+    if allowed:
         return
-    await _undo(key_id, int(window), amounts, shared=shared)
-    retry_after = 0
-    for kind, _label, limit, cost in refused:
-        record_rate_limited(kind=kind)
-        key = "r" if kind == "rpm" else "t"
-        before = Counts(current=counts[key].current - cost, previous=counts[key].previous)
+    refused = [
+        kind
+        for kind, (amount, limit) in amounts.items()
+        if not _fits(before[kind], amount, limit, weight)
+    ]
+    retry_after = 1
+    for kind in refused:
+        amount, limit = amounts[kind]
+        record_rate_limited(kind="rpm" if kind == "r" else "tpm")
         retry_after = max(
-            retry_after, retry_after_seconds(counts=before, cost=cost, limit=limit, elapsed=elapsed)
+            retry_after,
+            retry_after_seconds(counts=before[kind], cost=amount, limit=limit, elapsed=elapsed),
         )
-    kind, label, limit, cost = refused[0]
-    if kind == "tpm" and cost > limit:
+    kind = refused[0] if refused else "r"
+    amount, limit = amounts[kind]
+    if kind == "t" and amount > limit:
         message = (
-            f"This request needs about {cost} tokens, more than this key's limit of "
+            f"This request needs about {amount} tokens, more than this key's limit of "
             f"{limit} tokens per minute."
         )
     else:
+        label = "requests" if kind == "r" else "tokens"
         message = f"Rate limit of {limit} {label} per minute reached for this key."
     raise RateLimited(
         message,
-        details={"limit": kind, "value": limit, "retry_after_seconds": retry_after},
+        details={
+            "limit": "rpm" if kind == "r" else "tpm",
+            "value": limit,
+            "retry_after_seconds": retry_after,
+        },
         headers={"Retry-After": str(retry_after)},
     )
 
@@ -263,7 +292,7 @@ async def rate_limit_record_tokens(*, key_id: int, tpm: int | None, tokens: int)
         return
     window = int(time.time() // WINDOW_SECONDS)
     try:
-        await _add(key_id, window, {"t": int(tokens)})
+        await _check_and_add(key_id, window, 0.0, {"t": (int(tokens), _UNLIMITED)})
     except ServiceUnavailable:
         return
 

@@ -33,4 +33,5 @@ def redis_url(settings) -> str:
     if not redis_reachable():
         pytest.skip("no Redis on 127.0.0.1:6379")
     settings.RATE_LIMIT_REDIS_URL = LOCAL_REDIS
+    settings.RATE_LIMIT_REDIS_TIMEOUT = 5  # a loaded CI machine must not look like an outage
     return LOCAL_REDIS

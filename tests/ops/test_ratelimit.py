@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 
@@ -142,12 +143,31 @@ async def test_redis_counters_are_shared_across_processes(redis_url, key_id, clo
         await rate_limit_hit(key_id=key_id, rpm=3, tpm=None, tokens=0)
 
 
-async def test_redis_token_limit_and_undo_of_refused_requests(redis_url, key_id, clock):
+async def test_redis_token_limit_does_not_count_refused_requests(redis_url, key_id, clock):
     await rate_limit_hit(key_id=key_id, rpm=100, tpm=1000, tokens=900)
     for _ in range(5):
         with pytest.raises(RateLimited):
             await rate_limit_hit(key_id=key_id, rpm=100, tpm=1000, tokens=200)
     await rate_limit_hit(key_id=key_id, rpm=100, tpm=1000, tokens=100)
+
+
+@pytest.mark.parametrize("store", ["local", "redis"])
+async def test_concurrent_requests_never_exceed_the_limit(store, settings, request, key_id, clock):
+    if store == "redis":
+        request.getfixturevalue("redis_url")
+    else:
+        settings.REDIS_URL = ""
+        settings.RATE_LIMIT_REDIS_URL = ""
+
+    async def one() -> bool:
+        try:
+            await rate_limit_hit(key_id=key_id, rpm=10, tpm=None, tokens=0)
+        except RateLimited:
+            return False
+        return True
+
+    results = await asyncio.gather(*(one() for _ in range(50)))
+    assert results.count(True) == 10
 
 
 async def test_redis_outage_fails_open_to_local_counting_and_warns_once(
