@@ -162,7 +162,14 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BEAT_SCHEDULE: dict = {
     "heartbeat": {"task": "core.tasks.heartbeat", "schedule": 60.0, "args": ["beat"]},
     "shutdown-alerts": {"task": "routing.tasks.send_shutdown_alerts", "schedule": 6 * 60 * 60.0},
+    "budget-reservations-sweep": {
+        "task": "spend.tasks.budget_reservations_sweep_task",
+        "schedule": 60.0,
+    },
 }
+# A budget reservation older than this is taken for a crashed request and released. Keep it
+# well above the longest request (timeouts x attempts).
+BUDGET_RESERVATION_TIMEOUT_SECONDS = env.int("BUDGET_RESERVATION_TIMEOUT_SECONDS", default=900)
 
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
