@@ -152,6 +152,7 @@ def budgets_forget(team_id: int | None = None) -> None:
 
 # ---------------------------------------------------------------- SQL
 
+
 def _money(value: Decimal) -> object:
     return connection.ops.adapt_decimalfield_value(value, **COST_DIGITS)
 

@@ -62,8 +62,8 @@ class UsageFilterForm(forms.Form):
     def __init__(self, *args, teams: list[Team], **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.teams = teams
-        self.team: Team | None = None
-        self.prompt: Prompt | None = None
+        self.selected_team: Team | None = None
+        self.selected_prompt: Prompt | None = None
 
     def clean(self) -> dict:
         data = super().clean()
@@ -90,23 +90,23 @@ class UsageFilterForm(forms.Form):
         data = self.cleaned_data
         team_ids = tuple(team.id for team in self.teams)
         if data.get("team"):
-            self.team = next((t for t in self.teams if t.slug == data["team"]), None)
-            if self.team is None:
+            self.selected_team = next((t for t in self.teams if t.slug == data["team"]), None)
+            if self.selected_team is None:
                 raise Http404("No such team.")
-            team_ids = (self.team.id,)
+            team_ids = (self.selected_team.id,)
         if data.get("prompt"):
-            self.prompt = (
+            self.selected_prompt = (
                 Prompt.objects.filter(id=data["prompt"], team_id__in=team_ids)
                 .select_related("team")
                 .first()
             )
-            if self.prompt is None:
+            if self.selected_prompt is None:
                 raise Http404("No such prompt.")
         return UsageFilters(
             start_day=data["start"],
             end_day=data["end"],
             team_ids=team_ids,
-            prompt_id=self.prompt.id if self.prompt else None,
+            prompt_id=self.selected_prompt.id if self.selected_prompt else None,
             model_name=data.get("model") or "",
             tier_name=data.get("tier") or "",
             purpose=data.get("purpose") or "",

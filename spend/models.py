@@ -241,11 +241,14 @@ class RollupState(models.Model):
     """One row: rollups hold exactly the usage records created before `rolled_until`.
 
     The dashboard adds the raw records from `rolled_until` on, so it never counts a record twice
-    nor misses one. `time_zone` is the zone the days were cut in; a change rebuilds them.
+    nor misses one. `last_record_id` is the newest record the last run saw: a record above it
+    dated before the watermark arrived late, and its day is recomputed. `time_zone` is the zone
+    the days were cut in; a change rebuilds them.
     """
 
     name = models.CharField(max_length=32, unique=True, default="usage")
     rolled_until = models.DateTimeField(null=True, blank=True)
+    last_record_id = models.BigIntegerField(default=0)
     time_zone = models.CharField(max_length=64, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -28,7 +28,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Case, Count, F, IntegerField, Q, QuerySet, Sum, Value, When
+from django.db.models import Case, Count, F, IntegerField, Max, Q, QuerySet, Sum, Value, When
 from django.utils import timezone
 
 from core.money import ZERO
@@ -330,35 +330,43 @@ def usage_rollup_run(
 ) -> RollupResult:
     """Bring the rollups up to `now - settle_seconds`; one transaction per day.
 
+    Recomputes the watermark's day and the ones after it, the `reconcile_days` before it, and
+    any older day that received a record since the last run (a late writer or an import).
     Runs may overlap (beat plus a manual run): each day's transaction locks the state row,
     and a run that finds the watermark already past its own cut-off stops there, so the
     watermark never moves back over rows a newer run wrote.
     """
     now = now or timezone.now()
     until = now - dt.timedelta(seconds=settle_seconds)
-    tz_name = settings.TIME_ZONE
+    tz = local_tz()
     with transaction.atomic():
         state = _state_locked()
-        if state.time_zone and state.time_zone != tz_name:
+        if state.time_zone and state.time_zone != settings.TIME_ZONE:
             # Days were cut in another zone: they do not line up with today's days.
             DailyRollup.objects.all().delete()
-            state.rolled_until = None
-        state.time_zone = tz_name
-        state.save(update_fields=["rolled_until", "time_zone", "updated_at"])
-        watermark = state.rolled_until
+            state.rolled_until, state.last_record_id = None, 0
+        state.time_zone = settings.TIME_ZONE
+        state.save()
+        watermark, last_id = state.rolled_until, state.last_record_id
+    max_id = UsageRecord.objects.aggregate(max_id=Max("id"))["max_id"] or 0
+    days: set[dt.date] = set()
     if watermark is None:
         first_record = UsageRecord.objects.order_by("created_at").values("created_at").first()
         if first_record is None or first_record["created_at"] >= until:
             return RollupResult(days=[], rows=0, rolled_until=watermark)
-        first_day = local_day(first_record["created_at"])
+        first_day = local_day(first_record["created_at"], tz)
     else:
-        first_day = local_day(watermark) - dt.timedelta(days=reconcile_days)
-    last_day = local_day(until)
+        first_day = local_day(watermark, tz) - dt.timedelta(days=reconcile_days)
+        late = UsageRecord.objects.filter(
+            id__gt=last_id, id__lte=max_id, created_at__lt=day_bounds(first_day, tz)[0]
+        ).datetimes("created_at", "day", tzinfo=tz)
+        days.update(moment.date() for moment in late)
+    days.update(_days(first_day, local_day(until, tz)))
     flagship = flagship_load()
     done: list[dt.date] = []
     written = 0
-    for day in _days(first_day, last_day):
-        _start, end = day_bounds(day)
+    for day in sorted(days):
+        _start, end = day_bounds(day, tz)
         covered_until = min(end, until)
         with transaction.atomic():
             state = _state_locked()
@@ -373,8 +381,11 @@ def usage_rollup_run(
                 state.save(update_fields=["rolled_until", "updated_at"])
         done.append(day)
         written += len(rows)
-    watermark = RollupState.objects.filter(name="usage").values_list("rolled_until", flat=True)
-    return RollupResult(days=done, rows=written, rolled_until=watermark.first())
+    else:
+        RollupState.objects.filter(name="usage", last_record_id__lt=max_id).update(
+            last_record_id=max_id
+        )
+    return RollupResult(days=done, rows=written, rolled_until=rollup_watermark())
 
 
 def rollup_watermark() -> dt.datetime | None:
@@ -392,8 +403,8 @@ def usage_rollup_rebuild(*, days: Iterable[dt.date] | None = None) -> RollupResu
         state = _state_locked()
         if days is None:
             DailyRollup.objects.all().delete()
-            state.rolled_until = None
-            state.save(update_fields=["rolled_until", "updated_at"])
+            state.rolled_until, state.last_record_id = None, 0
+            state.save(update_fields=["rolled_until", "last_record_id", "updated_at"])
     if days is None:
         return usage_rollup_run()
     flagship = flagship_load()
