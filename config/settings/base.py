@@ -161,6 +161,9 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BEAT_SCHEDULE: dict = {
     "heartbeat": {"task": "core.tasks.heartbeat", "schedule": 60.0, "args": ["beat"]},
+    "spend-rollup": {"task": "spend.tasks.usage_rollup", "schedule": 300.0},
+    "spend-alerts": {"task": "spend.tasks.alerts_check", "schedule": 60.0},
+    "spend-content-purge": {"task": "spend.tasks.content_purge", "schedule": 3600.0},
 }
 
 REST_FRAMEWORK = {
@@ -182,6 +185,10 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
 }
+
+# Spend alerts: the webhook signing secret lives in the environment variable named here.
+SPEND_ALERT_WEBHOOK_SECRET_ENV = "SWITCHBOARD_WEBHOOK_SECRET"
+SPEND_ERROR_SPIKE = {"window_minutes": 15, "min_requests": 20, "rate": "0.2"}
 
 # Upstreams. The simulator is the default upstream until OPENAI_API_KEY is set.
 OPENAI_API_KEY = env("OPENAI_API_KEY", default="")
