@@ -166,6 +166,9 @@ CELERY_BEAT_SCHEDULE: dict = {
         "task": "spend.tasks.budget_reservations_sweep_task",
         "schedule": 60.0,
     },
+    "spend-rollup": {"task": "spend.tasks.usage_rollup", "schedule": 300.0},
+    "spend-alerts": {"task": "spend.tasks.alerts_check", "schedule": 60.0},
+    "spend-content-purge": {"task": "spend.tasks.content_purge", "schedule": 3600.0},
 }
 # A budget reservation older than this is taken for a crashed request and released. Keep it
 # well above the longest request (timeouts x attempts).
@@ -190,6 +193,10 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
 }
+
+# Spend alerts: the webhook signing secret lives in the environment variable named here.
+SPEND_ALERT_WEBHOOK_SECRET_ENV = "SWITCHBOARD_WEBHOOK_SECRET"
+SPEND_ERROR_SPIKE = {"window_minutes": 15, "min_requests": 20, "rate": "0.2"}
 
 # Upstreams. The simulator is the default upstream until OPENAI_API_KEY is set.
 OPENAI_API_KEY = env("OPENAI_API_KEY", default="")
