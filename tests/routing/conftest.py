@@ -19,8 +19,12 @@ def _fresh_price_cache():
 
 @pytest.fixture
 def seeded(db) -> None:
-    """The seeded catalog, tiers and default policy (no upstream needed)."""
+    """The seeded catalog, tiers and default policy (no upstream needed), and an empty audit
+    trail (the seed publishes the classifier prompt, which is audited)."""
+    from core.models import AuditEvent
+
     seed_catalog(simulator_url="http://127.0.0.1:9/v1")
+    AuditEvent.objects.all().delete()
 
 
 @pytest.fixture
