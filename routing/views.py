@@ -117,7 +117,7 @@ def _page_context(request: HttpRequest, policy: Policy | None) -> dict[str, Any]
     return {
         "can_edit": selectors.user_can_edit_routing(user=request.user),
         "policies": Policy.objects.order_by("-is_active", "name"),
-        "test_form": RouteTestForm(),
+        "test_form": _test_form(request),
         **_tiers_context(),
         **_rules_context(request, policy),
     }
@@ -385,8 +385,53 @@ def price_import(request: HttpRequest) -> HttpResponse:
     return render(request, "routing/price_import.html", context)
 
 
+def _test_form(request: HttpRequest, data: Any = None) -> RouteTestForm:
+    """The sample-request form, offering only the teams (and their prompts) the user sees."""
+    form = RouteTestForm(data)
+    teams = user_teams(user=request.user)
+    form.fields["team"].queryset = teams
+    form.fields["prompt"].queryset = form.fields["prompt"].queryset.filter(team__in=teams)
+    return form
+
+
+def _tool_capabilities(tool_types: frozenset[str]) -> frozenset[str]:
+    """What a request's tools require of a model (as the gateway derives it)."""
+    needed = {"tools"} if tool_types else set()
+    needed |= tool_types & {"computer_use", "tool_search"}
+    return frozenset(needed)
+
+
 @login_required
 @require_POST
 def route_test(request: HttpRequest) -> HttpResponse:
-    """The 'test the policy' box: placeholder until the router lands (merge of gateway)."""
-    return HttpResponse("The router is not available yet.", status=503)
+    """The 'test the policy' box: the active policy's decision for a sample request, from the
+    router itself (as POST /api/v1/route explains it). No model is called."""
+    from routing.router import RequestFeatures, estimate_tokens, route
+    from routing.snapshot import snapshot_load
+
+    form = _test_form(request, request.POST)
+    context: dict[str, Any] = {"test_form": form}
+    if form.is_valid():
+        data = form.cleaned_data
+        prompt = data["prompt"]
+        team = data["team"] or (prompt.team if prompt else None)
+        tool_types = frozenset(
+            "computer_use" if kind.startswith("computer") else kind for kind in data["tools"]
+        )
+        features = RequestFeatures(
+            team_id=team.pk if team else None,
+            prompt_id=prompt.pk if prompt else None,
+            task_tag=data["task_tag"] or (prompt.task_tag if prompt else None),
+            estimated_input_tokens=estimate_tokens(data["input"]),
+            tool_types=tool_types,
+            required_capabilities=_tool_capabilities(tool_types),
+            metadata=data["metadata"],
+        )
+        snapshot = snapshot_load()  # fresh: reflects an edit made a moment ago
+        try:
+            decision = route(features, snapshot)
+        except AppError as error:
+            context["route_error"] = error.message
+        else:
+            context.update(decision=decision, features=features, policy_name=snapshot.policy_name)
+    return render(request, "routing/index.html#route-result", context)

@@ -350,3 +350,67 @@ def test_only_admins_change_tiers(client, request, user):
     assert response.status_code == 403
     assert client.post(reverse("routing:tier-model-remove", args=["mini", mini])).status_code == 403
     assert _tier_names("mini") == ["gpt-5.4-mini", "gpt-6.1-terra"]
+
+
+# --- the 'test the policy' box --------------------------------------------------------------
+
+
+def _route(client, **data):
+    base = {"team": "", "prompt": "", "task_tag": "", "input": "", "tools": "", "metadata": ""}
+    return client.post(reverse("routing:route-test"), {**base, **data}, **HTMX)
+
+
+def test_the_test_box_shows_the_matching_rule_tier_and_models(client, bob, team):
+    client.force_login(bob)
+    response = _route(
+        client, task_tag="extraction", input="Invoice 42 from ACME", team=str(team.pk)
+    )
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert 'data-testid="route-result"' in html
+    assert "rule <strong>Routine tasks to mini</strong> → tier <strong>mini</strong>" in html
+    assert "gpt-5.4-mini → gpt-6.1-terra" in html
+    assert "<html" not in html
+
+
+def test_the_test_box_follows_tools_and_metadata_rules(client, dana, team):
+    Rule.objects.create(
+        policy=_policy(),
+        position=0,
+        name="EU to nano",
+        action="tier",
+        target_tier=Tier.objects.get(name="nano"),
+        metadata_conditions=[{"key": "region", "op": "in", "value": ["eu"]}],
+    )
+    client.force_login(dana)
+    html = _route(client, tools="computer_use_preview", metadata="region=eu").content.decode()
+    # the computer-use rule comes first (same position, older): flagship
+    assert (
+        "rule <strong>Computer use needs flagship</strong> → tier <strong>flagship</strong>" in html
+    )
+    assert "needs computer_use, tools" in html
+    html = _route(client, metadata="region=eu").content.decode()
+    assert "tier <strong>nano</strong>" in html
+
+
+def test_the_test_box_says_when_the_classifier_decides(client, bob):
+    client.force_login(bob)
+    html = _route(client, task_tag="generation", input="Write a poem").content.decode()
+    assert "the <strong>classifier</strong> picks the tier" in html
+
+
+def test_the_test_box_rejects_bad_metadata_lines(client, bob):
+    client.force_login(bob)
+    html = _route(client, metadata="just-a-key").content.decode()
+    assert "Line 1: write key=value." in html
+    assert 'data-testid="route-result"' not in html
+
+
+def test_the_test_box_offers_only_the_users_teams(client, bob, other_team):
+    client.force_login(bob)
+    html = client.get(reverse("routing:index")).content.decode()
+    box = html[html.index('id="route-test"') :]
+    assert "Team A" in box
+    assert "Team B" not in box
+    response = _route(client, team=str(other_team.pk))
+    assert "Select a valid choice" in response.content.decode()
