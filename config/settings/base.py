@@ -166,7 +166,18 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BEAT_SCHEDULE: dict = {
     "heartbeat": {"task": "core.tasks.heartbeat", "schedule": 60.0, "args": ["beat"]},
     "idempotency-purge": {"task": "core.tasks.idempotency_purge", "schedule": 3600.0},
+    "shutdown-alerts": {"task": "routing.tasks.send_shutdown_alerts", "schedule": 6 * 60 * 60.0},
+    "budget-reservations-sweep": {
+        "task": "spend.tasks.budget_reservations_sweep_task",
+        "schedule": 60.0,
+    },
+    "spend-rollup": {"task": "spend.tasks.usage_rollup", "schedule": 300.0},
+    "spend-alerts": {"task": "spend.tasks.alerts_check", "schedule": 60.0},
+    "spend-content-purge": {"task": "spend.tasks.content_purge", "schedule": 3600.0},
 }
+# A budget reservation older than this is taken for a crashed request and released. Keep it
+# well above the longest request (timeouts x attempts).
+BUDGET_RESERVATION_TIMEOUT_SECONDS = env.int("BUDGET_RESERVATION_TIMEOUT_SECONDS", default=900)
 
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
@@ -193,9 +204,16 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
 }
 
+# Spend alerts: the webhook signing secret lives in the environment variable named here.
+SPEND_ALERT_WEBHOOK_SECRET_ENV = "SWITCHBOARD_WEBHOOK_SECRET"
+SPEND_ERROR_SPIKE = {"window_minutes": 15, "min_requests": 20, "rate": "0.2"}
+
 # Upstreams. The simulator is the default upstream until OPENAI_API_KEY is set.
 OPENAI_API_KEY = env("OPENAI_API_KEY", default="")
 SIMULATOR_URL = env("SIMULATOR_URL", default="http://127.0.0.1:8100/v1")
+
+# Alerts (lifecycle, budgets): email to admins/finance users, and this webhook if set.
+ALERT_WEBHOOK_URL = env("ALERT_WEBHOOK_URL", default="")
 
 LOGGING = logging_config(
     level=env("LOG_LEVEL", default="INFO"), fmt=env("LOG_FORMAT", default="json")
