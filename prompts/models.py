@@ -95,6 +95,10 @@ class Label(models.Model):
     prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="labels")
     name = models.SlugField(max_length=64)
     version = models.ForeignKey(PromptVersion, on_delete=models.PROTECT, related_name="labels")
+    # where the label pointed before its last move: what "rollback" moves it back to
+    previous_version = models.ForeignKey(
+        PromptVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     updated_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -130,6 +134,18 @@ class ApprovalRequest(TimeStampedModel):
 
     class Meta:
         ordering = ["-created_at"]
+        constraints = [
+            # publishing twice while a request waits returns the waiting request
+            models.UniqueConstraint(
+                fields=["version", "label_name"],
+                condition=models.Q(status="pending"),
+                name="one_pending_approval_per_version_label",
+            ),
+        ]
+        indexes = [
+            # the approvals queue: pending requests, newest first
+            models.Index(fields=["status", "-created_at"], name="approval_status_created"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.version} → {self.label_name}: {self.status}"

@@ -5,7 +5,8 @@ from __future__ import annotations
 from django.db import transaction
 
 from accounts.models import Team, User
-from prompts.models import Label, Prompt, PromptVersion
+from prompts.models import Label, Prompt
+from prompts.services import label_move, prompt_create, prompt_version_create
 
 SAMPLE_PROMPTS = [
     {
@@ -93,30 +94,27 @@ SAMPLE_PROMPTS = [
 
 @transaction.atomic
 def seed_prompts(*, team: Team, author: User | None) -> None:
+    """Create each sample prompt that does not exist yet, with v1 published to production."""
     for spec in SAMPLE_PROMPTS:
-        prompt, created = Prompt.objects.get_or_create(
+        if Prompt.objects.filter(team=team, slug=spec["slug"]).exists():
+            continue
+        prompt = prompt_create(
             team=team,
             slug=spec["slug"],
-            defaults={
-                "name": spec["name"],
-                "task_tag": spec["task_tag"],
-                "description": spec["description"],
-            },
+            name=spec["name"],
+            task_tag=spec["task_tag"],
+            description=spec["description"],
+            actor=author,
         )
-        if not created:
-            continue
-        version = PromptVersion.objects.create(
+        version = prompt_version_create(
             prompt=prompt,
-            number=1,
+            author=author,
             system_template=spec["system_template"],
             user_template=spec["user_template"],
             variables=spec["variables"],
             max_output_tokens=spec["max_output_tokens"],
             reasoning_effort=spec.get("reasoning_effort", ""),
             response_schema=spec["response_schema"],
-            author=author,
             change_note="Demo data",
         )
-        Label.objects.create(
-            prompt=prompt, name=Label.PRODUCTION, version=version, updated_by=author
-        )
+        label_move(prompt=prompt, label=Label.PRODUCTION, version=version, actor=author)

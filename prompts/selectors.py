@@ -1,0 +1,180 @@
+"""Reads of prompts: the gateway's cached version resolution, and the pages' queries."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.cache import cache
+from django.db.models import Prefetch, Q, QuerySet
+
+from accounts.models import Role, Team, User
+from accounts.selectors import user_has_role, user_teams
+from core.errors import NotFound
+from prompts.models import Label, Prompt, PromptVersion
+
+RESOLVE_CACHE_SECONDS = 120
+_MISSING = "missing"  # cached negative answer; creating the version/label deletes it
+
+
+def resolve_cache_key(*, team_id: int, slug: str, label: str | None, version: int | None) -> str:
+    which = f"v:{version}" if version is not None else f"l:{label or Label.PRODUCTION}"
+    return f"prompts:resolve:{team_id}:{slug}:{which}"
+
+
+def _not_found(slug: str, label: str | None, version: int | None) -> NotFound:
+    if version is not None:
+        return NotFound(f"Prompt {slug!r} has no version {version}.", param="version")
+    return NotFound(
+        f"Prompt {slug!r} not found or has no {label or Label.PRODUCTION!r} label.",
+        param="prompt",
+    )
+
+
+def _resolve_queryset(
+    *, team_id: int, slug: str, label: str | None, version: int | None
+) -> QuerySet[PromptVersion]:
+    versions = PromptVersion.objects.select_related("prompt").filter(
+        prompt__team_id=team_id, prompt__slug=slug
+    )
+    if version is not None:
+        return versions.filter(number=version)
+    return versions.filter(labels__name=label or Label.PRODUCTION)
+
+
+async def prompt_version_resolve(
+    *, team_id: int, slug: str, label: str | None = None, version: int | None = None
+) -> PromptVersion:
+    """The version a request names: by number if given, else by label (default production).
+
+    A cached hit costs one cache round trip and no query. Raises NotFound.
+    """
+    key = resolve_cache_key(team_id=team_id, slug=slug, label=label, version=version)
+    found: Any = await cache.aget(key)
+    if found is None:
+        found = (
+            await _resolve_queryset(
+                team_id=team_id, slug=slug, label=label, version=version
+            ).afirst()
+            or _MISSING
+        )
+        await cache.aset(key, found, RESOLVE_CACHE_SECONDS)
+    if found == _MISSING:
+        raise _not_found(slug, label, version)
+    return found
+
+
+def prompt_version_resolve_sync(
+    *, team_id: int, slug: str, label: str | None = None, version: int | None = None
+) -> PromptVersion:
+    """The sync twin of prompt_version_resolve, for DRF views and Celery tasks."""
+    key = resolve_cache_key(team_id=team_id, slug=slug, label=label, version=version)
+    found: Any = cache.get(key)
+    if found is None:
+        found = (
+            _resolve_queryset(team_id=team_id, slug=slug, label=label, version=version).first()
+            or _MISSING
+        )
+        cache.set(key, found, RESOLVE_CACHE_SECONDS)
+    if found == _MISSING:
+        raise _not_found(slug, label, version)
+    return found
+
+
+def resolve_cache_forget(*, team_id: int, slug: str, label: str | None = None, version=None):
+    cache.delete(resolve_cache_key(team_id=team_id, slug=slug, label=label, version=version))
+
+
+# ---------------------------------------------------------------------------------------------
+# Pages and API
+
+
+def prompt_list(
+    *,
+    user: User | None = None,
+    team: Team | None = None,
+    search: str = "",
+    team_slug: str = "",
+    tag: str = "",
+    label: str = "",
+) -> QuerySet[Prompt]:
+    """Prompts visible to `user` (or in `team`, for a key), filtered; labels prefetched."""
+    if team is not None:
+        prompts = Prompt.objects.filter(team=team)
+    elif user is not None and user.is_authenticated:
+        prompts = Prompt.objects.filter(team__in=user_teams(user=user))
+    else:
+        return Prompt.objects.none()
+    if search:
+        prompts = prompts.filter(
+            Q(slug__icontains=search) | Q(name__icontains=search) | Q(description__icontains=search)
+        )
+    if team_slug:
+        prompts = prompts.filter(team__slug=team_slug)
+    if tag:
+        prompts = prompts.filter(task_tag=tag)
+    if label:
+        prompts = prompts.filter(labels__name=label)
+    return (
+        prompts.select_related("team")
+        .prefetch_related(
+            Prefetch("labels", queryset=Label.objects.select_related("version").order_by("name"))
+        )
+        .distinct()
+        .order_by("team__name", "slug")
+    )
+
+
+def prompt_get_for_user(*, user: User, team_slug: str, slug: str) -> Prompt:
+    """The prompt, if the user may see its team; else NotFound (never a hint that it exists)."""
+    prompt = (
+        Prompt.objects.select_related("team")
+        .filter(team__in=user_teams(user=user), team__slug=team_slug, slug=slug)
+        .first()
+    )
+    if prompt is None:
+        raise NotFound(f"Prompt {slug!r} not found.")
+    return prompt
+
+
+def prompt_versions(*, prompt: Prompt) -> QuerySet[PromptVersion]:
+    return (
+        PromptVersion.objects.filter(prompt=prompt)
+        .select_related("author")
+        .prefetch_related("labels")
+        .order_by("-number")
+    )
+
+
+def prompt_version_get(*, prompt: Prompt, number: int) -> PromptVersion:
+    version = (
+        PromptVersion.objects.select_related("prompt", "author")
+        .filter(prompt=prompt, number=number)
+        .first()
+    )
+    if version is None:
+        raise NotFound(f"Prompt {prompt.slug!r} has no version {number}.", param="version")
+    return version
+
+
+def prompt_label_version(*, prompt: Prompt, label: str) -> PromptVersion | None:
+    found = Label.objects.select_related("version").filter(prompt=prompt, name=label).first()
+    return found.version if found else None
+
+
+# ---------------------------------------------------------------------------------------------
+# Access
+
+
+def user_in_team(*, user: User, team: Team) -> bool:
+    return bool(user.is_authenticated) and user_teams(user=user).filter(pk=team.pk).exists()
+
+
+def user_can_edit(*, user: User, team: Team) -> bool:
+    """Create prompts and versions, move labels: a prompt_editor in the team."""
+    return user_has_role(user=user, role=Role.PROMPT_EDITOR) and user_in_team(user=user, team=team)
+
+
+def user_can_approve(*, user: User, team: Team) -> bool:
+    return user_has_role(user=user, role=Role.PROMPT_APPROVER) and user_in_team(
+        user=user, team=team
+    )
