@@ -11,6 +11,7 @@ from core.errors import BadRequest
 REASONING_EFFORTS = ("", "none", "minimal", "low", "medium", "high", "xhigh")
 DEFAULT_COLUMNS = (("tier", "mini"), ("tier", "flagship"))
 LETTERS = "ABCD"
+AUTO = "auto"  # the routing policy (or the prompt version's own tier) decides
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,10 +33,10 @@ class ColumnSpec:
 
     @property
     def target(self) -> str:
-        """The value of the target select: `tier:<name>` or `model:<name>`."""
+        """The value of the target select: `tier:<name>`, `model:<name>` or `auto`."""
         if self.model:
             return f"model:{self.model}"
-        return f"tier:{self.tier}" if self.tier else ""
+        return f"tier:{self.tier}" if self.tier else AUTO
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -61,7 +62,7 @@ def _target_of(data: dict[str, Any]) -> str:
         return f"model:{data['model']}"
     if data.get("tier"):
         return f"tier:{data['tier']}"
-    return ""
+    return AUTO
 
 
 def column_spec_parse(

@@ -1,6 +1,6 @@
 """Reading an uploaded CSV or JSONL dataset: rows with line numbers, or errors per line.
 
-Pure functions; the service stores what they return. CSV cells are strings and are typed here
+No database or network; the service stores what they return. CSV cells are strings and are typed here
 from the prompt's variable schema (`row_variables`), JSONL values are kept as they are."""
 
 from __future__ import annotations
@@ -9,13 +9,12 @@ import csv
 import io
 import json
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
 from typing import Any
+
+from prompts.rendering import parse_form_value
 
 EXPECTED_COLUMN_NAMES = ("expected", "expected_output", "ideal", "answer")
 MAX_ERRORS_SHOWN = 50
-_TRUE = {"true", "yes", "1", "y", "t"}
-_FALSE = {"false", "no", "0", "n", "f"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,33 +162,14 @@ def unmapped_variables(variables: list[dict], mapping: dict[str, str]) -> list[s
 
 
 def _typed(value: Any, variable: dict) -> Any:
-    """A CSV cell (a string) typed by the variable's declared type; JSONL values pass through."""
+    """A CSV cell (a string) typed by the variable's declared type, as the prompt editor's
+    form does; JSONL values pass through (the prompt's validation checks them)."""
     if not isinstance(value, str):
         return value
-    kind = variable.get("type", "string")
-    text = value.strip()
-    if kind == "integer":
-        try:
-            return int(text)
-        except ValueError:
-            raise ValueError(f"{variable['name']}: {value!r} is not an integer") from None
-    if kind == "number":
-        try:
-            return float(Decimal(text))
-        except InvalidOperation:
-            raise ValueError(f"{variable['name']}: {value!r} is not a number") from None
-    if kind == "boolean":
-        if text.lower() in _TRUE:
-            return True
-        if text.lower() in _FALSE:
-            return False
-        raise ValueError(f"{variable['name']}: {value!r} is not true or false")
-    if kind in ("list", "json"):
-        try:
-            return json.loads(text)
-        except json.JSONDecodeError:
-            raise ValueError(f"{variable['name']}: {value!r} is not valid JSON") from None
-    return value
+    try:
+        return parse_form_value(variable, value)
+    except ValueError as exc:
+        raise ValueError(f"{variable['name']}: {exc}") from None
 
 
 def row_variables(

@@ -89,6 +89,7 @@ class ComparisonColumn(models.Model):
     json_valid = models.BooleanField(null=True, blank=True)
     schema_valid = models.BooleanField(null=True, blank=True)
     schema_error = models.CharField(max_length=500, blank=True)
+    request_id = models.CharField(max_length=64, blank=True)
     usage_record = models.ForeignKey(
         "spend.UsageRecord", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -349,6 +350,10 @@ class RowVote(TimeStampedModel):
 
     def __str__(self) -> str:
         return f"{self.job_id}#{self.row_index}: {self.verdict}"
+
+    @property
+    def winner_letter(self) -> str:
+        return "ABCD"[self.winner_column] if self.winner_column is not None else ""
 
 
 class ShadowPair(models.Model):

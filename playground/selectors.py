@@ -95,26 +95,6 @@ def prompt_version_get(*, team: Team, pk: int) -> PromptVersion:
     return version
 
 
-def prompt_version_resolve(*, team: Team, slug: str, version: int | None, label: str | None):
-    """A team's prompt version by number, or by label (production when neither is given)."""
-    prompt = Prompt.objects.filter(team=team, slug=slug).first()
-    if prompt is None:
-        raise Http404(f"No prompt {slug!r} in this team.")
-    if version is not None:
-        found = prompt.versions.filter(number=version).first()
-    else:
-        found_label = (
-            Label.objects.select_related("version")
-            .filter(prompt=prompt, name=label or Label.PRODUCTION)
-            .first()
-        )
-        found = found_label.version if found_label else None
-    if found is None:
-        raise Http404(f"No such version of {slug!r}.")
-    found.prompt = prompt
-    return found
-
-
 @dataclass(frozen=True, slots=True)
 class VersionChoice:
     id: int
@@ -146,7 +126,7 @@ def target_choices() -> list[tuple[str, str]]:
         (f"model:{m.name}", m.name)
         for m in Model.objects.filter(is_active=True).select_related("tier")
     ]
-    return tiers + models
+    return [*tiers, ("auto", "Auto (routing policy)"), *models]
 
 
 def comparisons_saved(*, team: Team, limit: int = 50) -> QuerySet[Comparison]:
@@ -194,6 +174,7 @@ def vote_summary(*, comparison: Comparison) -> VoteSummary:
 class ColumnTotals:
     index: int
     label: str
+    letter: str = ""
     items: int = 0
     done: int = 0
     errors: int = 0
@@ -216,10 +197,10 @@ class ColumnTotals:
 def job_column_totals(*, job: Job) -> list[ColumnTotals]:
     """Per-column totals of a job: cost and tokens summed in the database; latency
     percentiles, pass rate and agreement with the first column from the done items."""
-    from playground.columns import ColumnSpec
+    from playground.columns import LETTERS, ColumnSpec
 
     totals = [
-        ColumnTotals(index=i, label=ColumnSpec.from_dict(spec).label)
+        ColumnTotals(index=i, label=ColumnSpec.from_dict(spec).label, letter=LETTERS[i])
         for i, spec in enumerate(job.columns)
     ]
     sums = (
@@ -285,12 +266,22 @@ class ResultRow:
     different: bool
     failed: bool
 
+    @property
+    def cells(self) -> list[tuple[str, JobItem | None]]:
+        return list(zip("ABCD", self.items, strict=False))
+
 
 RESULT_FILTERS = ("all", "failures", "different")
 
 
 def job_result_rows(
-    *, job: Job, filter: str = "all", search: str = "", offset: int = 0, limit: int = 50
+    *,
+    job: Job,
+    filter: str = "all",
+    search: str = "",
+    offset: int = 0,
+    limit: int = 50,
+    row_index: int | None = None,
 ) -> tuple[list[ResultRow], int]:
     """One page of the results matrix (rows x columns) and the number of matching rows.
 
@@ -298,6 +289,8 @@ def job_result_rows(
     outputs do not all agree. `search` looks in the outputs and the input."""
     columns = len(job.columns)
     items = JobItem.objects.filter(job=job)
+    if row_index is not None:
+        items = items.filter(row_index=row_index)
     row_filter = Q()
     if search:
         row_filter &= Q(output__icontains=search) | Q(input__icontains=search)
