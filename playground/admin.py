@@ -28,5 +28,13 @@ class JobAdmin(admin.ModelAdmin):
 
 @admin.register(ShadowPair)
 class ShadowPairAdmin(admin.ModelAdmin):
-    list_display = ["pk", "prompt", "production_tier", "shadow_tier", "status", "agree", "created_at"]
+    list_display = [
+        "pk",
+        "prompt",
+        "production_tier",
+        "shadow_tier",
+        "status",
+        "agree",
+        "created_at",
+    ]
     list_filter = ["status", "team"]

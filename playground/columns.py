@@ -72,8 +72,12 @@ def column_spec_parse(
 
     Whether the tier or model exists is checked by `column_specs_check` (it needs the DB)."""
     kind, _, name = (target or "").partition(":")
-    if kind not in ("tier", "model") or not name:
-        raise BadRequest(f"A column needs a tier or a model (got {target!r}).", param="target")
+    if target == AUTO:
+        kind, name = AUTO, ""
+    elif kind not in ("tier", "model") or not name:
+        raise BadRequest(
+            f"A column needs a tier, a model or auto (got {target!r}).", param="target"
+        )
     temp: Decimal | None = None
     if temperature not in (None, ""):
         try:

@@ -253,13 +253,10 @@ async def column_stream(request: HttpRequest, pk: int, position: int) -> HttpRes
     user = await request.auser()
     if not user.is_authenticated:
         return HttpResponse(status=401)
+    team_ids = await sync_to_async(_team_ids)(user)
     column = await (
         ComparisonColumn.objects.select_related("comparison")
-        .filter(
-            comparison_id=pk,
-            position=position,
-            comparison__team__in=user_teams(user=user),
-        )
+        .filter(comparison_id=pk, position=position, comparison__team_id__in=team_ids)
         .afirst()
     )
     if column is None:
@@ -277,6 +274,10 @@ async def column_stream(request: HttpRequest, pk: int, position: int) -> HttpRes
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"
     return response
+
+
+def _team_ids(user: Any) -> list[int]:
+    return list(user_teams(user=user).values_list("pk", flat=True))
 
 
 def _metrics_html(column_id: int) -> str:
