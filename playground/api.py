@@ -157,6 +157,7 @@ class JobListView(APIView):
         ],
         responses={202: JOB_RESPONSE, 409: OpenApiResponse(description="Key reused")},
         summary="Submit a job",
+        operation_id="jobs_create",
     )
     def post(self, request: Request) -> Response:
         serializer = JobSubmitSerializer(data=request.data)
@@ -203,7 +204,9 @@ class JobListView(APIView):
             _job_body(job, request, limit=0), status=status.HTTP_202_ACCEPTED, headers=headers
         )
 
-    @extend_schema(summary="List recent jobs", responses={200: JOB_RESPONSE})
+    @extend_schema(
+        summary="List recent jobs", operation_id="jobs_list", responses={200: JOB_RESPONSE}
+    )
     def get(self, request: Request) -> Response:
         jobs = Job.objects.filter(team__in=_visible_teams(request)).select_related(
             "prompt_version__prompt"
@@ -214,6 +217,7 @@ class JobListView(APIView):
 class JobDetailView(APIView):
     @extend_schema(
         summary="A job's status, progress, cost and results",
+        operation_id="jobs_retrieve",
         parameters=[
             OpenApiParameter("offset", int, description="First item (default 0)."),
             OpenApiParameter(
@@ -233,7 +237,12 @@ class JobDetailView(APIView):
 
 
 class JobCancelView(APIView):
-    @extend_schema(summary="Cancel a job", request=None, responses={200: JOB_RESPONSE})
+    @extend_schema(
+        summary="Cancel a job",
+        operation_id="jobs_cancel",
+        request=None,
+        responses={200: JOB_RESPONSE},
+    )
     def post(self, request: Request, pk: int) -> Response:
         job = selectors.job_get(team_ids=_visible_teams(request), pk=pk)
         job = services.job_cancel(job=job, actor=request.user)

@@ -125,7 +125,12 @@ def evidence(team, alice, bob, triage, tiers):
     job = _batch(
         team,
         triage,
-        [("a", "a", None, None), ('{"x":1}', '{"x": 1}', None, None), ("b", "B", None, None), ("short", "long", None, None)],
+        [
+            ("a", "a", None, None),
+            ('{"x":1}', '{"x": 1}', None, None),
+            ("b", "B", None, None),
+            ("short", "long", None, None),
+        ],
     )
     RowVote.objects.create(
         job=job, row_index=3, voter=alice, verdict=Verdict.WINNER, winner_column=0
