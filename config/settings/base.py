@@ -161,7 +161,14 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BEAT_SCHEDULE: dict = {
     "heartbeat": {"task": "core.tasks.heartbeat", "schedule": 60.0, "args": ["beat"]},
+    "budget-reservations-sweep": {
+        "task": "spend.tasks.budget_reservations_sweep_task",
+        "schedule": 60.0,
+    },
 }
+# A budget reservation older than this is taken for a crashed request and released. Keep it
+# well above the longest request (timeouts x attempts).
+BUDGET_RESERVATION_TIMEOUT_SECONDS = env.int("BUDGET_RESERVATION_TIMEOUT_SECONDS", default=900)
 
 # Playground: batch jobs (compare and /api/v1/jobs), datasets, recommendations.
 PLAYGROUND_BATCH_CONCURRENCY = env.int("PLAYGROUND_BATCH_CONCURRENCY", default=8)
