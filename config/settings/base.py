@@ -179,6 +179,23 @@ CELERY_BEAT_SCHEDULE: dict = {
 # well above the longest request (timeouts x attempts).
 BUDGET_RESERVATION_TIMEOUT_SECONDS = env.int("BUDGET_RESERVATION_TIMEOUT_SECONDS", default=900)
 
+# Playground: batch jobs (compare and /api/v1/jobs), datasets, recommendations.
+PLAYGROUND_BATCH_CONCURRENCY = env.int("PLAYGROUND_BATCH_CONCURRENCY", default=8)
+PLAYGROUND_JOB_LEASE_SECONDS = env.float("PLAYGROUND_JOB_LEASE_SECONDS", default=60)
+PLAYGROUND_JOB_MAX_ITEMS = env.int("PLAYGROUND_JOB_MAX_ITEMS", default=20_000)
+PLAYGROUND_DATASET_MAX_BYTES = env.int("PLAYGROUND_DATASET_MAX_BYTES", default=10 * 1024 * 1024)
+PLAYGROUND_DATASET_MAX_ROWS = env.int("PLAYGROUND_DATASET_MAX_ROWS", default=5_000)
+PLAYGROUND_RECOMMEND_MIN_CASES = env.int("PLAYGROUND_RECOMMEND_MIN_CASES", default=20)
+PLAYGROUND_RECOMMEND_MIN_MATCH_RATE = env.float("PLAYGROUND_RECOMMEND_MIN_MATCH_RATE", default=0.9)
+CELERY_BEAT_SCHEDULE["playground-jobs-resume"] = {
+    "task": "playground.tasks.jobs_resume_stale",
+    "schedule": 30.0,
+}
+CELERY_BEAT_SCHEDULE["playground-shadow-purge"] = {
+    "task": "playground.tasks.shadow_content_purge",
+    "schedule": 3600.0,
+}
+
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_AUTHENTICATION_CLASSES": [
