@@ -20,7 +20,6 @@ migrate: install
 	$(PY) manage.py migrate --noinput
 
 run: migrate
-	$(PY) manage.py seed_demo
 	$(PY) manage.py run_stack
 
 simulator: install

@@ -29,6 +29,8 @@ REASONING_EFFORTS = ("", "none", "minimal", "low", "medium", "high", "xhigh")
 SLUG_RE = re.compile(r"^[a-z0-9](?:[a-z0-9_-]{0,98}[a-z0-9])?$")
 LABEL_RE = re.compile(r"^[a-z0-9](?:[a-z0-9_-]{0,62}[a-z0-9])?$")
 EXPORT_FORMAT = "switchboard.prompts/v1"
+# URL words next to /prompts/<slug> (API and pages), so no prompt may take them as its slug
+RESERVED_SLUGS = frozenset({"export", "import", "new", "approvals"})
 
 
 class ApprovalRequired(Forbidden):
@@ -97,7 +99,7 @@ def _prompt_state(prompt: Prompt) -> dict[str, Any]:
 @transaction.atomic
 def prompt_create(*, team: Team, slug: str, name: str, actor: User | None, **fields: Any) -> Prompt:
     _require_editor(actor, team)
-    if not isinstance(slug, str) or not SLUG_RE.match(slug):
+    if not isinstance(slug, str) or not SLUG_RE.match(slug) or slug in RESERVED_SLUGS:
         raise ValidationFailed(
             "Invalid slug.",
             details={"slug": "Lowercase letters, digits, '-' and '_' (at most 100)."},

@@ -149,12 +149,11 @@ def rule_matches(rule: RuleInfo, features: RequestFeatures) -> bool:
         return False
     if rule.tool_types and not rule.tool_types & features.tool_types:
         return False
-    if (
-        rule.required_capability
-        and rule.required_capability not in features.required_capabilities
-    ):
+    if rule.required_capability and rule.required_capability not in features.required_capabilities:
         return False
-    return all(_metadata_matches(c.key, c.op, c.value, features.metadata) for c in rule.metadata_conditions)
+    return all(
+        _metadata_matches(c.key, c.op, c.value, features.metadata) for c in rule.metadata_conditions
+    )
 
 
 def _metadata_matches(key: str, op: str, expected: Any, metadata: Mapping[str, Any]) -> bool:
@@ -225,7 +224,8 @@ def _tier_decision(
         reason=why,
         plan=tuple(plan),
         escalate_on_failed_check=bool(rule and rule.escalate_on_failed_check),
-        allow_tier_fallback=bool(rule and rule.allow_tier_fallback) or rule is None and not pinned,
+        allow_tier_fallback=bool(rule and rule.allow_tier_fallback)
+        or (rule is None and not pinned),
         rule_id=rule.id if rule else None,
     )
 
@@ -240,7 +240,13 @@ def _pinned(features: RequestFeatures, snapshot: Snapshot, requested: str) -> De
                 param="model",
             )
         return _tier_decision(
-            features, snapshot, tier_name, "pinned", f"tier {tier_name} set by the {who}", None, pinned=True
+            features,
+            snapshot,
+            tier_name,
+            "pinned",
+            f"tier {tier_name} set by the {who}",
+            None,
+            pinned=True,
         )
     model = snapshot.models.get(requested)
     if model is None:
@@ -262,7 +268,9 @@ def _pinned(features: RequestFeatures, snapshot: Snapshot, requested: str) -> De
     )
 
 
-def downgrade(decision: Decision, tier_name: str, snapshot: Snapshot, features: RequestFeatures, why: str) -> Decision | None:
+def downgrade(
+    decision: Decision, tier_name: str, snapshot: Snapshot, features: RequestFeatures, why: str
+) -> Decision | None:
     """The same request sent to a cheaper tier (a budget's `downgrade` action), or None."""
     target = snapshot.tier(tier_name)
     current = snapshot.tier(decision.tier)

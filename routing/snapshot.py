@@ -10,6 +10,7 @@ not share the cache (LocMem) still converges.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import datetime as dt
 import time
 import uuid
@@ -20,6 +21,8 @@ from asgiref.sync import sync_to_async
 from django.core.cache import cache
 from django.db import transaction
 from django.db.models.signals import post_delete, post_save
+
+from routing.cache import PRICE_GENERATION_KEY
 
 VERSION_KEY = "routing:snapshot-version"
 CHECK_SECONDS = 1.0
@@ -151,7 +154,9 @@ def _model_info(model: Any, providers: dict[int, ProviderInfo], prices: tuple) -
 
 def _rule_info(rule: Any) -> RuleInfo:
     conditions = tuple(
-        MetadataCondition(key=str(c.get("key", "")), op=str(c.get("op", "eq")), value=c.get("value"))
+        MetadataCondition(
+            key=str(c.get("key", "")), op=str(c.get("op", "eq")), value=c.get("value")
+        )
         for c in (rule.metadata_conditions or [])
         if isinstance(c, dict)
     )
@@ -243,6 +248,14 @@ _state = _Cache()
 _loading: dict[asyncio.AbstractEventLoop, asyncio.Task] = {}
 
 
+# Our own version, and the price cache generation that price imports bump (routing.cache).
+_VERSION_KEYS = [VERSION_KEY, PRICE_GENERATION_KEY]
+
+
+def _version(values: dict[str, Any]) -> str:
+    return "/".join(str(values.get(key, "")) for key in _VERSION_KEYS)
+
+
 def _fresh(now: float) -> bool:
     return (
         _state.snapshot is not None
@@ -266,7 +279,7 @@ async def snapshot_get() -> Snapshot:
     now = time.monotonic()
     if _fresh(now):
         return _state.snapshot  # type: ignore[return-value]
-    version = await cache.aget(VERSION_KEY)
+    version = _version(await cache.aget_many(_VERSION_KEYS))
     if (
         _state.snapshot is not None
         and version == _state.version
@@ -278,7 +291,9 @@ async def snapshot_get() -> Snapshot:
     loop = asyncio.get_running_loop()
     pending = _loading.get(loop)
     if pending is None:
-        pending = _loading[loop] = loop.create_task(sync_to_async(snapshot_load)(version or ""))
+        pending = _loading[loop] = loop.create_task(
+            sync_to_async(snapshot_load)(version), context=contextvars.Context()
+        )
         pending.add_done_callback(lambda _task: _loading.pop(loop, None))
     snapshot = await asyncio.shield(pending)
     return _install(snapshot, version, time.monotonic())
@@ -288,7 +303,7 @@ def snapshot_get_sync() -> Snapshot:
     now = time.monotonic()
     if _fresh(now):
         return _state.snapshot  # type: ignore[return-value]
-    version = cache.get(VERSION_KEY)
+    version = _version(cache.get_many(_VERSION_KEYS))
     if (
         _state.snapshot is not None
         and version == _state.version
@@ -296,7 +311,7 @@ def snapshot_get_sync() -> Snapshot:
     ):
         _state.checked_at = now
         return _state.snapshot
-    return _install(snapshot_load(version or ""), version, time.monotonic())
+    return _install(snapshot_load(version), version, time.monotonic())
 
 
 def snapshot_invalidate() -> None:
@@ -320,4 +335,3 @@ def connect_invalidation() -> None:
     for model in (Provider, Tier, Model, Price, TierModel, Policy, Rule):
         post_save.connect(_on_write, sender=model, dispatch_uid=f"snapshot-{model.__name__}")
         post_delete.connect(_on_write, sender=model, dispatch_uid=f"snapshot-del-{model.__name__}")
-

@@ -7,7 +7,7 @@ import random
 import re
 from dataclasses import dataclass
 
-from simulator.profiles import CACHE_WRITE_MODELS, latency_profile, reasoning_tokens
+from simulator.profiles import latency_profile, reasoning_tokens, writes_cache
 from simulator.schema import Schema, instance_from_schema
 from simulator.text import CHARS_PER_TOKEN, count_tokens, prose, seed_for
 
@@ -118,7 +118,9 @@ def _tool_to_call(conversation: Conversation) -> FunctionTool | None:
     return next(named, conversation.tools[0])
 
 
-def _answer(conversation: Conversation, tool: FunctionTool | None, seed: int, input_tokens: int) -> str:
+def _answer(
+    conversation: Conversation, tool: FunctionTool | None, seed: int, input_tokens: int
+) -> str:
     # Default separators keep spaces inside the JSON, so that it streams in several deltas.
     if tool:
         return json.dumps(instance_from_schema(tool.parameters, seed))
@@ -137,6 +139,6 @@ def _cached_tokens(input_tokens: int) -> int:
 
 
 def _cache_write_tokens(model: str, input_tokens: int, cached: int) -> int:
-    if model not in CACHE_WRITE_MODELS or input_tokens < _CACHE_MINIMUM:
+    if not writes_cache(model) or input_tokens < _CACHE_MINIMUM:
         return 0
     return (input_tokens - cached) // _CACHE_STEP * _CACHE_STEP

@@ -9,7 +9,11 @@ suffix, `gpt-5.4-mini@429`; the header wins when both are given. Modes:
 - `hang`: no answer for 300 s (or until the client disconnects), then a normal answer.
 - `cut`: streams send a few events, then the connection closes without the completion
   event or `[DONE]`; non-streamed answers declare their full Content-Length, send half of the
-  body and close the connection (the client sees a truncated body, a connection error).
+  body and close the connection. The openai SDK raises APIConnectionError for both (its
+  cause: httpx2.RemoteProtocolError).
+
+Failures apply to the two create endpoints, not to /v1/models (the readiness probe). Answers
+report the model name without its suffix.
 """
 
 from __future__ import annotations
@@ -61,7 +65,9 @@ class SimulatorError(Exception):
         }
 
 
-def invalid_request(message: str, *, param: str | None = None, code: str | None = None) -> SimulatorError:
+def invalid_request(
+    message: str, *, param: str | None = None, code: str | None = None
+) -> SimulatorError:
     return SimulatorError(400, message, param=param, code=code)
 
 

@@ -34,21 +34,30 @@ CACHE_WRITE_MODELS = frozenset({"gpt-6.1-terra", "gpt-6.1-sol"})
 # Reasoning tokens per effort level, before a per-request jitter of up to a quarter.
 REASONING_BUDGET: dict[str, int] = {
     "none": 0,
-    "minimal": 32,
-    "low": 96,
-    "medium": 256,
-    "high": 768,
-    "xhigh": 1536,
+    "minimal": 16,
+    "low": 64,
+    "medium": 192,
+    "high": 512,
+    "xhigh": 1024,
 }
 _REASONING_MARKERS = ("5.5", "astra", "sol")
 
 
-def latency_profile(model: str) -> LatencyProfile:
-    """The catalog entry for a model or one of its dated snapshots ("gpt-5.4-mini-2026-03-17")."""
+def catalog_name(model: str) -> str | None:
+    """The catalog model that `model` is, or is a dated snapshot of ("gpt-5.4-mini-2026-03-17")."""
     if model in CATALOG:
-        return CATALOG[model]
+        return model
     prefixes = [name for name in CATALOG if model.startswith(f"{name}-")]
-    return CATALOG[max(prefixes, key=len)] if prefixes else DEFAULT_PROFILE
+    return max(prefixes, key=len) if prefixes else None
+
+
+def latency_profile(model: str) -> LatencyProfile:
+    name = catalog_name(model)
+    return CATALOG[name] if name else DEFAULT_PROFILE
+
+
+def writes_cache(model: str) -> bool:
+    return catalog_name(model) in CACHE_WRITE_MODELS
 
 
 def reasoning_tokens(model: str, effort: str | None, seed: int) -> int:

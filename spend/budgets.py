@@ -43,8 +43,6 @@ from spend.periods import period_bounds
 log = logging.getLogger(__name__)
 
 CONFIG_TTL_SECONDS = 2.0
-_BUDGET = Budget._meta.db_table
-_RESERVATION = BudgetReservation._meta.db_table
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +149,71 @@ def budgets_forget(team_id: int | None = None) -> None:
 
 
 # ---------------------------------------------------------------- SQL
+# Literal table names (checked against the models at import) keep the statements static.
+
+assert Budget._meta.db_table == "spend_budget"
+assert BudgetReservation._meta.db_table == "spend_budgetreservation"
+
+# The period rolls over inside the statement: a row whose period_start is before the current
+# period's start counts its spend as zero and moves period_start (idempotent at the boundary).
+RESERVE_SQL = (
+    "UPDATE spend_budget SET "
+    "spent_usd = (CASE WHEN period_start < %(start)s THEN 0 ELSE spent_usd END), "
+    "period_start = CASE WHEN period_start < %(start)s THEN %(start)s ELSE period_start END, "
+    "reserved_usd = reserved_usd + %(amount)s, updated_at = %(now)s "
+    "WHERE id = %(id)s "
+    "AND (CASE WHEN period_start < %(start)s THEN 0 ELSE spent_usd END) + reserved_usd + %(amount)s <= limit_usd "
+    "RETURNING id, limit_usd, spent_usd, reserved_usd"
+)
+NEW_RESERVATION_SQL = (
+    "INSERT INTO spend_budgetreservation (budget_id, request_id, amount_usd, created_at) "
+    "VALUES (%(id)s, %(request_id)s, %(amount)s, %(now)s) RETURNING id"
+)
+GROW_RESERVATION_SQL = (
+    "UPDATE spend_budgetreservation SET amount_usd = amount_usd + %(amount)s WHERE id = %(rid)s"
+)
+# PostgreSQL: the budget UPDATE and the reservation row in one statement (one round trip).
+PG_RESERVE_NEW_SQL = (
+    "WITH b AS (UPDATE spend_budget SET "
+    "spent_usd = (CASE WHEN period_start < %(start)s THEN 0 ELSE spent_usd END), "
+    "period_start = CASE WHEN period_start < %(start)s THEN %(start)s ELSE period_start END, "
+    "reserved_usd = reserved_usd + %(amount)s, updated_at = %(now)s "
+    "WHERE id = %(id)s "
+    "AND (CASE WHEN period_start < %(start)s THEN 0 ELSE spent_usd END) + reserved_usd + %(amount)s <= limit_usd "
+    "RETURNING id, limit_usd, spent_usd, reserved_usd), "
+    "r AS (INSERT INTO spend_budgetreservation (budget_id, request_id, amount_usd, created_at) "
+    "SELECT id, %(request_id)s, %(amount)s, %(now)s FROM b RETURNING id) "
+    "SELECT b.limit_usd, b.spent_usd, b.reserved_usd, r.id FROM b, r"
+)
+PG_RESERVE_GROW_SQL = (
+    "WITH b AS (UPDATE spend_budget SET "
+    "spent_usd = (CASE WHEN period_start < %(start)s THEN 0 ELSE spent_usd END), "
+    "period_start = CASE WHEN period_start < %(start)s THEN %(start)s ELSE period_start END, "
+    "reserved_usd = reserved_usd + %(amount)s, updated_at = %(now)s "
+    "WHERE id = %(id)s "
+    "AND (CASE WHEN period_start < %(start)s THEN 0 ELSE spent_usd END) + reserved_usd + %(amount)s <= limit_usd "
+    "RETURNING id, limit_usd, spent_usd, reserved_usd), "
+    "r AS (UPDATE spend_budgetreservation SET amount_usd = amount_usd + %(amount)s "
+    "WHERE id = %(rid)s AND EXISTS (SELECT 1 FROM b) RETURNING id) "
+    "SELECT b.limit_usd, b.spent_usd, b.reserved_usd, r.id FROM b, r"
+)
+UNRESERVE_BUDGET_SQL = (
+    "UPDATE spend_budget SET reserved_usd = reserved_usd - %(amount)s WHERE id = %(id)s"
+)
+UNRESERVE_RESERVATION_SQL = (
+    "UPDATE spend_budgetreservation SET amount_usd = amount_usd - %(amount)s WHERE id = %(rid)s"
+)
+CLOSE_RESERVATION_SQL = (
+    "UPDATE spend_budgetreservation SET settled_at = %(now)s "
+    "WHERE id = %(rid)s AND settled_at IS NULL"
+)
+SETTLE_SQL = (
+    "UPDATE spend_budget SET "
+    "spent_usd = (CASE WHEN period_start < %(start)s THEN 0 ELSE spent_usd END) + %(amount)s, "
+    "period_start = CASE WHEN period_start < %(start)s THEN %(start)s ELSE period_start END, "
+    "reserved_usd = reserved_usd - %(released)s, updated_at = %(now)s WHERE id = %(id)s"
+)
+
 
 
 def _money(value: Decimal) -> object:
@@ -159,20 +222,6 @@ def _money(value: Decimal) -> object:
 
 def _when(value: dt.datetime) -> object:
     return connection.ops.adapt_datetimefield_value(value)
-
-
-def _rollover_sql() -> str:
-    """SET clauses that start a new period when the row's period is over (idempotent)."""
-    return (
-        "spent_usd = CASE WHEN period_start < %(start)s THEN 0 ELSE spent_usd END, "
-        "period_start = CASE WHEN period_start < %(start)s THEN %(start)s ELSE period_start END"
-    )
-
-
-_FITS = (
-    "(CASE WHEN period_start < %(start)s THEN 0 ELSE spent_usd END) "
-    "+ reserved_usd + %(amount)s <= limit_usd"
-)
 
 
 def _params(budget: BudgetInfo, amount: Decimal, now: dt.datetime, **extra: object) -> dict:
@@ -190,52 +239,23 @@ def _reserve_one(budget: BudgetInfo, hold: BudgetHold, amount: Decimal, now: dt.
     """One conditional UPDATE (plus the reservation row); False when the budget refuses."""
     rid = hold.reservation_ids.get(budget.id)
     params = _params(budget, amount, now, request_id=hold.request_id, rid=rid)
-    update = (
-        f"UPDATE {_BUDGET} SET {_rollover_sql()}, reserved_usd = reserved_usd + %(amount)s, "
-        f"updated_at = %(now)s WHERE id = %(id)s AND {_FITS} "
-        "RETURNING id, limit_usd, spent_usd, reserved_usd"
-    )
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
-            # One statement: the budget UPDATE and the reservation row commit together.
-            if rid is None:
-                follow = (
-                    f"INSERT INTO {_RESERVATION} (budget_id, request_id, amount_usd, created_at) "
-                    "SELECT id, %(request_id)s, %(amount)s, %(now)s FROM b"
-                )
-            else:
-                follow = (
-                    f"UPDATE {_RESERVATION} SET amount_usd = amount_usd + %(amount)s "
-                    "WHERE id = %(rid)s AND EXISTS (SELECT 1 FROM b)"
-                )
-            cursor.execute(
-                f"WITH b AS ({update}), r AS ({follow} RETURNING id) "
-                "SELECT b.limit_usd, b.spent_usd, b.reserved_usd, r.id FROM b, r",
-                params,
-            )
+            cursor.execute(PG_RESERVE_NEW_SQL if rid is None else PG_RESERVE_GROW_SQL, params)
             row = cursor.fetchone()
         else:
+            # SQLite: the IMMEDIATE transaction holds the write lock across both statements.
             with transaction.atomic():
-                cursor.execute(update, params)
+                cursor.execute(RESERVE_SQL, params)
                 budget_row = cursor.fetchone()
                 row = None
                 if budget_row is not None:
                     if rid is None:
-                        cursor.execute(
-                            f"INSERT INTO {_RESERVATION} (budget_id, request_id, amount_usd, "
-                            "created_at) VALUES (%(id)s, %(request_id)s, %(amount)s, %(now)s) "
-                            "RETURNING id",
-                            params,
-                        )
-                        new_id = cursor.fetchone()[0]
+                        cursor.execute(NEW_RESERVATION_SQL, params)
+                        rid = cursor.fetchone()[0]
                     else:
-                        cursor.execute(
-                            f"UPDATE {_RESERVATION} SET amount_usd = amount_usd + %(amount)s "
-                            "WHERE id = %(rid)s",
-                            params,
-                        )
-                        new_id = rid
-                    row = (*budget_row[1:], new_id)
+                        cursor.execute(GROW_RESERVATION_SQL, params)
+                    row = (*budget_row[1:], rid)
     if row is None:
         return False
     limit, spent, reserved, reservation_id = row
@@ -252,16 +272,10 @@ def _decimal(value: object) -> Decimal:
 
 def _unreserve_one(budget: BudgetInfo, hold: BudgetHold, amount: Decimal) -> None:
     """Give back an increment that another budget of the same request refused."""
-    rid = hold.reservation_ids.get(budget.id)
+    params = {"amount": _money(amount), "id": budget.id, "rid": hold.reservation_ids.get(budget.id)}
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {_BUDGET} SET reserved_usd = reserved_usd - %(amount)s WHERE id = %(id)s",
-            {"amount": _money(amount), "id": budget.id},
-        )
-        cursor.execute(
-            f"UPDATE {_RESERVATION} SET amount_usd = amount_usd - %(amount)s WHERE id = %(rid)s",
-            {"amount": _money(amount), "rid": rid},
-        )
+        cursor.execute(UNRESERVE_BUDGET_SQL, params)
+        cursor.execute(UNRESERVE_RESERVATION_SQL, params)
 
 
 def _reserve_all(hold: BudgetHold, amount: Decimal) -> BudgetInfo | None:
@@ -288,26 +302,12 @@ def budget_settle(*, hold: BudgetHold, actual_usd: Decimal, now: dt.datetime | N
             rid = hold.reservation_ids.get(budget.id)
             released = ZERO
             if rid is not None:
-                cursor.execute(
-                    f"UPDATE {_RESERVATION} SET settled_at = %(now)s "
-                    "WHERE id = %(rid)s AND settled_at IS NULL",
-                    {"now": _when(now), "rid": rid},
-                )
+                cursor.execute(CLOSE_RESERVATION_SQL, {"now": _when(now), "rid": rid})
                 if cursor.rowcount == 1:
                     released = hold.reserved
             if released == 0 and actual_usd == 0:
                 continue
-            params = _params(budget, actual_usd, now, released=_money(released))
-            cursor.execute(
-                f"UPDATE {_BUDGET} SET "
-                "spent_usd = (CASE WHEN period_start < %(start)s THEN 0 ELSE spent_usd END) "
-                "+ %(amount)s, "
-                "period_start = CASE WHEN period_start < %(start)s THEN %(start)s "
-                "ELSE period_start END, "
-                "reserved_usd = reserved_usd - %(released)s, updated_at = %(now)s "
-                "WHERE id = %(id)s",
-                params,
-            )
+            cursor.execute(SETTLE_SQL, _params(budget, actual_usd, now, released=_money(released)))
 
 
 def budget_charge(*, budget_id: int, amount_usd: Decimal) -> None:
@@ -347,3 +347,56 @@ def budget_reservations_sweep(*, older_than: dt.timedelta | None = None) -> int:
         )
     log.warning("released %d stale budget reservations", len(ids))
     return len(ids)
+
+
+# ---------------------------------------------------------------- configuration writes
+
+
+@transaction.atomic
+def budget_set(
+    *,
+    team: object,
+    limit_usd: Decimal,
+    api_key: object | None = None,
+    period: str | None = None,
+    action: str | None = None,
+    downgrade_tier: str | None = None,
+    soft_threshold: Decimal | None = None,
+) -> Budget:
+    """Create or change the team's (or a key's) budget. Spend so far is kept unless the
+    period changes (then the new period starts now, at its natural boundary)."""
+    from core.errors import BadRequest
+    from routing.models import Tier
+
+    if limit_usd < 0:
+        raise BadRequest("The limit must not be negative.", param="limit_usd")
+    if soft_threshold is not None and not (0 <= soft_threshold <= 1):
+        raise BadRequest(
+            "The soft threshold is a fraction between 0 and 1.", param="soft_threshold"
+        )
+    budget = Budget.objects.select_for_update().filter(team=team, api_key=api_key).first()
+    now = timezone.now()
+    if budget is None:
+        budget = Budget(team=team, api_key=api_key, period=period or Budget.Period.MONTHLY)
+        budget.period_start = period_bounds(budget.period, now)[0]
+    elif period and period != budget.period:
+        budget.period = period
+        budget.period_start = period_bounds(period, now)[0]
+        budget.spent_usd = ZERO
+    budget.limit_usd = limit_usd
+    if action:
+        budget.action = action
+    if soft_threshold is not None:
+        budget.soft_threshold = soft_threshold
+    if downgrade_tier is not None:
+        tier = Tier.objects.filter(name=downgrade_tier).first()
+        if tier is None:
+            raise BadRequest(f"Unknown tier {downgrade_tier!r}.", param="downgrade_tier")
+        budget.downgrade_tier = tier
+    if budget.action == Budget.Action.DOWNGRADE and budget.downgrade_tier_id is None:
+        raise BadRequest(
+            "A `downgrade` budget needs a tier to downgrade to.", param="downgrade_tier"
+        )
+    budget.save()
+    transaction.on_commit(lambda: budgets_forget(budget.team_id))
+    return budget

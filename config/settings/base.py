@@ -161,10 +161,17 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BEAT_SCHEDULE: dict = {
     "heartbeat": {"task": "core.tasks.heartbeat", "schedule": 60.0, "args": ["beat"]},
+    "budget-reservations-sweep": {
+        "task": "spend.tasks.budget_reservations_sweep_task",
+        "schedule": 60.0,
+    },
     "spend-rollup": {"task": "spend.tasks.usage_rollup", "schedule": 300.0},
     "spend-alerts": {"task": "spend.tasks.alerts_check", "schedule": 60.0},
     "spend-content-purge": {"task": "spend.tasks.content_purge", "schedule": 3600.0},
 }
+# A budget reservation older than this is taken for a crashed request and released. Keep it
+# well above the longest request (timeouts x attempts).
+BUDGET_RESERVATION_TIMEOUT_SECONDS = env.int("BUDGET_RESERVATION_TIMEOUT_SECONDS", default=900)
 
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",

@@ -1,4 +1,5 @@
-"""`make run`: the simulator, a Celery worker (with beat) and the web server, stopped together."""
+"""`make run`: demo data, then the simulator, a Celery worker (with beat) and the web server,
+stopped together by Ctrl-C."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ import subprocess
 import sys
 import time
 import urllib.request
+from io import StringIO
 
 from django.conf import settings
+from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
 
@@ -25,6 +28,8 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, host, port, simulator_port, latency_scale, **options):
+        seed_output = StringIO()
+        call_command("seed_demo", stdout=seed_output)
         python = sys.executable
         commands = {
             "simulator": [
