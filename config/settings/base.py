@@ -161,6 +161,7 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BEAT_SCHEDULE: dict = {
     "heartbeat": {"task": "core.tasks.heartbeat", "schedule": 60.0, "args": ["beat"]},
+    "shutdown-alerts": {"task": "routing.tasks.send_shutdown_alerts", "schedule": 6 * 60 * 60.0},
     "budget-reservations-sweep": {
         "task": "spend.tasks.budget_reservations_sweep_task",
         "schedule": 60.0,
@@ -200,6 +201,9 @@ SPEND_ERROR_SPIKE = {"window_minutes": 15, "min_requests": 20, "rate": "0.2"}
 # Upstreams. The simulator is the default upstream until OPENAI_API_KEY is set.
 OPENAI_API_KEY = env("OPENAI_API_KEY", default="")
 SIMULATOR_URL = env("SIMULATOR_URL", default="http://127.0.0.1:8100/v1")
+
+# Alerts (lifecycle, budgets): email to admins/finance users, and this webhook if set.
+ALERT_WEBHOOK_URL = env("ALERT_WEBHOOK_URL", default="")
 
 LOGGING = {
     "version": 1,
