@@ -109,9 +109,30 @@ def _status_count(status: str) -> Sum:
     )
 
 
-def record_aggregates() -> dict:
-    """Aggregates over UsageRecord rows, named like DailyRollup's columns (cost excluded of
-    the counterfactual, which is priced per group in Python)."""
+# What a summary table needs; the latency histogram and the rest only where they are shown.
+BASIC_FIELDS = (
+    "requests",
+    "errors",
+    "input_tokens",
+    "output_tokens",
+    "cost_usd",
+    "flagship_cost_usd",
+)
+# What pricing a group of raw records at the flagship needs.
+PRICING_FIELDS = ("input_tokens", "cached_input_tokens", "cache_write_tokens", "output_tokens")
+
+
+def record_aggregates(fields: Iterable[str] | None = None) -> dict:
+    """Aggregates over UsageRecord rows, named like DailyRollup's columns (all, or `fields`
+    plus what flagship pricing needs); the counterfactual is priced per group in Python."""
+    expressions = _record_expressions()
+    if fields is None:
+        return expressions
+    wanted = set(fields) | set(PRICING_FIELDS)
+    return {name: expr for name, expr in expressions.items() if name in wanted}
+
+
+def _record_expressions() -> dict:
     return {
         "requests": Count("id"),
         "errors": _status_count(UsageRecord.Status.ERROR),
@@ -129,9 +150,9 @@ def record_aggregates() -> dict:
     }
 
 
-def rollup_aggregates() -> dict:
-    """The same sums over DailyRollup rows."""
-    return {name: Sum(name) for name in SUM_FIELDS}
+def rollup_aggregates(fields: Iterable[str] | None = None) -> dict:
+    """The same sums over DailyRollup rows (all, or `fields`)."""
+    return {name: Sum(name) for name in (SUM_FIELDS if fields is None else fields)}
 
 
 def empty_totals() -> dict:
@@ -237,9 +258,10 @@ def priced_groups(
     flagship: Flagship,
     start: dt.datetime,
     end: dt.datetime,
+    fields: Iterable[str] | None = None,
 ) -> dict[tuple, dict]:
     """Sum `records` in [start, end) by the values `names`, with the flagship counterfactual;
-    one query per flagship price in force during the span."""
+    one query per flagship price in force during the span. `fields` limits the sums."""
     results: dict[tuple, dict] = {}
     for seg_start, seg_end in flagship.segments(start, end):
         price = flagship.price_at(seg_start)
@@ -248,7 +270,7 @@ def priced_groups(
             .order_by()
             .annotate(long_context=long_context_flag(price))
             .values(*names, "service_tier", "long_context")
-            .annotate(**record_aggregates())
+            .annotate(**record_aggregates(fields))
         )
         for row in rows:
             key = tuple(row[name] for name in names)

@@ -30,6 +30,7 @@ from spend.models import (
     UsageRecord,
 )
 from spend.rollups import (
+    BASIC_FIELDS,
     Flagship,
     add_totals,
     day_bounds,
@@ -127,17 +128,22 @@ def context_load(*, now: dt.datetime | None = None) -> Context:
 
 
 def usage_breakdown(
-    *, filters: UsageFilters, dims: list[str], context: Context
+    *,
+    filters: UsageFilters,
+    dims: list[str],
+    context: Context,
+    fields: tuple[str, ...] | None = None,
 ) -> dict[tuple, dict]:
     """Totals by `dims` (any of day, team_id, prompt_id, model_name, tier_name, purpose):
     rollups for the range plus raw records from the watermark on. Two queries (one more per
-    flagship price change inside the raw span, which is minutes long)."""
+    flagship price change inside the raw span, which is minutes long). `fields` limits the
+    sums to those a table shows (the others stay zero)."""
     results: dict[tuple, dict] = {}
     if not filters.team_ids:
         return results
     watermark = context.watermark
     if watermark is not None:
-        for row in filters.rollups().values(*dims).annotate(**rollup_aggregates()):
+        for row in filters.rollups().values(*dims).annotate(**rollup_aggregates(fields)):
             results[tuple(row[d] for d in dims)] = add_totals(empty_totals(), row)
     raw_start = filters.start_at if watermark is None else max(filters.start_at, watermark)
     raw_end = min(filters.end_at, context.now + dt.timedelta(days=1))
@@ -397,11 +403,14 @@ def dashboard_build(
     context = context_load(now=now)
     team_names = {team.id: team.name for team in teams}
 
-    by_day_model = usage_breakdown(filters=filters, dims=["day", "model_name"], context=context)
-    by_team = usage_breakdown(filters=filters, dims=["team_id"], context=context)
-    by_prompt = usage_breakdown(filters=filters, dims=["prompt_id"], context=context)
-    by_model = usage_breakdown(filters=filters, dims=["model_name"], context=context)
-    by_tier = usage_breakdown(filters=filters, dims=["tier_name"], context=context)
+    def breakdown(*dims: str, fields: tuple[str, ...] | None = BASIC_FIELDS) -> dict:
+        return usage_breakdown(filters=filters, dims=list(dims), context=context, fields=fields)
+
+    by_day_model = breakdown("day", "model_name")
+    by_team = breakdown("team_id")
+    by_prompt = breakdown("prompt_id")
+    by_model = breakdown("model_name", fields=None)  # every sum: the cards add these up
+    by_tier = breakdown("tier_name")
 
     prompt_ids = [key[0] for key in by_prompt if key[0] is not None]
     prompts = Prompt.objects.filter(id__in=prompt_ids).select_related("team")
@@ -511,7 +520,7 @@ def _burn(status: BudgetStatus, context: Context) -> dict:
     today = local_day(context.now)
     end_day = local_day(status.period_end - dt.timedelta(seconds=1)) if status.period_end else today
     filters = UsageFilters(start_day=start_day, end_day=today, team_ids=(status.budget.team_id,))
-    by_day = usage_breakdown(filters=filters, dims=["day"], context=context)
+    by_day = usage_breakdown(filters=filters, dims=["day"], context=context, fields=("cost_usd",))
     labels, actual, projection = [], [], []
     running = ZERO
     day = start_day
