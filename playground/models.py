@@ -384,8 +384,10 @@ class ShadowPair(models.Model):
     production_tier = models.CharField(max_length=32, blank=True)
     shadow_model = models.CharField(max_length=100, blank=True)
     shadow_tier = models.CharField(max_length=32, blank=True)
-    # Content: needed to re-run; cleared after the run unless the team or prompt keeps content.
-    variables = models.JSONField(null=True, blank=True)
+    production_request_id = models.CharField(max_length=64, blank=True)
+    # Content: the production request's body (rendered input, instructions, output format),
+    # needed to re-run it; cleared after the run unless the team or the prompt keeps content.
+    request_body = models.JSONField(null=True, blank=True)
     production_output = models.TextField(blank=True)
     shadow_output = models.TextField(blank=True)
     content_retained = models.BooleanField(default=False)

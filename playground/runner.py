@@ -256,6 +256,16 @@ async def _heartbeat(ctx: _JobContext, token: str, stop: asyncio.Event) -> None:
             await asyncio.wait_for(stop.wait(), timeout=min(interval, 1.0))
 
 
+async def gateway_cleanup() -> None:
+    """Write pending usage records and close this event loop's upstream clients: a Celery
+    task's loop ends with the task."""
+    from gateway.upstream import clients_close
+    from gateway.usage import usage_flush
+
+    await usage_flush()
+    await clients_close()
+
+
 async def job_run(job_id: int) -> str:
     """Run a job's remaining items; returns the job's status when this runner stops."""
     token = secrets.token_hex(8)
@@ -289,6 +299,7 @@ async def job_run(job_id: int) -> str:
     finally:
         stop.set()
         await heartbeat
+        await gateway_cleanup()
     if ctx.lost.is_set():
         return "lost"
     return await sync_to_async(_finish)(job_id, token)

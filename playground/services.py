@@ -49,6 +49,8 @@ from playground.models import (
 )
 from prompts.models import Prompt, PromptVersion
 
+FLAGSHIP_TIER = "flagship"
+
 logger = logging.getLogger(__name__)
 BULK_BATCH = 500
 
@@ -321,6 +323,7 @@ async def _column_finish(
             schema_valid=verdict.schema_valid,
             schema_error=verdict.error[:500],
             usage_record_id=result.usage_record_id,
+            request_id=result.request_id,
         )
     else:
         fields["output"] = output
@@ -813,20 +816,20 @@ def shadow_maybe_enqueue(
     team_id: int,
     prompt_version_id: int | None,
     tier_name: str,
-    variables: dict[str, Any] | None,
+    request_body: dict[str, Any] | None,
     output: str,
     model_name: str = "",
     cost_usd: Decimal | None = None,
-    usage_record_id: int | None = None,
+    request_id: str = "",
     sample_rate: Decimal | None = None,
     rng: Callable[[], float] = random.random,
 ) -> int | None:
-    """Called by the gateway after a production response (never before it is sent, never
-    raising): with the prompt's sample rate, queue a flagship re-run of a cheap-tier answer.
-    Returns the ShadowPair id when sampled. Cheap when not sampled: no query if the caller
-    passes the prompt's `sample_rate`."""
+    """Called by the gateway once a production response is complete (never on its way out,
+    never raising): with the prompt's sample rate, queue a flagship re-run of an answer that a
+    cheaper tier gave. Returns the ShadowPair id when sampled. Costs no query when the caller
+    passes the prompt's `sample_rate` and the request is not sampled."""
     try:
-        if prompt_version_id is None or not tier_name or variables is None:
+        if prompt_version_id is None or not tier_name or not request_body:
             return None
         if sample_rate is not None and not _sampled(sample_rate, rng):
             return None
@@ -847,11 +850,11 @@ def shadow_maybe_enqueue(
                 team_id=team_id,
                 prompt=prompt,
                 prompt_version=version,
-                production_usage_record_id=usage_record_id,
-                production_model=model_name,
-                production_tier=tier_name,
+                production_request_id=request_id[:64],
+                production_model=model_name[:100],
+                production_tier=tier_name[:32],
                 production_cost_usd=cost_usd or Decimal(0),
-                variables=variables,
+                request_body=request_body,
                 production_output=output,
                 content_retained=prompt.store_content or prompt.team.store_content,
             )
@@ -909,10 +912,11 @@ async def shadow_pair_run(*, pair_id: int) -> ShadowPair:
                 calls.CallInput(
                     team=pair.team,
                     purpose=Purpose.SHADOW,
-                    column=ColumnSpec(tier="flagship"),
+                    column=ColumnSpec(tier=FLAGSHIP_TIER),
                     prompt_version=pair.prompt_version,
-                    variables=pair.variables or {},
+                    body=pair.request_body or {},
                     request_id=f"shadow-{pair.pk}",
+                    metadata={"shadow_of": pair.production_request_id},
                 )
             )
         except AppError as exc:
@@ -927,8 +931,12 @@ async def shadow_pair_run(*, pair_id: int) -> ShadowPair:
                 shadow_usage_record_id=result.usage_record_id,
                 agree=checks.outputs_agree(pair.production_output, result.output),
             )
+    if pair.production_request_id:
+        fields["production_usage_record_id"] = await calls.usage_record_id(
+            pair.production_request_id
+        )
     if not pair.content_retained:
-        fields.update(variables=None, production_output="", shadow_output="")
+        fields.update(request_body=None, production_output="", shadow_output="")
     await ShadowPair.objects.filter(pk=pair.pk).aupdate(**fields)
     await pair.arefresh_from_db()
     return pair
@@ -959,5 +967,5 @@ def shadow_content_purge(*, now: dt.datetime | None = None) -> int:
         cutoff = now - dt.timedelta(days=team.retention_days)
         purged += ShadowPair.objects.filter(
             team=team, content_retained=True, created_at__lt=cutoff
-        ).update(variables=None, production_output="", shadow_output="", content_retained=False)
+        ).update(request_body=None, production_output="", shadow_output="", content_retained=False)
     return purged

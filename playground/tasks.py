@@ -29,9 +29,16 @@ def jobs_resume_stale() -> list[int]:
 
 @shared_task(acks_late=True)
 def shadow_run(pair_id: int) -> str:
+    from playground.runner import gateway_cleanup
     from playground.services import shadow_pair_run
 
-    return async_to_sync(shadow_pair_run)(pair_id=pair_id).status
+    async def run() -> str:
+        try:
+            return (await shadow_pair_run(pair_id=pair_id)).status
+        finally:
+            await gateway_cleanup()
+
+    return async_to_sync(run)()
 
 
 @shared_task
