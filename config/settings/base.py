@@ -202,9 +202,6 @@ SPEND_ERROR_SPIKE = {"window_minutes": 15, "min_requests": 20, "rate": "0.2"}
 OPENAI_API_KEY = env("OPENAI_API_KEY", default="")
 SIMULATOR_URL = env("SIMULATOR_URL", default="http://127.0.0.1:8100/v1")
 
-# Alerts (lifecycle, budgets): email to admins/finance users, and this webhook if set.
-ALERT_WEBHOOK_URL = env("ALERT_WEBHOOK_URL", default="")
-
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
