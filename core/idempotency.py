@@ -4,9 +4,10 @@ Same key + same body → the stored response (status, body, headers) with
 `Idempotent-Replayed: true`; same key + different body → 409 `idempotency_key_reused`;
 a retry while the first request still runs → 409 `idempotency_in_progress` with Retry-After.
 
-Results with a status below 500 are kept (a 402 or 422 will not change on retry); a 5xx or an
-exception releases the key, so that the retry runs again. Streams cannot be replayed: a
-streaming response releases the key too.
+Only successful results (status below 400) are kept. An error response or an exception
+releases the key, so that a retry runs again: after a 429 the client waits and retries, after a
+402 the budget may have been raised, after a 5xx the upstream may be back. Streams cannot be
+replayed: a streaming response releases the key too.
 
 Two ways to use it:
 - decorate a view (async or sync, function or `as_view()`): `idempotent(view)`; it works on
@@ -185,8 +186,8 @@ def idempotency_finish_sync(
     content_type: str = "application/json",
     headers: dict[str, str] | None = None,
 ) -> None:
-    """Store the result for replay (status < 500), or release the key (5xx)."""
-    if status >= 500:
+    """Store the result for replay (status < 400), or release the key (errors)."""
+    if status >= 400:
         idempotency_release_sync(reservation)
         return
     IdempotencyRecord.objects.filter(pk=reservation.record_id).update(

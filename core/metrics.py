@@ -14,8 +14,10 @@ from __future__ import annotations
 import ipaddress
 import os
 import secrets
+from collections.abc import Sequence
 from decimal import Decimal
 from functools import lru_cache
+from typing import Any
 
 from django.conf import settings
 from django.http import HttpRequest
@@ -61,7 +63,7 @@ GATEWAY_LATENCY = Histogram(
 )
 UPSTREAM_ERRORS = Counter(
     "switchboard_upstream_errors",
-    "Failed upstream calls, by provider, model and kind (429, 5xx, timeout, connection, stream_cut, 4xx).",
+    "Failed upstream calls, by provider, model and kind (the usage record's error code).",
     ["provider", "model", "kind"],
 )
 FALLBACKS = Counter(
@@ -121,8 +123,9 @@ def record_request(
     GATEWAY_LATENCY.labels(surface, tier or "-").observe(latency_seconds)
 
 
-def record_upstream_error(*, provider: str, model: str, kind: str) -> None:
-    """One upstream call failed. kind: `429`, `5xx`, `timeout`, `connection`, `stream_cut`, `4xx`."""
+def record_upstream_error(*, provider: str = "-", model: str, kind: str) -> None:
+    """One upstream call failed. kind: the usage record's error code (`rate_limited`,
+    `server_error`, `timeout`, `connection_error`, `bad_request`, `upstream_stream_cut`...)."""
     UPSTREAM_ERRORS.labels(provider, model, kind).inc()
 
 
@@ -158,6 +161,40 @@ def record_spend(
     ):
         if count:
             TOKENS.labels(team, model, kind).inc(count)
+
+
+def record_ledger(records: Sequence[Any]) -> None:
+    """Everything one gateway request's usage records say, in one call when the request ends:
+    each failed attempt (an upstream error, kind = its error code), each move to another model
+    after a failure (a fallback), and the spend and tokens of the rest. Duck-typed on
+    spend.models.UsageRecord (model_name, tier_name, team_id, status, error_code, cost_usd,
+    token counts)."""
+    previous = None
+    for record in records:
+        team = str(record.team_id)
+        if record.status == "error" and record.error_code != "failed_check":
+            record_upstream_error(provider="-", model=record.model_name, kind=record.error_code)
+        if (
+            previous is not None
+            and previous.status != "success"
+            and previous.model_name != record.model_name
+        ):
+            record_fallback(
+                from_model=previous.model_name,
+                to_model=record.model_name,
+                reason=previous.error_code or previous.status,
+            )
+        record_spend(
+            team=team,
+            tier=record.tier_name,
+            model=record.model_name,
+            cost_usd=record.cost_usd,
+            input_tokens=record.input_tokens,
+            cached_input_tokens=record.cached_input_tokens,
+            output_tokens=record.output_tokens,
+            reasoning_tokens=record.reasoning_tokens,
+        )
+        previous = record
 
 
 def record_rate_limited(*, kind: str) -> None:

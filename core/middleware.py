@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import re
 import secrets
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from time import perf_counter
 from typing import Any
@@ -22,13 +21,25 @@ from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonRespons
 
 from core.errors import AppError, BadRequest, PayloadTooLarge
 from core.logging import request_id_var
-from core.metrics import HTTP_IN_FLIGHT, record_http
+from core.metrics import HTTP_IN_FLIGHT, record_http, record_request
 
 access_log = logging.getLogger("switchboard.access")
 
-# A caller's x-request-id is kept if it is a sane token; otherwise we make one.
-_REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
+# A caller's x-request-id is kept if it is a sane token (it is stored on usage records, 64
+# characters at most); otherwise we make one.
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,64}")
 OPENAI_PREFIX = "/v1/"
+# Gateway views (by view name) and the surface label their metrics carry.
+GATEWAY_SURFACES = {
+    "openai:chat-completions": "chat",
+    "openai:responses": "responses",
+    "prompt-run": "run",
+}
+
+
+def new_request_id() -> str:
+    return "req_" + secrets.token_hex(12)
+
 
 GetResponse = Callable[[HttpRequest], Awaitable[HttpResponseBase]]
 
@@ -81,7 +92,7 @@ class RequestContextMiddleware:
         started = perf_counter()
         meta = request.META
         incoming = meta.get("HTTP_X_REQUEST_ID")
-        request_id = incoming if incoming and _REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
+        request_id = incoming if incoming and _REQUEST_ID.fullmatch(incoming) else new_request_id()
         request.request_id = request_id  # type: ignore[attr-defined]
         request.log_fields = {}  # type: ignore[attr-defined]
         token = request_id_var.set(request_id)
@@ -140,21 +151,30 @@ class RequestContextMiddleware:
         seconds = perf_counter() - started
         match = request.resolver_match
         route = match.route if match is not None else "unmatched"
-        record_http(
-            method=request.method or "", route=route, status=response.status_code, seconds=seconds
-        )
+        status = response.status_code
+        record_http(method=request.method or "", route=route, status=status, seconds=seconds)
+        surface = GATEWAY_SURFACES.get(match.view_name) if match is not None else None
+        if surface is not None:
+            # The gateway names what served the request in its response headers.
+            record_request(
+                surface=surface,
+                tier=response.get("x-switchboard-tier", ""),
+                model=response.get("x-switchboard-model", ""),
+                status=status,
+                latency_seconds=seconds,
+            )
         if settings.ACCESS_LOG:
             access_log.info(
                 "%s %s %s",
                 request.method,
                 request.path,
-                response.status_code,
+                status,
                 extra={
                     "request_id": request_id,
                     "method": request.method,
                     "path": request.path,
                     "route": route,
-                    "status": response.status_code,
+                    "status": status,
                     "duration_ms": round(seconds * 1000, 2),
                     "client": request.META.get("REMOTE_ADDR"),
                     **request.log_fields,  # type: ignore[attr-defined]

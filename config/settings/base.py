@@ -238,7 +238,8 @@ LOGGING = logging_config(
 ACCESS_LOG = env.bool("ACCESS_LOG", default=True)
 
 # Operations (core/): limits, rate limiting, idempotency, metrics, CSP. See docs/production.md.
-MAX_REQUEST_BYTES = env.int("MAX_REQUEST_BYTES", default=8 * 1024 * 1024)
+# 20 MiB: as the gateway (GATEWAY_MAX_BODY_BYTES); long contexts and images are large.
+MAX_REQUEST_BYTES = env.int("MAX_REQUEST_BYTES", default=20 * 1024 * 1024)
 JSON_MAX_DEPTH = env.int("JSON_MAX_DEPTH", default=64)
 JSON_MAX_ITEMS = env.int("JSON_MAX_ITEMS", default=100_000)
 RATE_LIMIT_FAIL_OPEN = env.bool("RATE_LIMIT_FAIL_OPEN", default=True)

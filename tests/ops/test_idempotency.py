@@ -70,8 +70,9 @@ def test_a_reservation_whose_process_died_is_taken_over_after_its_lease():
     assert second == first
 
 
-def test_a_server_error_releases_the_key_so_a_retry_runs_again():
-    idempotency_finish_sync(begin(), status=502, body="{}")
+@pytest.mark.parametrize("status", [402, 429, 502])
+def test_an_error_releases_the_key_so_a_retry_runs_again(status):
+    idempotency_finish_sync(begin(), status=status, body="{}")
     assert IdempotencyRecord.objects.count() == 0
     assert isinstance(begin(), Reservation)
 
