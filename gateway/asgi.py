@@ -38,10 +38,16 @@ class GatewayASGIHandler(ASGIHandler):
     """
 
     def load_middleware(self, is_async: bool = False) -> None:
+        from core.middleware import RequestContextMiddleware
+
         self._view_middleware = []
         self._template_response_middleware = []
         self._exception_middleware = []
-        self._middleware_chain = convert_exception_to_response(self._get_response_async)
+        # Only core's async-only request middleware (request id, size limit, access log,
+        # metrics): it adds microseconds and no thread hop (bench/middleware.py).
+        self._middleware_chain = convert_exception_to_response(
+            RequestContextMiddleware(convert_exception_to_response(self._get_response_async))
+        )
 
     async def __call__(self, scope, receive, send) -> None:
         await self.handle(scope, receive, send)

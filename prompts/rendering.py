@@ -109,7 +109,7 @@ def _type_name(value: Any) -> str:
     )
 
 
-def _check_value(spec: Mapping[str, Any], value: Any) -> tuple[Any, str | None]:
+def check_value(spec: Mapping[str, Any], value: Any) -> tuple[Any, str | None]:
     """Return (value, None) when `value` fits `spec`, else (None, the message)."""
     kind = spec.get("type", "string")
     enum = spec.get("enum")
@@ -172,7 +172,7 @@ def validate_variables(schema: list[dict], values: Mapping[str, Any] | None) -> 
         name = spec["name"]
         declared.add(name)
         if name in values and values[name] is not None:
-            value, error = _check_value(spec, values[name])
+            value, error = check_value(spec, values[name])
             if error:
                 errors[name] = error
             else:
@@ -450,7 +450,7 @@ def validate_variable_schema(variables: Any) -> list[TemplateIssue]:
             issues.append(TemplateIssue(where, None, "required must be true or false."))
         default = spec.get("default")
         if default is not None:
-            _, error = _check_value(spec, default)
+            _, error = check_value(spec, default)
             if error:
                 issues.append(TemplateIssue(where, None, f"Default does not fit: {error}"))
     return issues
