@@ -22,6 +22,7 @@ from django.urls import set_script_prefix, set_urlconf
 
 log = logging.getLogger(__name__)
 
+FAST_URLCONF = "gateway.fast_urls"
 GATEWAY_PATHS = re.compile(r"^/(v1/|api/v1/route$|api/v1/prompts/[-a-zA-Z0-9_]+/run$)")
 
 
@@ -57,6 +58,7 @@ class GatewayASGIHandler(ASGIHandler):
         # would cost a thread hop and a log line per request. Upstream failures are in the
         # usage records; uncaught exceptions are still logged by Django's exception handler.
         set_urlconf(settings.ROOT_URLCONF)
+        request.urlconf = FAST_URLCONF
         response = await self._middleware_chain(request)
         response._resource_closers.append(request.close)
         return response

@@ -229,7 +229,6 @@ SETTLE_SQL = (
 )
 
 
-
 def _money(value: Decimal) -> object:
     return connection.ops.adapt_decimalfield_value(value, **COST_DIGITS)
 
