@@ -62,6 +62,7 @@ class Run:
     latencies: list[float] = field(default_factory=list)
     errors: int = 0
     seconds: float = 0.0
+    error_kinds: dict[str, int] = field(default_factory=dict)
 
     @property
     def rps(self) -> float:
@@ -158,8 +159,10 @@ async def one(client, model: str, run: Run) -> None:
     started = time.perf_counter()
     try:
         await client.chat.completions.create(model=model, messages=MESSAGES, max_tokens=200)
-    except Exception:
+    except Exception as exc:
         run.errors += 1
+        kind = f"{type(exc).__name__} {getattr(exc, 'status_code', '')}".strip()
+        run.error_kinds[kind] = run.error_kinds.get(kind, 0) + 1
         return
     run.latencies.append(time.perf_counter() - started)
 
@@ -233,12 +236,16 @@ async def measure(args, simulator_url: str, site_url: str, keys: tuple[str, str]
                 runs[path].latencies += run.latencies
                 runs[path].errors += run.errors
                 runs[path].seconds += run.seconds
+                for kind, count in run.error_kinds.items():
+                    runs[path].error_kinds[kind] = runs[path].error_kinds.get(kind, 0) + count
         level: dict = {"concurrency": concurrency, "requests": requests}
         for path, run in runs.items():
             level[f"{path}_p50_ms"] = run.p(0.5)
             level[f"{path}_p99_ms"] = run.p(0.99)
             level[f"{path}_rps"] = run.rps
             level[f"{path}_errors"] = run.errors
+            if run.error_kinds:
+                level[f"{path}_error_kinds"] = run.error_kinds
         for path in PATHS[1:]:
             level[f"{path}_added_p50_ms"] = level[f"{path}_p50_ms"] - level["direct_p50_ms"]
             level[f"{path}_added_p99_ms"] = level[f"{path}_p99_ms"] - level["direct_p99_ms"]
@@ -276,6 +283,7 @@ async def soak(base_url: str, key: str, model: str, in_flight: int, label: str) 
         "in_flight": in_flight,
         "ok": len(run.latencies),
         "errors": run.errors,
+        "error_kinds": run.error_kinds,
         "wall_s": run.seconds,
         "p50_ms": run.p(0.5),
         "p99_ms": run.p(0.99),
@@ -298,6 +306,9 @@ def print_level(level: dict) -> None:
             f"{level[path + '_rps']:.0f} rps {level[path + '_errors']} err"
         )
     print(" | ".join(parts), flush=True)
+    for path in PATHS:
+        if level.get(f"{path}_error_kinds"):
+            print(f"      {path} errors: {level[path + '_error_kinds']}", flush=True)
 
 
 def calibrated_scale(simulator_url: str) -> float:
