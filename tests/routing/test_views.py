@@ -115,9 +115,9 @@ def test_the_catalog_shows_current_prices_and_the_history(client, bob):
     assert response.status_code == 200
     row = html[html.index('id="model-gpt-5.4-mini"') :]
     assert "$0.75" in row[:2000]
-    assert "$4.5" in row[:2000]
+    assert "$4.50" in row[:2000]
     assert "scheduled" in row
-    assert "$0.7<" in row
+    assert "$0.70<" in row
     assert "$1.25" in html  # terra's cache write price
     assert "Import a price sheet" not in html
 
