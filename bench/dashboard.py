@@ -82,6 +82,11 @@ def parse_args() -> argparse.Namespace:
         ),
     )
     parser.add_argument("--skip-load", action="store_true", help="measure the loaded data")
+    parser.add_argument(
+        "--rebuild-rollups",
+        action="store_true",
+        help="with --skip-load: drop the rollups and time a rollup from scratch again",
+    )
     parser.add_argument("--seed", type=int, default=7)
     return parser.parse_args()
 
@@ -387,6 +392,7 @@ def main() -> None:
     from django.test import Client
     from django.utils import timezone
 
+    import spend.views  # noqa: F401  (load every module now: edits during a long run can't mix in)
     from spend.models import DailyRollup, RollupState, UsageRecord
     from spend.rollups import local_day, usage_rollup_run
 
@@ -400,6 +406,9 @@ def main() -> None:
             f"- load: COPY {timings['copy_s']:.0f} s ({args.rows / timings['copy_s']:,.0f} rows/s), "
             f"index and foreign-key rebuild + ANALYZE {timings['index_s']:.0f} s"
         )
+    if not args.skip_load or args.rebuild_rollups:
+        DailyRollup.objects.all().delete()
+        RollupState.objects.all().delete()
         print("rolling up…", file=sys.stderr)
         started = time.perf_counter()
         result = usage_rollup_run(now=now)
