@@ -27,8 +27,21 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import transaction
-from django.db.models import Case, Count, F, IntegerField, Max, Q, QuerySet, Sum, Value, When
+from django.db import connection, transaction
+from django.db.models import (
+    BigIntegerField,
+    Case,
+    Count,
+    F,
+    IntegerField,
+    Max,
+    Q,
+    QuerySet,
+    Sum,
+    Value,
+    When,
+)
+from django.db.models.functions import Cast
 from django.utils import timezone
 
 from core.money import ZERO
@@ -48,6 +61,7 @@ FLAGSHIP_TIER = "flagship"
 SETTLE_SECONDS = 120
 # Whole days before the watermark's day recomputed on every run, for late writers.
 RECONCILE_DAYS = 1
+ANALYZE_AFTER_ROWS = 20_000
 
 COUNT_FIELDS = (
     "requests",
@@ -109,9 +123,30 @@ def _status_count(status: str) -> Sum:
     )
 
 
-def record_aggregates() -> dict:
-    """Aggregates over UsageRecord rows, named like DailyRollup's columns (cost excluded of
-    the counterfactual, which is priced per group in Python)."""
+# What a summary table needs; the latency histogram and the rest only where they are shown.
+BASIC_FIELDS = (
+    "requests",
+    "errors",
+    "input_tokens",
+    "output_tokens",
+    "cost_usd",
+    "flagship_cost_usd",
+)
+# What pricing a group of raw records at the flagship needs.
+PRICING_FIELDS = ("input_tokens", "cached_input_tokens", "cache_write_tokens", "output_tokens")
+
+
+def record_aggregates(fields: Iterable[str] | None = None) -> dict:
+    """Aggregates over UsageRecord rows, named like DailyRollup's columns (all, or `fields`
+    plus what flagship pricing needs); the counterfactual is priced per group in Python."""
+    expressions = _record_expressions()
+    if fields is None:
+        return expressions
+    wanted = set(fields) | set(PRICING_FIELDS)
+    return {name: expr for name, expr in expressions.items() if name in wanted}
+
+
+def _record_expressions() -> dict:
     return {
         "requests": Count("id"),
         "errors": _status_count(UsageRecord.Status.ERROR),
@@ -129,18 +164,24 @@ def record_aggregates() -> dict:
     }
 
 
-def rollup_aggregates() -> dict:
-    """The same sums over DailyRollup rows."""
-    return {name: Sum(name) for name in SUM_FIELDS}
+def rollup_aggregates(fields: Iterable[str] | None = None) -> dict:
+    """The same sums over DailyRollup rows (all, or `fields`). Counts are cast back to bigint:
+    PostgreSQL sums a bigint column as numeric, which is slow to fetch and convert."""
+    return {
+        name: Sum(name) if name in MONEY_FIELDS else Cast(Sum(name), BigIntegerField())
+        for name in (SUM_FIELDS if fields is None else fields)
+    }
 
 
 def empty_totals() -> dict:
     return {**dict.fromkeys(COUNT_FIELDS, 0), **dict.fromkeys(MONEY_FIELDS, ZERO)}
 
 
-def add_totals(into: dict, row: dict) -> dict:
-    for name in SUM_FIELDS:
-        into[name] += row.get(name) or (ZERO if name in MONEY_FIELDS else 0)
+def add_totals(into: dict, row: dict, fields: Iterable[str] | None = None) -> dict:
+    for name in SUM_FIELDS if fields is None else fields:
+        value = row.get(name)
+        if value:
+            into[name] += value
     return into
 
 
@@ -237,9 +278,10 @@ def priced_groups(
     flagship: Flagship,
     start: dt.datetime,
     end: dt.datetime,
+    fields: Iterable[str] | None = None,
 ) -> dict[tuple, dict]:
     """Sum `records` in [start, end) by the values `names`, with the flagship counterfactual;
-    one query per flagship price in force during the span."""
+    one query per flagship price in force during the span. `fields` limits the sums."""
     results: dict[tuple, dict] = {}
     for seg_start, seg_end in flagship.segments(start, end):
         price = flagship.price_at(seg_start)
@@ -248,7 +290,7 @@ def priced_groups(
             .order_by()
             .annotate(long_context=long_context_flag(price))
             .values(*names, "service_tier", "long_context")
-            .annotate(**record_aggregates())
+            .annotate(**record_aggregates(fields))
         )
         for row in rows:
             key = tuple(row[name] for name in names)
@@ -385,6 +427,11 @@ def usage_rollup_run(
         RollupState.objects.filter(name="usage", last_record_id__lt=max_id).update(
             last_record_id=max_id
         )
+    if written > ANALYZE_AFTER_ROWS and connection.vendor == "postgresql":
+        # A backfill replaces most of the table: fresh statistics keep the dashboard's
+        # aggregates on hash plans instead of sorts spilling to disk.
+        with connection.cursor() as cursor:
+            cursor.execute(f"ANALYZE {DailyRollup._meta.db_table}")
     return RollupResult(days=done, rows=written, rolled_until=rollup_watermark())
 
 

@@ -12,7 +12,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from django.db.models import F, QuerySet
+from django.db.models import F, Q, QuerySet
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
@@ -30,6 +30,7 @@ from spend.models import (
     UsageRecord,
 )
 from spend.rollups import (
+    BASIC_FIELDS,
     Flagship,
     add_totals,
     day_bounds,
@@ -127,17 +128,22 @@ def context_load(*, now: dt.datetime | None = None) -> Context:
 
 
 def usage_breakdown(
-    *, filters: UsageFilters, dims: list[str], context: Context
+    *,
+    filters: UsageFilters,
+    dims: list[str],
+    context: Context,
+    fields: tuple[str, ...] | None = None,
 ) -> dict[tuple, dict]:
     """Totals by `dims` (any of day, team_id, prompt_id, model_name, tier_name, purpose):
     rollups for the range plus raw records from the watermark on. Two queries (one more per
-    flagship price change inside the raw span, which is minutes long)."""
+    flagship price change inside the raw span, which is minutes long). `fields` limits the
+    sums to those a table shows (the others stay zero)."""
     results: dict[tuple, dict] = {}
     if not filters.team_ids:
         return results
     watermark = context.watermark
     if watermark is not None:
-        for row in filters.rollups().values(*dims).annotate(**rollup_aggregates()):
+        for row in filters.rollups().values(*dims).annotate(**rollup_aggregates(fields)):
             results[tuple(row[d] for d in dims)] = add_totals(empty_totals(), row)
     raw_start = filters.start_at if watermark is None else max(filters.start_at, watermark)
     raw_end = min(filters.end_at, context.now + dt.timedelta(days=1))
@@ -397,11 +403,16 @@ def dashboard_build(
     context = context_load(now=now)
     team_names = {team.id: team.name for team in teams}
 
-    by_day_model = usage_breakdown(filters=filters, dims=["day", "model_name"], context=context)
-    by_team = usage_breakdown(filters=filters, dims=["team_id"], context=context)
-    by_prompt = usage_breakdown(filters=filters, dims=["prompt_id"], context=context)
-    by_model = usage_breakdown(filters=filters, dims=["model_name"], context=context)
-    by_tier = usage_breakdown(filters=filters, dims=["tier_name"], context=context)
+    # Two scans of the range, however many tables: one by day x model (the chart), one by
+    # team x prompt x model x tier (a few thousand groups at most) folded here into the tables.
+    by_day_model = usage_breakdown(
+        filters=filters, dims=["day", "model_name"], context=context, fields=DAILY_FIELDS
+    )
+    combined = usage_breakdown(filters=filters, dims=COMBINED_DIMS, context=context)
+    by_team = _fold(combined, COMBINED_DIMS.index("team_id"), BASIC_FIELDS)
+    by_prompt = _fold(combined, COMBINED_DIMS.index("prompt_id"), BASIC_FIELDS)
+    by_model = _fold(combined, COMBINED_DIMS.index("model_name"))  # every sum: cards, latency
+    by_tier = _fold(combined, COMBINED_DIMS.index("tier_name"), BASIC_FIELDS)
 
     prompt_ids = [key[0] for key in by_prompt if key[0] is not None]
     prompts = Prompt.objects.filter(id__in=prompt_ids).select_related("team")
@@ -429,8 +440,11 @@ def dashboard_build(
         row.slug = slugs.get(row.key, "")
         row.budget = team_budgets.get(row.key)
 
+    # the teams' budget alerts, and upstream error spikes (site-wide, no team data in them)
     alerts = list(
-        AlertEvent.objects.filter(team_id__in=filters.team_ids).select_related("team")[:10]
+        AlertEvent.objects.filter(Q(team_id__in=filters.team_ids) | Q(team__isnull=True))
+        .select_related("team")
+        .order_by("-created_at", "-id")[:10]
     )
     burn = None
     if len(filters.team_ids) == 1 and filters.team_ids[0] in team_budgets:
@@ -454,6 +468,23 @@ def dashboard_build(
         flagship_model=context.flagship.model_name,
         tier_names=list(Tier.objects.order_by("rank").values_list("name", flat=True)),
     )
+
+
+COMBINED_DIMS = ["team_id", "prompt_id", "model_name", "tier_name"]
+DAILY_FIELDS = ("requests", "input_tokens", "output_tokens", "cost_usd")
+
+
+def _fold(
+    combined: dict[tuple, dict], index: int, fields: tuple[str, ...] | None = None
+) -> dict[tuple, dict]:
+    """Re-key totals by one of their dimensions, summing `fields` (or every sum)."""
+    folded: dict[tuple, dict] = {}
+    for key, totals in combined.items():
+        into = folded.get((key[index],))
+        if into is None:
+            into = folded[(key[index],)] = empty_totals()
+        add_totals(into, totals, fields)
+    return folded
 
 
 def _daily(
@@ -511,7 +542,7 @@ def _burn(status: BudgetStatus, context: Context) -> dict:
     today = local_day(context.now)
     end_day = local_day(status.period_end - dt.timedelta(seconds=1)) if status.period_end else today
     filters = UsageFilters(start_day=start_day, end_day=today, team_ids=(status.budget.team_id,))
-    by_day = usage_breakdown(filters=filters, dims=["day"], context=context)
+    by_day = usage_breakdown(filters=filters, dims=["day"], context=context, fields=("cost_usd",))
     labels, actual, projection = [], [], []
     running = ZERO
     day = start_day

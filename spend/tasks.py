@@ -1,6 +1,9 @@
-"""Periodic and queued jobs of the spend app (registered in CELERY_BEAT_SCHEDULE)."""
+"""Celery tasks of the spend app (they take ids and call services); the periodic ones are
+registered in CELERY_BEAT_SCHEDULE."""
 
 from __future__ import annotations
+
+import datetime as dt
 
 from celery import shared_task
 
@@ -8,6 +11,15 @@ from spend import alerts
 from spend.budgets import budget_reservations_sweep
 from spend.rollups import usage_rollup_run
 from spend.services import usage_content_purge
+
+
+@shared_task
+def budget_reservations_sweep_task(older_than_seconds: float | None = None) -> int:
+    """Release budget reservations left open by crashed processes (periodic, see settings)."""
+    older_than = (
+        dt.timedelta(seconds=older_than_seconds) if older_than_seconds is not None else None
+    )
+    return budget_reservations_sweep(older_than=older_than)
 
 
 @shared_task
@@ -45,14 +57,3 @@ def alert_deliver(delivery_id: int) -> str | None:
 def content_purge() -> int:
     """Drop stored request/response bodies past each team's retention period."""
     return usage_content_purge()
-
-
-@shared_task
-def budget_reservations_sweep_task(older_than_seconds: float | None = None) -> int:
-    """Release budget reservations left open by crashed processes (periodic, see settings)."""
-    import datetime as dt
-
-    older_than = (
-        dt.timedelta(seconds=older_than_seconds) if older_than_seconds is not None else None
-    )
-    return budget_reservations_sweep(older_than=older_than)

@@ -126,6 +126,16 @@
   document.addEventListener("htmx:afterSettle", function (event) {
     if (event.detail.elt && (event.detail.elt.id === "dashboard" || event.detail.elt.closest("#dashboard"))) draw();
   });
+  // Leave unset filters out of the URL (`?model=x`, not `?team=&model=x&tier=`).
+  document.addEventListener("htmx:configRequest", function (event) {
+    if (!event.detail.elt.closest || !event.detail.elt.closest("#dashboard")) return;
+    const params = event.detail.parameters;
+    for (const key of Array.from(params.keys ? params.keys() : Object.keys(params))) {
+      if (params.get ? params.get(key) === "" : params[key] === "") {
+        if (params.delete) params.delete(key); else delete params[key];
+      }
+    }
+  });
   // Back/forward over entries pushed by filterTo: htmx does not own them, so reload.
   window.addEventListener("popstate", function (event) {
     if (event.state && event.state.switchboardDashboard) window.location.reload();
