@@ -13,5 +13,6 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.dev")
 django_application = get_asgi_application()
 
 from config.static import static_files_app  # noqa: E402  (needs settings loaded)
+from gateway.asgi import with_gateway  # noqa: E402
 
-application = static_files_app(django_application)
+application = static_files_app(with_gateway(django_application))

@@ -1,3 +1,18 @@
-from django.urls import path  # noqa: F401
+"""/api/v1/: the prompt run endpoint and the routing explanation (plain async views)."""
 
-urlpatterns: list = []
+from django.urls import path
+from django.views.decorators.csrf import csrf_exempt
+
+from gateway import api
+from gateway.schema import PromptRunDoc, RouteExplainDoc, documented
+
+urlpatterns = [
+    path(
+        "prompts/<slug:slug>/run",
+        documented(csrf_exempt(api.prompt_run), PromptRunDoc),
+        name="prompt-run",
+    ),
+    path(
+        "route", documented(csrf_exempt(api.route_explain), RouteExplainDoc), name="route-explain"
+    ),
+]

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 
+from django.core.exceptions import ValidationError
 from django.db import models
 
 from core.models import TimeStampedModel
@@ -41,6 +43,17 @@ class Tier(models.Model):
         return self.name
 
 
+class Capability(models.TextChoices):
+    """What a request may require of a model; each maps to `Model.supports_<value>`."""
+
+    TOOLS = "tools"
+    TOOL_SEARCH = "tool_search"
+    COMPUTER_USE = "computer_use"
+    JSON_SCHEMA = "json_schema"
+    VISION = "vision"
+    REASONING = "reasoning"
+
+
 class Model(TimeStampedModel):
     """A catalog entry. Prices live in `Price` rows with effective dates."""
 
@@ -70,6 +83,9 @@ class Model(TimeStampedModel):
     def __str__(self) -> str:
         return self.name
 
+    def supports(self, capability: str) -> bool:
+        return bool(getattr(self, f"supports_{capability}", False))
+
 
 class Price(models.Model):
     """Per-1M-token prices in force from `effective_from` until the next row for the model."""
@@ -87,6 +103,10 @@ class Price(models.Model):
     long_context_output_multiplier = models.DecimalField(
         max_digits=6, decimal_places=3, default=Decimal("1")
     )
+    source = models.CharField(
+        max_length=200, blank=True, help_text="Where the row came from: seed, admin, a price sheet."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["model", "-effective_from"]
@@ -146,6 +166,13 @@ class Rule(models.Model):
         MODEL = "model"
         CLASSIFY = "classify"
 
+    class MetadataOp(models.TextChoices):
+        EQ = "eq"
+        IN = "in"
+        GT = "gt"
+        LT = "lt"
+        REGEX = "regex"
+
     policy = models.ForeignKey(Policy, on_delete=models.CASCADE, related_name="rules")
     position = models.PositiveSmallIntegerField(default=0)
     name = models.CharField(max_length=100)
@@ -184,3 +211,94 @@ class Rule(models.Model):
 
     def __str__(self) -> str:
         return f"{self.policy} #{self.position} {self.name}"
+
+    def clean(self) -> None:
+        """The rule's shape: an action has its target, conditions are well-formed."""
+        from prompts.models import TaskTag
+
+        errors: dict[str, list[str]] = {}
+        if self.action == self.Action.TIER and not self.target_tier_id:
+            errors.setdefault("target_tier", []).append("A tier action needs a target tier.")
+        if self.action == self.Action.MODEL and not self.target_model_id:
+            errors.setdefault("target_model", []).append("A model action needs a target model.")
+        if not isinstance(self.task_tags, list) or any(
+            tag not in TaskTag.values for tag in self.task_tags
+        ):
+            errors.setdefault("task_tags", []).append(
+                f"Task tags must be a list of: {', '.join(TaskTag.values)}."
+            )
+        if not isinstance(self.tool_types, list) or not all(
+            isinstance(tool, str) and tool for tool in self.tool_types
+        ):
+            errors.setdefault("tool_types", []).append("Tool types must be a list of names.")
+        if self.required_capability and self.required_capability not in Capability.values:
+            errors.setdefault("required_capability", []).append(
+                f"Unknown capability; expected one of {', '.join(Capability.values)}."
+            )
+        if (
+            self.min_input_tokens is not None
+            and self.max_input_tokens is not None
+            and self.min_input_tokens > self.max_input_tokens
+        ):
+            errors.setdefault("max_input_tokens", []).append(
+                "The maximum must not be below the minimum."
+            )
+        problems = metadata_condition_problems(self.metadata_conditions)
+        if problems:
+            errors["metadata_conditions"] = problems
+        if self.team_id and self.prompt_id and self.prompt.team_id != self.team_id:
+            errors.setdefault("prompt", []).append("The prompt belongs to another team.")
+        if errors:
+            raise ValidationError(errors)
+
+
+def metadata_condition_problems(conditions: object) -> list[str]:
+    """What is wrong with a rule's metadata conditions ([] when they are well-formed).
+
+    Shape: [{"key": str, "op": "eq|in|gt|lt|regex", "value": ...}] where `in` takes a list,
+    `gt`/`lt` a number, `regex` a valid regular expression, `eq` any JSON scalar."""
+    if not isinstance(conditions, list):
+        return ["Metadata conditions must be a list."]
+    problems = []
+    for index, condition in enumerate(conditions, start=1):
+        where = f"Condition {index}"
+        if not isinstance(condition, dict) or set(condition) != {"key", "op", "value"}:
+            problems.append(f"{where}: needs exactly key, op and value.")
+            continue
+        key, op, value = condition["key"], condition["op"], condition["value"]
+        if not isinstance(key, str) or not key:
+            problems.append(f"{where}: the key must be a non-empty string.")
+        if op not in Rule.MetadataOp.values:
+            problems.append(f"{where}: op must be one of {', '.join(Rule.MetadataOp.values)}.")
+        elif op == "in" and not isinstance(value, list):
+            problems.append(f"{where}: 'in' needs a list of values.")
+        elif op in ("gt", "lt") and (isinstance(value, bool) or not isinstance(value, int | float)):
+            problems.append(f"{where}: '{op}' needs a number.")
+        elif op == "regex":
+            try:
+                re.compile(value)
+            except (re.error, TypeError) as exc:
+                problems.append(f"{where}: invalid regular expression ({exc}).")
+    return problems
+
+
+class ShutdownAlert(models.Model):
+    """A lifecycle alert that was sent: one per model, shutdown date and lead time, ever."""
+
+    model = models.ForeignKey(Model, on_delete=models.CASCADE, related_name="shutdown_alerts")
+    shutdown_date = models.DateField()
+    days_before = models.PositiveSmallIntegerField()
+    sent_at = models.DateTimeField(auto_now_add=True)
+    recipients = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        ordering = ["-sent_at"]
+        constraints = [
+            # "each alert is sent once": the insert that claims the alert is the guard
+            models.UniqueConstraint(
+                fields=["model", "shutdown_date", "days_before"], name="unique_shutdown_alert"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.model} shuts down {self.shutdown_date}: {self.days_before}-day alert"

@@ -98,6 +98,16 @@ FALLBACKS = {
     "flagship": "gpt-6.1-sol",
     "reasoning": "gpt-6-astra",
 }
+# Lifecycle: the gpt-5.4 family shuts down on 2026-12-11. Each is replaced by the late-2026
+# model of the same tier (our choice, by tier and price band; the provider names none):
+# nano → gpt-6-luna, mini → gpt-6.1-terra, flagship → gpt-6.1-sol, reasoning → gpt-6-astra.
+SHUTDOWN_DATE = dt.date(2026, 12, 11)
+REPLACEMENTS = {
+    "gpt-5.4-nano": "gpt-6-luna",
+    "gpt-5.4-mini": "gpt-6.1-terra",
+    "gpt-5.4": "gpt-6.1-sol",
+    "gpt-5.5": "gpt-6-astra",
+}
 PRICES_EFFECTIVE_FROM = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 LONG_CONTEXT_THRESHOLD = 272_000
 
@@ -137,13 +147,20 @@ def seed_catalog(*, simulator_url: str) -> None:
                 "long_context_threshold": LONG_CONTEXT_THRESHOLD,
                 "long_context_input_multiplier": Decimal("2"),
                 "long_context_output_multiplier": Decimal("1.5"),
+                "source": "seed",
             },
+        )
+    for name, replacement in REPLACEMENTS.items():
+        # Only fill a blank lifecycle: an operator's later edit wins over the seed.
+        Model.objects.filter(name=name, shutdown_date=None).update(
+            shutdown_date=SHUTDOWN_DATE, replacement=models[replacement]
         )
     for name, _rank, _description, _effort, primary in TIERS:
         if not TierModel.objects.filter(tier=tiers[name]).exists():
             TierModel.objects.create(tier=tiers[name], model=models[primary], position=0)
             TierModel.objects.create(tier=tiers[name], model=models[FALLBACKS[name]], position=1)
     _seed_default_policy(tiers)
+    seed_classifier()
 
 
 def _seed_default_policy(tiers: dict[str, Tier]) -> None:
@@ -180,3 +197,40 @@ def _seed_default_policy(tiers: dict[str, Tier]) -> None:
             escalate_on_failed_check=action == Rule.Action.TIER and tier == "mini",
             **conditions,
         )
+
+
+def seed_classifier() -> None:
+    """The `tier-classifier` prompt (policy action `classify`), in the `platform` team.
+
+    It is an ordinary prompt, so it is edited, versioned and published like any other; the
+    `platform` team owns the prompts Switchboard itself runs. Idempotent."""
+    from accounts.models import Team
+    from prompts.models import Label, Prompt
+    from prompts.services import label_move, prompt_create, prompt_version_create
+    from routing.classifier import PLATFORM_TEAM_SLUG, PROMPT_SPEC
+
+    team, _ = Team.objects.get_or_create(
+        slug=PLATFORM_TEAM_SLUG, defaults={"name": "Platform (Switchboard's own prompts)"}
+    )
+    if Prompt.objects.filter(team=team, slug=PROMPT_SPEC["slug"]).exists():
+        return
+    prompt = prompt_create(
+        team=team,
+        slug=PROMPT_SPEC["slug"],
+        name=PROMPT_SPEC["name"],
+        task_tag=PROMPT_SPEC["task_tag"],
+        description=PROMPT_SPEC["description"],
+        actor=None,
+    )
+    version = prompt_version_create(
+        prompt=prompt,
+        author=None,
+        system_template=PROMPT_SPEC["system_template"],
+        user_template=PROMPT_SPEC["user_template"],
+        variables=PROMPT_SPEC["variables"],
+        tier=PROMPT_SPEC["tier"],
+        max_output_tokens=PROMPT_SPEC["max_output_tokens"],
+        response_schema=PROMPT_SPEC["response_schema"],
+        change_note="Seeded by Switchboard",
+    )
+    label_move(prompt=prompt, label=Label.PRODUCTION, version=version, actor=None)

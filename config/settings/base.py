@@ -161,7 +161,18 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BEAT_SCHEDULE: dict = {
     "heartbeat": {"task": "core.tasks.heartbeat", "schedule": 60.0, "args": ["beat"]},
+    "shutdown-alerts": {"task": "routing.tasks.send_shutdown_alerts", "schedule": 6 * 60 * 60.0},
+    "budget-reservations-sweep": {
+        "task": "spend.tasks.budget_reservations_sweep_task",
+        "schedule": 60.0,
+    },
+    "spend-rollup": {"task": "spend.tasks.usage_rollup", "schedule": 300.0},
+    "spend-alerts": {"task": "spend.tasks.alerts_check", "schedule": 60.0},
+    "spend-content-purge": {"task": "spend.tasks.content_purge", "schedule": 3600.0},
 }
+# A budget reservation older than this is taken for a crashed request and released. Keep it
+# well above the longest request (timeouts x attempts).
+BUDGET_RESERVATION_TIMEOUT_SECONDS = env.int("BUDGET_RESERVATION_TIMEOUT_SECONDS", default=900)
 
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
@@ -183,6 +194,10 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
 }
 
+# Spend alerts: the webhook signing secret lives in the environment variable named here.
+SPEND_ALERT_WEBHOOK_SECRET_ENV = "SWITCHBOARD_WEBHOOK_SECRET"
+SPEND_ERROR_SPIKE = {"window_minutes": 15, "min_requests": 20, "rate": "0.2"}
+
 # Upstreams. The simulator is the default upstream until OPENAI_API_KEY is set.
 OPENAI_API_KEY = env("OPENAI_API_KEY", default="")
 SIMULATOR_URL = env("SIMULATOR_URL", default="http://127.0.0.1:8100/v1")
@@ -193,5 +208,10 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        # one INFO line per upstream call is noise (and costs time) on the gateway's hot path
+        "httpx2": {"level": "WARNING"},
+        "httpx": {"level": "WARNING"},
+    },
 }

@@ -1,0 +1,246 @@
+"""A gateway request, normalized: what to send upstream and what the router needs to know.
+
+Three doors lead here: `/v1/chat/completions`, `/v1/responses` (optionally with a stored
+`prompt`), and `/api/v1/prompts/{slug}/run`. Each builds a `GatewayCall`; the pipeline
+does the rest the same way for all of them.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from gateway.upstream import CHAT, RESPONSES
+from routing.router import RequestFeatures, estimate_tokens
+from routing.snapshot import ModelInfo, TierInfo
+
+# Role markers and separators around each message, as a bound (the real overhead is ~4).
+FRAMING_TOKENS_PER_MESSAGE = 8
+
+
+def new_request_id() -> str:
+    return "req_" + secrets.token_hex(12)
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    input_tokens: int = 0
+    cached_input_tokens: int = 0
+    cache_write_tokens: int = 0
+    output_tokens: int = 0
+    reasoning_tokens: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "input_tokens": self.input_tokens,
+            "cached_input_tokens": self.cached_input_tokens,
+            "output_tokens": self.output_tokens,
+            "reasoning_tokens": self.reasoning_tokens,
+        }
+
+
+@dataclass(slots=True)
+class InputStats:
+    """What a walk over the request's messages learns, in one pass."""
+
+    chars: int = 0
+    bytes_bound: int = 0
+    messages: int = 0
+    images: bool = False
+    user_text: list[str] = field(default_factory=list)
+
+    def add_text(self, text: str, *, user: bool) -> None:
+        self.chars += len(text)
+        # A token is at least one UTF-8 byte, and a character at most four.
+        self.bytes_bound += len(text) if text.isascii() else len(text.encode())
+        if user:
+            self.user_text.append(text)
+
+    @property
+    def token_bound(self) -> int:
+        return self.bytes_bound + FRAMING_TOKENS_PER_MESSAGE * max(self.messages, 1)
+
+
+@dataclass(slots=True)
+class GatewayCall:
+    api: str  # CHAT | RESPONSES
+    team_id: int
+    api_key_id: int | None
+    body: dict[str, Any]  # the upstream body, without model/stream
+    stream: bool
+    features: RequestFeatures
+    input_token_bound: int
+    max_output_tokens: int | None
+    service_tier: str = "default"
+    response_schema: dict | None = None
+    classifier_text: str = ""
+    prompt_version: Any = None  # prompts.models.PromptVersion
+    purpose: str = "gateway"
+    client_wants_usage: bool = True
+    store_content: bool = False
+    request_id: str = field(default_factory=new_request_id)
+    started: float = field(default_factory=time.perf_counter)
+
+    def upstream_body(self, model: ModelInfo, tier: TierInfo | None) -> dict[str, Any]:
+        body = dict(self.body)
+        body["model"] = model.name
+        if self.stream:
+            body["stream"] = True
+            if self.api == CHAT:
+                body["stream_options"] = {
+                    **(body.get("stream_options") or {}),
+                    "include_usage": True,
+                }
+        else:
+            body.pop("stream", None)
+            body.pop("stream_options", None)
+        effort = tier.reasoning_effort if tier else ""
+        if effort and "reasoning" in model.capabilities:
+            if self.api == CHAT:
+                body.setdefault("reasoning_effort", effort)
+            elif not (body.get("reasoning") or {}).get("effort"):
+                body["reasoning"] = {**(body.get("reasoning") or {}), "effort": effort}
+        return body
+
+    def max_output_for(self, model: ModelInfo) -> int:
+        if self.max_output_tokens:
+            return min(self.max_output_tokens, model.max_output_tokens)
+        return model.max_output_tokens
+
+
+# --------------------------------------------------------------------------- feature extraction
+
+
+def tool_kind(tool: Any) -> str:
+    kind = str(tool.get("type", "function")) if isinstance(tool, dict) else "function"
+    if kind.startswith("computer"):
+        return "computer_use"
+    return kind
+
+
+def _capabilities_for_tools(kinds: frozenset[str]) -> set[str]:
+    needed: set[str] = set()
+    if kinds:
+        needed.add("tools")
+    if "computer_use" in kinds:
+        needed.add("computer_use")
+    if "tool_search" in kinds:
+        needed.add("tool_search")
+    return needed
+
+
+def _walk_content(content: Any, stats: InputStats, *, user: bool) -> None:
+    if isinstance(content, str):
+        stats.add_text(content, user=user)
+        return
+    if not isinstance(content, list):
+        return
+    for part in content:
+        if not isinstance(part, dict):
+            continue
+        kind = part.get("type", "")
+        if kind in ("text", "input_text", "output_text"):
+            stats.add_text(str(part.get("text", "")), user=user)
+        elif kind in ("image_url", "input_image"):
+            stats.images = True
+            stats.bytes_bound += 1500  # a high-detail tile budget; images bill per tile
+        elif kind == "input_file":
+            stats.add_text(str(part.get("file_data", "")), user=False)
+
+
+def chat_input_stats(messages: list[Any]) -> InputStats:
+    stats = InputStats()
+    for message in messages:
+        if not isinstance(message, dict):
+            continue
+        stats.messages += 1
+        role = message.get("role")
+        _walk_content(message.get("content"), stats, user=role == "user")
+        for call in message.get("tool_calls") or ():
+            if isinstance(call, dict):
+                stats.add_text(str((call.get("function") or {}).get("arguments", "")), user=False)
+    return stats
+
+
+def responses_input_stats(input_value: Any, instructions: str = "") -> InputStats:
+    stats = InputStats()
+    if instructions:
+        stats.messages += 1
+        stats.add_text(instructions, user=False)
+    if isinstance(input_value, str):
+        stats.messages += 1
+        stats.add_text(input_value, user=True)
+        return stats
+    for item in input_value or ():
+        if not isinstance(item, dict):
+            continue
+        stats.messages += 1
+        if "content" in item:
+            _walk_content(item.get("content"), stats, user=item.get("role", "user") == "user")
+        for key in ("output", "arguments"):
+            if isinstance(item.get(key), str):
+                stats.add_text(item[key], user=False)
+    return stats
+
+
+def tools_bound(tools: list[Any]) -> int:
+    # Tool definitions are sent to the model as text; their JSON length bounds their tokens.
+    if not tools:
+        return 0
+    import json
+
+    return len(json.dumps(tools))
+
+
+def build_features(
+    *,
+    team_id: int,
+    stats: InputStats,
+    tools: list[Any],
+    json_schema: bool,
+    reasoning: bool,
+    metadata: dict[str, Any] | None,
+    requested: str,
+    prompt: Any = None,
+    pinned_by: str = "request",
+) -> RequestFeatures:
+    kinds = frozenset(tool_kind(tool) for tool in tools or ())
+    required = _capabilities_for_tools(kinds)
+    if json_schema:
+        required.add("json_schema")
+    if stats.images:
+        required.add("vision")
+    if reasoning:
+        required.add("reasoning")
+    metadata = metadata if isinstance(metadata, dict) else {}
+    task_tag = prompt.task_tag if prompt is not None else metadata.get("task_tag")
+    return RequestFeatures(
+        team_id=team_id,
+        prompt_id=prompt.id if prompt is not None else None,
+        task_tag=task_tag,
+        estimated_input_tokens=estimate_tokens_from_chars(stats.chars),
+        tool_types=kinds,
+        required_capabilities=frozenset(required),
+        metadata=metadata,
+        requested=requested,
+        pinned_by=pinned_by,
+    )
+
+
+def estimate_tokens_from_chars(chars: int) -> int:
+    return (chars + 3) // 4
+
+
+__all__ = [
+    "CHAT",
+    "RESPONSES",
+    "GatewayCall",
+    "InputStats",
+    "Usage",
+    "build_features",
+    "chat_input_stats",
+    "estimate_tokens",
+    "responses_input_stats",
+]

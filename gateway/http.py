@@ -1,0 +1,140 @@
+"""HTTP plumbing shared by the gateway's views: auth, JSON bodies, error shapes, headers."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from typing import Any
+
+from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+
+from accounts.keys import api_key_resolve
+from accounts.models import ApiKey
+from core.errors import AppError, BadRequest, PayloadTooLarge, Unauthenticated
+from gateway.conf import setting
+from gateway.hot import hot_get
+
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+async def authenticate(request: HttpRequest) -> ApiKey:
+    """The request's team key (`Authorization: Bearer sb_...`), or Unauthenticated (401)."""
+    header = request.META.get("HTTP_AUTHORIZATION", "")
+    scheme, _, raw = header.partition(" ")
+    if scheme.lower() != "bearer" or not raw.strip():
+        raise Unauthenticated(
+            "Missing API key: send `Authorization: Bearer sb_...` with a team key."
+        )
+    raw = raw.strip()
+    api_key = await hot_get(("key", raw), lambda: api_key_resolve(raw))
+    if api_key is None:
+        raise Unauthenticated("Invalid or revoked API key.")
+    return api_key
+
+
+def json_body(request: HttpRequest) -> dict[str, Any]:
+    length = request.META.get("CONTENT_LENGTH")
+    if length and length.isdigit() and int(length) > setting("GATEWAY_MAX_BODY_BYTES"):
+        raise PayloadTooLarge("The request body is too large.")
+    try:
+        raw = request.body
+    except Exception as exc:  # RequestDataTooBig and friends
+        raise PayloadTooLarge(str(exc)) from None
+    if not raw:
+        raise BadRequest("The request body must be a JSON object.")
+    try:
+        body = json.loads(raw)
+    except ValueError as exc:
+        raise BadRequest(f"The request body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise BadRequest("The request body must be a JSON object.")
+    return body
+
+
+def openai_error(exc: AppError, request_id: str | None = None) -> JsonResponse:
+    """OpenAI's error shape: {"error": {"message", "type", "code", "param"}}."""
+    message = exc.message
+    if isinstance(exc.details, dict) and exc.status == 422:
+        message += " " + "; ".join(f"{name}: {why}" for name, why in exc.details.items())
+    response = JsonResponse(
+        {
+            "error": {
+                "message": message,
+                "type": exc.openai_type,
+                "code": exc.code,
+                "param": exc.param
+                if exc.param is not None
+                else (
+                    next(iter(exc.details))
+                    if isinstance(exc.details, dict) and exc.details
+                    else None
+                ),
+            }
+        },
+        status=exc.status,
+    )
+    return _with_headers(response, exc.headers, request_id)
+
+
+def api_error(exc: AppError, request_id: str | None = None) -> JsonResponse:
+    """Our /api shape: {"error": {"code", "message", "details"}}."""
+    return _with_headers(JsonResponse(exc.as_dict(), status=exc.status), exc.headers, request_id)
+
+
+def _with_headers(
+    response: HttpResponse, headers: dict[str, str], request_id: str | None
+) -> HttpResponse:
+    for name, value in headers.items():
+        response[name] = value
+    if request_id:
+        response["x-request-id"] = request_id
+    return response
+
+
+def header_safe(value: str, limit: int = 400) -> str:
+    return value.encode("ascii", "replace").decode()[:limit].replace("\n", " ").replace("\r", " ")
+
+
+def switchboard_headers(
+    *, request_id: str, model: str, tier: str, rule: str, reason: str, cost: Decimal | None
+) -> dict[str, str]:
+    headers = {
+        "x-request-id": request_id,
+        "x-switchboard-model": model,
+        "x-switchboard-tier": tier,
+        "x-switchboard-route": header_safe(f"{rule}: {reason}"),
+    }
+    if cost is not None:
+        headers["x-switchboard-cost-usd"] = money(cost)
+    return headers
+
+
+def money(value: Decimal) -> str:
+    return f"{value:f}"
+
+
+def raw_json(body: bytes, headers: dict[str, str]) -> HttpResponse:
+    response = HttpResponse(body, content_type="application/json")
+    for name, value in headers.items():
+        response[name] = value
+    return response
+
+
+def event_stream(chunks: AsyncIterator[bytes], headers: dict[str, str]) -> StreamingHttpResponse:
+    response = StreamingHttpResponse(chunks, content_type="text/event-stream")
+    for name, value in {**SSE_HEADERS, **headers}.items():
+        response[name] = value
+    return response
+
+
+async def resolve_version(
+    *, team_id: int, slug: str, label: str | None, version: int | None
+) -> Any:
+    """A prompt version by label or number (prompts.selectors, behind the hot cache)."""
+    from prompts.selectors import prompt_version_resolve
+
+    return await hot_get(
+        ("prompt", team_id, slug, label, version),
+        lambda: prompt_version_resolve(team_id=team_id, slug=slug, label=label, version=version),
+    )

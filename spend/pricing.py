@@ -1,0 +1,364 @@
+"""Pricing arithmetic: which price row is in force, and what a call costs, exactly, in Decimal.
+
+Prices are per 1M tokens and have history (`routing.Price.effective_from`): a call is costed
+at the row in force when it ran, so a later price change never rewrites past costs.
+
+Hot path: `aprice_at` / `price_at` serve from an in-process copy of each model's price rows,
+reloaded when the price cache generation moves (any Price save/delete bumps it, see
+`routing.cache`) or after `PRICE_CACHE_SECONDS` at the latest (per-process caches).
+"""
+
+from __future__ import annotations
+
+import bisect
+import datetime as dt
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal
+from typing import TYPE_CHECKING
+
+from django.db.models import Case, F, IntegerField, Q, QuerySet, Sum, Value, When
+
+from core.money import COST_DIGITS, MILLION, ZERO
+from routing.cache import PRICE_CACHE_SECONDS, aprice_generation, price_generation
+from routing.models import Model, Price
+
+if TYPE_CHECKING:
+    from spend.models import UsageRecord
+
+COST_QUANTUM = Decimal(1).scaleb(-COST_DIGITS["decimal_places"])  # 0.0000000001
+ONE = Decimal("1")
+
+# Multipliers on every component of a call's cost, by the request's `service_tier`.
+SERVICE_TIER_MULTIPLIERS: dict[str, Decimal] = {
+    "default": ONE,
+    "auto": ONE,
+    "standard": ONE,
+    "batch": Decimal("0.5"),
+    "flex": Decimal("0.5"),
+    "priority": Decimal("2"),
+    "fast": Decimal("2"),
+}
+SERVICE_TIERS = tuple(SERVICE_TIER_MULTIPLIERS)
+
+
+class PriceNotFound(LookupError):
+    """No price row of the model is in force at the given time."""
+
+
+def service_tier_multiplier(service_tier: str | None) -> Decimal:
+    """The multiplier for a service tier; None or "" mean the default tier."""
+    try:
+        return SERVICE_TIER_MULTIPLIERS[service_tier or "default"]
+    except KeyError:
+        raise ValueError(
+            f"Unknown service tier {service_tier!r}; expected one of {', '.join(SERVICE_TIERS)}"
+        ) from None
+
+
+# --- which price is in force -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Entry:
+    generation: str
+    loaded_at: float
+    starts: tuple[dt.datetime, ...]
+    rows: tuple[Price, ...]
+
+
+_entries: dict[int, _Entry] = {}
+_lock = threading.Lock()
+
+
+def price_cache_clear() -> None:
+    """Drop this process's copies (tests; the generation covers normal invalidation)."""
+    with _lock:
+        _entries.clear()
+
+
+def _model_id(model: Model | int) -> int:
+    return model if isinstance(model, int) else model.pk
+
+
+def _model_label(model: Model | int) -> str:
+    return f"model id {model}" if isinstance(model, int) else f"model {model.name!r}"
+
+
+def _check_aware(at: dt.datetime) -> None:
+    if at.tzinfo is None or at.utcoffset() is None:
+        raise ValueError(f"price lookups need an aware datetime, got naive {at!r}")
+
+
+def _entry(generation: str, rows: Iterable[Price]) -> _Entry:
+    ordered = tuple(sorted(rows, key=lambda row: row.effective_from))
+    return _Entry(
+        generation=generation,
+        loaded_at=time.monotonic(),
+        starts=tuple(row.effective_from for row in ordered),
+        rows=ordered,
+    )
+
+
+def _fresh(entry: _Entry | None, generation: str) -> bool:
+    return (
+        entry is not None
+        and entry.generation == generation
+        and time.monotonic() - entry.loaded_at < PRICE_CACHE_SECONDS
+    )
+
+
+def _pick(entry: _Entry, model: Model | int, at: dt.datetime) -> Price:
+    index = bisect.bisect_right(entry.starts, at) - 1
+    if index < 0:
+        first = f"; its first price starts {entry.starts[0].isoformat()}" if entry.starts else ""
+        raise PriceNotFound(
+            f"No price for {_model_label(model)} in force at {at.isoformat()}{first}"
+        )
+    return entry.rows[index]
+
+
+def price_at(model: Model | int, at: dt.datetime) -> Price:
+    """The price row in force at `at`: the latest `effective_from <= at`. Raises PriceNotFound."""
+    _check_aware(at)
+    model_id = _model_id(model)
+    generation = price_generation()
+    entry = _entries.get(model_id)
+    if not _fresh(entry, generation):
+        entry = _entry(generation, Price.objects.filter(model_id=model_id))
+        with _lock:
+            _entries[model_id] = entry
+    return _pick(entry, model, at)
+
+
+async def aprice_at(model: Model | int, at: dt.datetime) -> Price:
+    """Async twin of `price_at` for the gateway: one cache read when the copy is fresh."""
+    _check_aware(at)
+    model_id = _model_id(model)
+    generation = await aprice_generation()
+    entry = _entries.get(model_id)
+    if not _fresh(entry, generation):
+        entry = _entry(generation, [row async for row in Price.objects.filter(model_id=model_id)])
+        with _lock:
+            _entries[model_id] = entry
+    return _pick(entry, model, at)
+
+
+def price_at_uncached(model: Model | int, at: dt.datetime) -> Price:
+    """`price_at` straight from the database (admin pages, imports, reports)."""
+    _check_aware(at)
+    row = Price.objects.filter(model_id=_model_id(model), effective_from__lte=at).first()
+    if row is None:  # Meta.ordering is (model, -effective_from): first() is the latest
+        raise PriceNotFound(f"No price for {_model_label(model)} in force at {at.isoformat()}")
+    return row
+
+
+# --- what a call costs -------------------------------------------------------------------
+
+
+def is_long_context(price: Price, input_tokens: int) -> bool:
+    """Long-context pricing applies when the input is strictly above the threshold."""
+    threshold = price.long_context_threshold
+    return threshold is not None and input_tokens > threshold
+
+
+def _quantize(amount: Decimal) -> Decimal:
+    return amount.quantize(COST_QUANTUM, rounding=ROUND_HALF_UP)
+
+
+def cost_usd(
+    *,
+    price: Price,
+    input_tokens: int,
+    cached_input_tokens: int = 0,
+    cache_write_tokens: int = 0,
+    output_tokens: int = 0,
+    reasoning_tokens: int = 0,
+    service_tier: str | None = "default",
+) -> Decimal:
+    """The exact cost of one call in USD, quantized to 10 places (ROUND_HALF_UP).
+
+    Conventions (OpenAI's usage object):
+    - `input_tokens` INCLUDES the cached and the cache-write tokens. The uncached input is
+      `input - cached - cache_write` and bills at the input price; cached tokens bill at the
+      cached-input price; cache-write tokens bill at `cache_write_per_mtok`, or at the input
+      price when that is null.
+    - `reasoning_tokens` are already INCLUDED in `output_tokens` and bill as output: they
+      are validated (<= output) but not added again.
+    - Long context: when `input_tokens` is strictly greater than the price's
+      `long_context_threshold`, the input, cached and cache-write prices are multiplied by
+      `long_context_input_multiplier` and the output price by
+      `long_context_output_multiplier` (for the whole call, not just the excess).
+    - Service tier: every component is multiplied by SERVICE_TIER_MULTIPLIERS
+      (default/auto/standard 1, batch 0.5, flex 0.5, priority 2, fast 2); an unknown tier
+      raises ValueError.
+    Nothing is rounded before the final quantization.
+    """
+    counts = {
+        "input_tokens": input_tokens,
+        "cached_input_tokens": cached_input_tokens,
+        "cache_write_tokens": cache_write_tokens,
+        "output_tokens": output_tokens,
+        "reasoning_tokens": reasoning_tokens,
+    }
+    for name, value in counts.items():
+        if value < 0:
+            raise ValueError(f"{name} must not be negative (got {value})")
+    uncached = input_tokens - cached_input_tokens - cache_write_tokens
+    if uncached < 0:
+        raise ValueError(
+            f"input_tokens ({input_tokens}) must include cached_input_tokens "
+            f"({cached_input_tokens}) and cache_write_tokens ({cache_write_tokens})"
+        )
+    if reasoning_tokens > output_tokens:
+        raise ValueError(
+            f"output_tokens ({output_tokens}) must include reasoning_tokens ({reasoning_tokens})"
+        )
+    return _cost(
+        price,
+        uncached=uncached,
+        cached=cached_input_tokens,
+        cache_write=cache_write_tokens,
+        output=output_tokens,
+        long_context=is_long_context(price, input_tokens),
+        service_tier=service_tier,
+    )
+
+
+def _cost(
+    price: Price,
+    *,
+    uncached: int,
+    cached: int,
+    cache_write: int,
+    output: int,
+    long_context: bool,
+    service_tier: str | None,
+) -> Decimal:
+    tier = service_tier_multiplier(service_tier)
+    input_multiplier = price.long_context_input_multiplier if long_context else ONE
+    output_multiplier = price.long_context_output_multiplier if long_context else ONE
+    cache_write_price = (
+        price.input_per_mtok if price.cache_write_per_mtok is None else price.cache_write_per_mtok
+    )
+    input_part = (
+        uncached * price.input_per_mtok
+        + cached * price.cached_input_per_mtok
+        + cache_write * cache_write_price
+    ) * input_multiplier
+    output_part = output * price.output_per_mtok * output_multiplier
+    return _quantize((input_part + output_part) * tier / MILLION)
+
+
+def worst_case_cost_usd(
+    *,
+    price: Price,
+    input_tokens: int,
+    max_output_tokens: int,
+    service_tier: str | None = "default",
+) -> Decimal:
+    """The most a call can cost: what a budget reserves before the call.
+
+    Every input token bills as uncached input, or at the cache-write price when that is
+    higher (late-2026 models bill cache writes above input, and the provider decides which
+    tokens it writes to the cache), and `max_output_tokens` bill as output. Long-context
+    and service-tier rules as in `cost_usd`."""
+    cache_write = (
+        input_tokens
+        if price.cache_write_per_mtok is not None
+        and price.cache_write_per_mtok > price.input_per_mtok
+        else 0
+    )
+    return cost_usd(
+        price=price,
+        input_tokens=input_tokens,
+        cache_write_tokens=cache_write,
+        output_tokens=max_output_tokens,
+        service_tier=service_tier,
+    )
+
+
+# --- repricing logged usage ----------------------------------------------------------------
+
+
+def repriced_cost_by_model(
+    usage_qs: QuerySet[UsageRecord], *, at: dt.datetime
+) -> dict[str, Decimal]:
+    """What the records would cost at the prices in force at `at`, by model name.
+
+    Sums tokens in the database per (model, service tier, long context or not) and costs each
+    group once, so it stays fast over millions of rows; the result can differ from a
+    per-record sum by the per-record rounding (< 1e-10 USD per record). Records without a
+    catalog model, or whose model has no price at `at`, keep their recorded cost.
+    """
+    _check_aware(at)
+    totals: dict[str, Decimal] = {}
+    model_ids = {
+        row["model_id"]
+        for row in usage_qs.order_by().values("model_id").distinct()
+        if row["model_id"] is not None
+    }
+    prices: dict[int, Price] = {}
+    for model_id in model_ids:
+        try:
+            prices[model_id] = price_at_uncached(model_id, at)
+        except PriceNotFound:
+            continue
+    repriced = Q(model_id__in=list(prices))
+    for model_id, price in prices.items():
+        threshold = price.long_context_threshold
+        long_context = (
+            Case(
+                When(input_tokens__gt=threshold, then=Value(1)),
+                default=Value(0),
+                output_field=IntegerField(),
+            )
+            if threshold is not None
+            else Value(0, output_field=IntegerField())
+        )
+        groups = (
+            usage_qs.filter(model_id=model_id)
+            .order_by()
+            .annotate(long_context=long_context)
+            .values("model__name", "service_tier", "long_context")
+            .annotate(
+                input_sum=Sum("input_tokens"),
+                cached_sum=Sum("cached_input_tokens"),
+                write_sum=Sum("cache_write_tokens"),
+                output_sum=Sum("output_tokens"),
+            )
+        )
+        for group in groups:
+            amount = _group_cost(price, group)
+            name = group["model__name"]
+            totals[name] = totals.get(name, ZERO) + amount
+    kept = (
+        usage_qs.exclude(repriced)
+        .order_by()
+        .values("model_name")
+        .annotate(total=Sum(F("cost_usd")))
+    )
+    for row in kept:
+        totals[row["model_name"]] = totals.get(row["model_name"], ZERO) + (row["total"] or ZERO)
+    return totals
+
+
+def _group_cost(price: Price, group: dict) -> Decimal:
+    cached = group["cached_sum"] or 0
+    cache_write = group["write_sum"] or 0
+    return _cost(
+        price,
+        uncached=(group["input_sum"] or 0) - cached - cache_write,
+        cached=cached,
+        cache_write=cache_write,
+        output=group["output_sum"] or 0,
+        long_context=bool(group["long_context"]),
+        service_tier=group["service_tier"],
+    )
+
+
+def repriced_cost(usage_qs: QuerySet[UsageRecord], *, at: dt.datetime) -> Decimal:
+    """The records' total cost at the prices in force at `at` (see repriced_cost_by_model)."""
+    return sum(repriced_cost_by_model(usage_qs, at=at).values(), ZERO)
