@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
@@ -12,7 +11,10 @@ from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpRe
 from accounts.keys import api_key_resolve
 from accounts.models import ApiKey
 from core.errors import AppError, BadRequest, PayloadTooLarge, Unauthenticated
+from core.jsonlimits import json_loads_limited
+from core.ratelimit import rate_limit_hit
 from gateway.conf import setting
+from gateway.hot import hot_get
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
@@ -25,7 +27,8 @@ async def authenticate(request: HttpRequest) -> ApiKey:
         raise Unauthenticated(
             "Missing API key: send `Authorization: Bearer sb_...` with a team key."
         )
-    api_key = await api_key_resolve(raw.strip())
+    raw = raw.strip()
+    api_key = await hot_get(("key", raw), lambda: api_key_resolve(raw))
     if api_key is None:
         raise Unauthenticated("Invalid or revoked API key.")
     return api_key
@@ -41,13 +44,23 @@ def json_body(request: HttpRequest) -> dict[str, Any]:
         raise PayloadTooLarge(str(exc)) from None
     if not raw:
         raise BadRequest("The request body must be a JSON object.")
-    try:
-        body = json.loads(raw)
-    except ValueError as exc:
-        raise BadRequest(f"The request body is not valid JSON: {exc}") from None
+    # Malformed, too deep, NUL, lone surrogates: a 400 with a specific code (core.jsonlimits).
+    body = json_loads_limited(raw)
     if not isinstance(body, dict):
         raise BadRequest("The request body must be a JSON object.")
     return body
+
+
+async def rate_limit(api_key: ApiKey, call: Any) -> None:
+    """The key's requests/tokens-per-minute limits (429 with Retry-After); tokens are the
+    request's input bound plus its max output. No I/O for keys without limits."""
+    if api_key.rate_limit_rpm or api_key.rate_limit_tpm:
+        await rate_limit_hit(
+            key_id=api_key.id,
+            rpm=api_key.rate_limit_rpm,
+            tpm=api_key.rate_limit_tpm,
+            tokens=call.input_token_bound + (call.max_output_tokens or 0),
+        )
 
 
 def openai_error(exc: AppError, request_id: str | None = None) -> JsonResponse:
@@ -124,3 +137,15 @@ def event_stream(chunks: AsyncIterator[bytes], headers: dict[str, str]) -> Strea
     for name, value in {**SSE_HEADERS, **headers}.items():
         response[name] = value
     return response
+
+
+async def resolve_version(
+    *, team_id: int, slug: str, label: str | None, version: int | None
+) -> Any:
+    """A prompt version by label or number (prompts.selectors, behind the hot cache)."""
+    from prompts.selectors import prompt_version_resolve
+
+    return await hot_get(
+        ("prompt", team_id, slug, label, version),
+        lambda: prompt_version_resolve(team_id=team_id, slug=slug, label=label, version=version),
+    )

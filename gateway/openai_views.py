@@ -29,7 +29,9 @@ from gateway.http import (
     event_stream,
     json_body,
     openai_error,
+    rate_limit,
     raw_json,
+    resolve_version,
     switchboard_headers,
 )
 from gateway.payloads import schema_of_chat, schema_of_responses
@@ -223,7 +225,6 @@ async def _with_prompt(
 ) -> tuple[Any, dict[str, Any]]:
     """Resolve `prompt={id, version, variables}` against the team's prompts and merge it in."""
     from prompts.rendering import render_version
-    from prompts.selectors import prompt_version_resolve
 
     if not isinstance(ref, dict) or not isinstance(ref.get("id"), str) or not ref["id"]:
         raise BadRequest(
@@ -239,7 +240,7 @@ async def _with_prompt(
         label = which
     elif which is not None:
         raise BadRequest("`prompt.version` must be a number or a label.", param="prompt.version")
-    version = await prompt_version_resolve(
+    version = await resolve_version(
         team_id=api_key.team_id, slug=ref["id"], label=label, version=number
     )
     variables = ref.get("variables") or {}
@@ -301,6 +302,7 @@ async def chat_completions(request: HttpRequest) -> HttpResponse:
     try:
         api_key = await authenticate(request)
         call = chat_call(json_body(request), api_key, request_id)
+        await rate_limit(api_key, call)
         return await _serve(call)
     except AppError as exc:
         return openai_error(exc, request_id)
@@ -313,6 +315,7 @@ async def responses(request: HttpRequest) -> HttpResponse:
     try:
         api_key = await authenticate(request)
         call = await responses_call(json_body(request), api_key, request_id)
+        await rate_limit(api_key, call)
         return await _serve(call)
     except AppError as exc:
         return openai_error(exc, request_id)

@@ -46,3 +46,31 @@ def price_generation_bump() -> None:
     pre-commit rows under the new generation."""
     cache.set(PRICE_GENERATION_KEY, _new_generation(), None)
     transaction.on_commit(lambda: cache.set(PRICE_GENERATION_KEY, _new_generation(), None))
+
+
+ROUTING_GENERATION_KEY = "routing:generation"
+
+
+def routing_generation() -> str:
+    """Moves on every write to providers, models, tiers, tier members, policies or rules:
+    a hot-path reader (the router's catalog/policy snapshot) reloads when it changes."""
+    generation = cache.get(ROUTING_GENERATION_KEY)
+    if generation is None:
+        generation = _new_generation()
+        cache.add(ROUTING_GENERATION_KEY, generation, None)
+        generation = cache.get(ROUTING_GENERATION_KEY, generation)
+    return generation
+
+
+async def arouting_generation() -> str:
+    generation = await cache.aget(ROUTING_GENERATION_KEY)
+    if generation is None:
+        generation = _new_generation()
+        await cache.aadd(ROUTING_GENERATION_KEY, generation, None)
+        generation = await cache.aget(ROUTING_GENERATION_KEY, generation)
+    return generation
+
+
+def routing_generation_bump() -> None:
+    cache.set(ROUTING_GENERATION_KEY, _new_generation(), None)
+    transaction.on_commit(lambda: cache.set(ROUTING_GENERATION_KEY, _new_generation(), None))

@@ -7,7 +7,7 @@ import datetime as dt
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from routing.alerts import alert_deliver
+from routing.alerts import alert_email, alert_webhooks
 from routing.models import Model, ShutdownAlert
 from routing.selectors import models_near_shutdown
 
@@ -26,8 +26,9 @@ def shutdown_alerts_send(*, today: dt.date | None = None) -> list[ShutdownAlert]
     """Send the lifecycle alerts that are due and not yet sent; returns those sent now.
 
     Each alert is claimed by inserting its ShutdownAlert row (unique per model, shutdown
-    date and lead time) in the same transaction as the delivery: a failed email rolls the
-    claim back so the next run retries, and a concurrent run cannot send it twice."""
+    date and lead time) in the same transaction as the email: a failed email rolls the claim
+    back so the next run retries, and a concurrent run cannot send it twice. Webhooks go out
+    after the commit, so no transaction waits on a remote server."""
     today = today or timezone.localdate()
     sent = []
     for notice in models_near_shutdown(today=today, days=max(ALERT_DAYS)):
@@ -38,18 +39,21 @@ def shutdown_alerts_send(*, today: dt.date | None = None) -> list[ShutdownAlert]
             model=notice.model, shutdown_date=notice.shutdown_date, days_before=lead
         ).exists():
             continue
+        message = _message(notice, lead)
         try:
             with transaction.atomic():
                 alert = ShutdownAlert.objects.create(
                     model=notice.model, shutdown_date=notice.shutdown_date, days_before=lead
                 )
-                delivery = alert_deliver(**_message(notice, lead))
-                alert.recipients = delivery.emails + (
-                    [f"webhook {delivery.webhook}"] if delivery.webhook else []
-                )
+                emails = alert_email(subject=message["subject"], text=message["text"])
+                alert.recipients = emails
                 alert.save(update_fields=["recipients"])
         except IntegrityError:
             continue  # another run claimed it first
+        webhooks = alert_webhooks(**message)
+        if webhooks:
+            alert.recipients = emails + [f"{url}: {outcome}" for url, outcome in webhooks.items()]
+            alert.save(update_fields=["recipients"])
         sent.append(alert)
     return sent
 
@@ -74,7 +78,6 @@ def _message(notice, lead: int) -> dict:
         ]
     )
     payload = {
-        "event": "model.shutdown_approaching",
         "model": model.name,
         "shutdown_date": notice.shutdown_date.isoformat(),
         "days_left": notice.days_left,

@@ -141,7 +141,8 @@ def celery_worker(transactional_db) -> Iterator[subprocess.Popen]:
 
 def _user(username: str, team: Team | None, *roles: str) -> User:
     user = User.objects.create_user(username, f"{username}@example.com", "pw")
-    user.groups.set(Group.objects.filter(name__in=roles))
+    # get_or_create: a transactional test's flush deletes the groups the migration created.
+    user.groups.set([Group.objects.get_or_create(name=role)[0] for role in roles])
     if team:
         Membership.objects.create(user=user, team=team)
     return user
@@ -191,3 +192,14 @@ def catalog(db, simulator_url: str) -> None:
     from routing.seed import seed_catalog
 
     seed_catalog(simulator_url=simulator_url)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _close_sync_thread_connections(django_db_setup) -> Iterator[None]:
+    """Async tests run ORM calls on asgiref's shared sync thread, whose database connection
+    nobody closes; on PostgreSQL it would keep the test database from being dropped."""
+    yield
+    from asgiref.sync import SyncToAsync
+    from django.db import connections
+
+    SyncToAsync.single_thread_executor.submit(connections.close_all).result(timeout=10)

@@ -19,6 +19,7 @@ from routing.lifecycle import shutdown_alerts_send
 from routing.models import Model, Rule, ShutdownAlert, Tier, TierModel
 from routing.selectors import models_near_shutdown
 from routing.services import model_remap_to_replacement
+from spend.alerts import SIGNATURE_HEADER, TIMESTAMP_HEADER, webhook_verify
 
 pytestmark = pytest.mark.usefixtures("seeded")
 TODAY = dt.date(2026, 11, 1)
@@ -184,12 +185,26 @@ def test_a_model_without_a_replacement_cannot_be_remapped(client, dana):
 # --- alerts ---------------------------------------------------------------------------------
 
 
+SECRET = "lifecycle-test-secret"
+
+
 class _Webhook(BaseHTTPRequestHandler):
     received: list[dict] = []
 
     def do_POST(self):
-        length = int(self.headers["Content-Length"])
-        self.received.append(json.loads(self.rfile.read(length)))
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.received.append(
+            {
+                "json": json.loads(body),
+                "verified": webhook_verify(
+                    secret=SECRET.encode(),
+                    body=body,
+                    timestamp=self.headers[TIMESTAMP_HEADER],
+                    signature=self.headers[SIGNATURE_HEADER],
+                ),
+                "event": self.headers["X-Switchboard-Event"],
+            }
+        )
         self.send_response(204)
         self.end_headers()
 
@@ -198,12 +213,20 @@ class _Webhook(BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def webhook(settings):
+def webhook(db, settings, monkeypatch):
+    """A global alert target (ops inbox + webhook) on a local HTTP server; signed webhooks."""
+    from spend.models import AlertTarget
+
+    monkeypatch.setenv(settings.SPEND_ALERT_WEBHOOK_SECRET_ENV, SECRET)
     _Webhook.received = []
     server = HTTPServer(("127.0.0.1", 0), _Webhook)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    settings.ALERT_WEBHOOK_URL = f"http://127.0.0.1:{server.server_port}/hook"
+    AlertTarget.objects.create(
+        name="ops",
+        emails="ops@example.com",
+        webhook_url=f"http://127.0.0.1:{server.server_port}/hook",
+    )
     yield _Webhook.received
     server.shutdown()
 
@@ -225,10 +248,14 @@ def test_the_30_day_alert_is_sent_once_by_email_and_webhook(dana, finance_user, 
     assert [(a.model.name, a.days_before) for a in sent] == [("gpt-5.4-mini", 30)]
     assert len(mail.outbox) == 1
     message = mail.outbox[0]
-    assert sorted(message.to) == ["dana@example.com", "fran@example.com"]  # not bob
+    # admins, finance and the global alert target; not bob
+    assert sorted(message.to) == ["dana@example.com", "fran@example.com", "ops@example.com"]
     assert "gpt-5.4-mini shuts down on 2026-12-01 (30 days)" in message.subject
     assert "Replacement: gpt-6.1-terra" in message.body
-    assert webhook == [
+    assert [(hook["verified"], hook["event"]) for hook in webhook] == [
+        (True, "model.shutdown_approaching")
+    ]
+    assert [hook["json"] for hook in webhook] == [
         {
             "subject": message.subject,
             "text": message.body,
@@ -285,3 +312,38 @@ def test_a_moved_shutdown_date_gets_its_own_alerts(dana):
     mini.shutdown_date += dt.timedelta(days=1)  # the provider postponed it by a day
     mini.save()
     assert [a.days_before for a in shutdown_alerts_send(today=TODAY + dt.timedelta(days=1))] == [30]
+
+
+def test_a_webhook_that_fails_does_not_resend_the_email(dana, webhook):
+    from spend.models import AlertTarget
+
+    AlertTarget.objects.update(webhook_url="http://127.0.0.1:9/down")
+    _only_mini_retires(7, TODAY)
+    (alert,) = shutdown_alerts_send(today=TODAY)
+    assert any("failed" in line for line in alert.recipients)
+    assert len(mail.outbox) == 1
+    assert shutdown_alerts_send(today=TODAY) == []
+    assert len(mail.outbox) == 1
+
+
+@pytest.mark.celery_worker
+@pytest.mark.django_db(transaction=True)
+def test_the_beat_task_sends_the_alert_once_on_a_real_worker(webhook, celery_worker):
+    import time
+
+    from routing.seed import seed_catalog
+    from routing.tasks import send_shutdown_alerts
+
+    seed_catalog(simulator_url="http://127.0.0.1:9/v1")
+    _only_mini_retires(30)
+    # two beat runs at once (four worker threads): the claim lets exactly one send
+    send_shutdown_alerts.delay()
+    send_shutdown_alerts.delay()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not webhook:
+        time.sleep(0.2)
+    time.sleep(3)  # room for a duplicate to arrive, if the guard failed
+    assert ShutdownAlert.objects.filter(model__name="gpt-5.4-mini", days_before=30).count() == 1
+    assert ShutdownAlert.objects.count() == 1
+    assert [hook["json"]["model"] for hook in webhook] == ["gpt-5.4-mini"]
+    assert all(hook["verified"] for hook in webhook)
