@@ -262,3 +262,13 @@ def test_a_key_with_its_own_budget_at_its_limit_shows_blocked(client, alice, bud
     assert "own budget" in row
     assert "$2.00" in row
     assert "blocked" in row
+
+
+def test_a_user_without_teams_sees_an_empty_dashboard(client, week):
+    loner = User.objects.create_user("loner", "l@example.com", "pw")
+    client.force_login(loner)
+    response = client.get(URL)
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert card_usd(html) == 0
+    assert "Team A" not in html
