@@ -1,7 +1,839 @@
+"""Playground pages: compare (streamed columns, votes), batch compare, recommendations and
+shadow review. Thin: read the request, call a selector or a service, render."""
+
+from __future__ import annotations
+
+import csv
+import json
+from decimal import Decimal, InvalidOperation
+from typing import Any
+from urllib.parse import urlencode
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.shortcuts import render
+from django.core.exceptions import PermissionDenied
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    JsonResponse,
+    StreamingHttpResponse,
+)
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_POST
+
+from accounts.selectors import user_teams
+from core.errors import AppError, ValidationFailed
+from playground import datasets, selectors, services
+from playground.columns import DEFAULT_COLUMNS, LETTERS, REASONING_EFFORTS, ColumnSpec
+from playground.forms import (
+    column_from_post,
+    columns_from_post,
+    form_value,
+    variable_field_kind,
+    variables_from_post,
+)
+from playground.models import Comparison, ComparisonColumn, Dataset, Job, RunStatus, Verdict
+
+PAGE_SIZES = (25, 50, 100)
+
+
+def _error_json(exc: AppError) -> JsonResponse:
+    return JsonResponse(exc.as_dict(), status=exc.status)
+
+
+def _variable_fields(version: Any, values: dict[str, Any] | None = None) -> list[dict]:
+    values = values or {}
+    fields = []
+    for spec in version.variables if version else []:
+        value = values.get(spec["name"], spec.get("default"))
+        fields.append(
+            {
+                "name": spec["name"],
+                "type": spec.get("type", "string"),
+                "kind": variable_field_kind(spec),
+                "required": spec.get("required", False) and spec.get("default") is None,
+                "enum": spec.get("enum") or [],
+                "description": spec.get("description", ""),
+                "max_length": spec.get("max_length"),
+                "value": form_value(value),
+            }
+        )
+    return fields
+
+
+def _compare_context(request: HttpRequest, *, team, comparison: Comparison | None) -> dict:
+    columns: list[dict] = []
+    if comparison is not None:
+        db_columns = list(comparison.columns.select_related("usage_record"))
+        cheapest = min(
+            (c.cost_usd for c in db_columns if c.status == RunStatus.DONE and c.cost_usd > 0),
+            default=None,
+        )
+        for column in db_columns:
+            columns.append(
+                {
+                    "position": column.position,
+                    "letter": column.letter,
+                    "spec": services.column_spec_of(column),
+                    "column": column,
+                    "output": services.column_metrics(column)["output"],
+                    "ratio": (column.cost_usd / cheapest)
+                    if cheapest and column.status == RunStatus.DONE
+                    else None,
+                }
+            )
+        version = comparison.prompt_version
+        values = comparison.variables
+    else:
+        for position, (kind, name) in enumerate(DEFAULT_COLUMNS):
+            columns.append(
+                {
+                    "position": position,
+                    "letter": LETTERS[position],
+                    "spec": ColumnSpec(**{kind: name}),
+                    "column": None,
+                    "output": "",
+                    "ratio": None,
+                }
+            )
+        version = None
+        values = {}
+        version_id = request.GET.get("version")
+        if version_id and version_id.isdigit():
+            version = selectors.prompt_version_get(team=team, pk=int(version_id))
+    summary = selectors.vote_summary(comparison=comparison) if comparison else None
+    return {
+        "team": team,
+        "teams": user_teams(user=request.user),
+        "comparison": comparison,
+        "version": version,
+        "versions": selectors.version_choices(team=team),
+        "variable_fields": _variable_fields(version, values),
+        "columns": columns,
+        "targets": selectors.target_choices(),
+        "efforts": [e for e in REASONING_EFFORTS if e],
+        "max_columns": len(LETTERS),
+        "saved": selectors.comparisons_saved(team=team, limit=20),
+        "summary": summary,
+        "summary_columns": [
+            {
+                "letter": LETTERS[position],
+                "wins": summary.wins.get(position, 0),
+                "losses": summary.losses.get(position, 0),
+            }
+            for position in sorted(summary.wins)
+        ]
+        if summary
+        else [],
+        "votes": list(comparison.votes.select_related("voter", "winner")) if comparison else [],
+        "my_vote": comparison.votes.filter(voter=request.user).first() if comparison else None,
+        "verdicts": Verdict,
+    }
 
 
 @login_required
-def index(request):
-    return render(request, "core/coming_soon.html", {"title": "Playground"})
+def index(request: HttpRequest) -> HttpResponse:
+    """A new comparison (default mini vs flagship) and the team's saved comparisons."""
+    team = selectors.team_for_user(user=request.user, slug=request.GET.get("team"))
+    return render(
+        request, "playground/compare.html", _compare_context(request, team=team, comparison=None)
+    )
+
+
+@login_required
+def comparison_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    comparison = selectors.comparison_get(user=request.user, pk=pk)
+    context = _compare_context(request, team=comparison.team, comparison=comparison)
+    return render(request, "playground/compare.html", context)
+
+
+@login_required
+@require_GET
+def variables_form(request: HttpRequest) -> HttpResponse:
+    """The variables form of a prompt version (or the free text fields): an htmx partial."""
+    team = selectors.team_for_user(user=request.user, slug=request.GET.get("team"))
+    version = None
+    if (version_id := request.GET.get("version")) and version_id.isdigit():
+        version = selectors.prompt_version_get(team=team, pk=int(version_id))
+    return render(
+        request,
+        "playground/compare.html#variables",
+        {"version": version, "variable_fields": _variable_fields(version), "comparison": None},
+    )
+
+
+def _stream_url(column: ComparisonColumn) -> str:
+    url = reverse("playground:column-stream", args=[column.comparison_id, column.position])
+    return f"{url}?{urlencode({'token': column.run_token})}"
+
+
+@login_required
+@require_POST
+def comparison_create(request: HttpRequest) -> JsonResponse:
+    """Run all (or, with `only`, one column of) a new comparison: JSON with each column's
+    stream URL; the page opens the streams at once."""
+    try:
+        team = selectors.team_for_user(user=request.user, slug=request.POST.get("team"))
+        version = None
+        if (version_id := request.POST.get("version")) and version_id.isdigit():
+            version = selectors.prompt_version_get(team=team, pk=int(version_id))
+        specs = columns_from_post(request.POST)
+        only = request.POST.get("only")
+        comparison = services.comparison_create(
+            team=team,
+            user=request.user,
+            columns=specs,
+            prompt_version=version,
+            variables=variables_from_post(request.POST, version.variables) if version else {},
+            instructions=request.POST.get("instructions", ""),
+            input_text=request.POST.get("input_text", ""),
+            run=only is None,
+        )
+        if only is not None and only.isdigit():
+            services.comparison_column_prepare(comparison=comparison, position=int(only))
+    except AppError as exc:
+        return _error_json(exc)
+    return JsonResponse(
+        {
+            "id": comparison.pk,
+            "url": reverse("playground:comparison", args=[comparison.pk]),
+            "columns": [
+                {"position": c.position, "stream_url": _stream_url(c)}
+                for c in comparison.columns.all()
+                if c.status == RunStatus.PENDING
+            ],
+        },
+        status=201,
+    )
+
+
+@login_required
+@require_POST
+def column_run(request: HttpRequest, pk: int, position: int) -> JsonResponse:
+    """Run one column again (with the settings posted), or a new column."""
+    comparison = selectors.comparison_get(user=request.user, pk=pk)
+    try:
+        spec = (
+            column_from_post(request.POST, position)
+            if request.POST.get(f"col-{position}-target")
+            else None
+        )
+        column = services.comparison_column_prepare(
+            comparison=comparison, position=position, spec=spec
+        )
+    except AppError as exc:
+        return _error_json(exc)
+    return JsonResponse({"position": column.position, "stream_url": _stream_url(column)})
+
+
+@login_required
+@require_POST
+def column_stop(request: HttpRequest, pk: int, position: int) -> JsonResponse:
+    comparison = selectors.comparison_get(user=request.user, pk=pk)
+    column = comparison.columns.filter(position=position).first()
+    if column is None:
+        raise Http404("No such column.")
+    column = services.comparison_column_stop(column=column)
+    return JsonResponse({"position": position, "status": column.status})
+
+
+def _sse(event: dict) -> bytes:
+    name = event.pop("event")
+    return f"event: {name}\ndata: {json.dumps(event, default=str)}\n\n".encode()
+
+
+async def column_stream(request: HttpRequest, pk: int, position: int) -> HttpResponse:
+    """Server-sent events of one column's run: `delta` text as it arrives, then `done`
+    (figures and the rendered metrics) or `error`. Each column has its own stream, so the
+    columns run at the same time."""
+    user = await request.auser()
+    if not user.is_authenticated:
+        return HttpResponse(status=401)
+    team_ids = await sync_to_async(_team_ids)(user)
+    column = await (
+        ComparisonColumn.objects.select_related("comparison")
+        .filter(comparison_id=pk, position=position, comparison__team_id__in=team_ids)
+        .afirst()
+    )
+    if column is None:
+        raise Http404("No such column.")
+    token = request.GET.get("token", "")
+
+    async def events():
+        yield b": stream open\n\n"  # headers and a first byte go out before the model answers
+        async for event in services.comparison_column_stream(column_id=column.pk, run_token=token):
+            if event["event"] in ("done", "error"):
+                event["metrics_html"] = await sync_to_async(_metrics_html)(column.pk)
+            yield _sse(event)
+
+    response = StreamingHttpResponse(events(), content_type="text/event-stream")
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"
+    return response
+
+
+def _team_ids(user: Any) -> list[int]:
+    return list(user_teams(user=user).values_list("pk", flat=True))
+
+
+def _metrics_html(column_id: int) -> str:
+    from django.template.loader import render_to_string
+
+    column = ComparisonColumn.objects.get(pk=column_id)
+    return render_to_string("playground/compare.html#metrics", {"c": {"column": column}})
+
+
+@login_required
+@require_POST
+def comparison_save(request: HttpRequest, pk: int) -> HttpResponse:
+    comparison = selectors.comparison_get(user=request.user, pk=pk)
+    services.comparison_save(
+        comparison=comparison, title=request.POST.get("title", ""), user=request.user
+    )
+    if request.htmx:
+        return render(request, "playground/compare.html#save", {"comparison": comparison})
+    messages.success(request, "Comparison saved.")
+    return redirect("playground:comparison", pk=comparison.pk)
+
+
+@login_required
+@require_POST
+def comparison_vote(request: HttpRequest, pk: int) -> HttpResponse:
+    comparison = selectors.comparison_get(user=request.user, pk=pk)
+    choice = request.POST.get("choice", "")
+    verdict, winner = (Verdict.WINNER, int(choice)) if choice.isdigit() else (choice, None)
+    error = ""
+    try:
+        services.vote_cast(
+            comparison=comparison,
+            voter=request.user,
+            verdict=verdict,
+            winner_position=winner,
+            comment=request.POST.get("comment", ""),
+        )
+    except AppError as exc:
+        error = exc.message
+    context = _compare_context(request, team=comparison.team, comparison=comparison)
+    context["vote_error"] = error
+    if request.htmx:
+        return render(
+            request, "playground/compare.html#votes", context, status=400 if error else 200
+        )
+    return redirect("playground:comparison", pk=comparison.pk)
+
+
+# --- batch compare -------------------------------------------------------------------------
+
+
+@login_required
+def batch_list(request: HttpRequest) -> HttpResponse:
+    team = selectors.team_for_user(user=request.user, slug=request.GET.get("team"))
+    return render(
+        request,
+        "playground/batch_list.html",
+        {
+            "team": team,
+            "teams": user_teams(user=request.user),
+            "jobs": selectors.jobs_for_team(team=team, kind=Job.Kind.COMPARE),
+            "api_jobs": selectors.jobs_for_team(team=team, kind=Job.Kind.API, limit=10),
+        },
+    )
+
+
+def _batch_setup_context(request, *, team, dataset=None, version=None, mapping=None, **extra):
+    variables = version.variables if version else []
+    columns = dataset.columns if dataset else []
+    if mapping is None:
+        mapping = datasets.default_mapping(columns, variables)
+    names = {v["name"] for v in variables}
+    preview = list(dataset.rows.all()[:10]) if dataset else []
+    return {
+        "team": team,
+        "teams": user_teams(user=request.user),
+        "dataset": dataset,
+        "version": version,
+        "versions": selectors.version_choices(team=team),
+        "variables": variables,
+        "mapping": mapping,
+        "mapped_columns": set(mapping.values()),
+        "preview": preview,
+        "preview_rows": [
+            (
+                row,
+                [
+                    {"value": row.values.get(c, ""), "mapped": c in mapping.values()}
+                    for c in columns
+                ],
+            )
+            for row in preview
+        ],
+        "mapping_rows": [
+            {
+                "name": v["name"],
+                "required": v.get("required") and v.get("default") is None,
+                "selected": mapping.get(v["name"], ""),
+            }
+            for v in variables
+        ],
+        "max_rows": settings.PLAYGROUND_DATASET_MAX_ROWS,
+        "unmapped": datasets.unmapped_variables(variables, mapping),
+        "expected_column": extra.pop(
+            "expected_column", datasets.guess_expected_column(columns, names)
+        ),
+        "targets": selectors.target_choices(),
+        "efforts": [e for e in REASONING_EFFORTS if e],
+        "columns": [ColumnSpec(**{kind: name}) for kind, name in DEFAULT_COLUMNS],
+        "max_columns": len(LETTERS),
+        "datasets": Dataset.objects.filter(team=team)[:20],
+        **extra,
+    }
+
+
+@login_required
+def batch_new(request: HttpRequest) -> HttpResponse:
+    """Pick a prompt version, upload a dataset (or reuse one), map columns, choose columns
+    and checks, run."""
+    team = selectors.team_for_user(
+        user=request.user, slug=request.GET.get("team") or request.POST.get("team")
+    )
+    version = None
+    if (version_id := request.GET.get("version") or request.POST.get("version")) and str(
+        version_id
+    ).isdigit():
+        version = selectors.prompt_version_get(team=team, pk=int(version_id))
+    dataset = None
+    if (dataset_id := request.GET.get("dataset") or request.POST.get("dataset")) and str(
+        dataset_id
+    ).isdigit():
+        dataset = selectors.dataset_get(user=request.user, pk=int(dataset_id))
+    context: dict[str, Any] = {}
+    status = 200
+    if request.method == "POST" and request.FILES.get("file"):
+        upload = request.FILES["file"]
+        try:
+            dataset = services.dataset_create(
+                team=team,
+                user=request.user,
+                filename=upload.name,
+                data=upload.read(settings.PLAYGROUND_DATASET_MAX_BYTES + 1),
+            )
+        except AppError as exc:
+            context["upload_error"] = exc.message
+            context["upload_errors"] = exc.details or []
+            status = exc.status
+    mapping = None
+    if request.method == "POST" and "map-submitted" in request.POST and version is not None:
+        mapping = {v["name"]: request.POST.get(f"map-{v['name']}", "") for v in version.variables}
+    ctx = _batch_setup_context(
+        request, team=team, dataset=dataset, version=version, mapping=mapping, **context
+    )
+    if dataset is not None and version is not None:
+        ctx["row_errors"] = services.dataset_row_errors(
+            dataset=dataset,
+            version=version,
+            mapping={k: v for k, v in ctx["mapping"].items() if v},
+            limit=20,
+        )
+    template = "playground/batch_new.html"
+    if request.htmx:
+        part = "mapping" if request.GET.get("part") == "mapping" else "setup"
+        template = f"playground/batch_new.html#{part}"
+    return render(request, template, ctx, status=status)
+
+
+@login_required
+@require_POST
+def batch_run(request: HttpRequest) -> HttpResponse:
+    team = selectors.team_for_user(user=request.user, slug=request.POST.get("team"))
+    try:
+        version_id = request.POST.get("version", "")
+        dataset_id = request.POST.get("dataset", "")
+        if not (version_id.isdigit() and dataset_id.isdigit()):
+            raise ValidationFailed("Pick a prompt version and a dataset.")
+        version = selectors.prompt_version_get(team=team, pk=int(version_id))
+        dataset = selectors.dataset_get(user=request.user, pk=int(dataset_id))
+        job = services.batch_compare_create(
+            team=team,
+            user=request.user,
+            dataset=dataset,
+            version=version,
+            columns=columns_from_post(request.POST),
+            mapping={
+                v["name"]: request.POST.get(f"map-{v['name']}", "") for v in version.variables
+            },
+            expected_column=request.POST.get("expected_column", ""),
+            contains=request.POST.get("contains", "").strip(),
+            regex=request.POST.get("regex", "").strip(),
+            name=request.POST.get("name", "").strip(),
+        )
+    except AppError as exc:
+        messages.error(request, exc.message)
+        for detail in (exc.details or [])[:20] if isinstance(exc.details, list) else []:
+            messages.error(
+                request,
+                f"line {detail.get('line')}: {detail.get('message')}"
+                if detail.get("line")
+                else str(detail.get("message") or detail),
+            )
+        query = urlencode(
+            {
+                "team": team.slug,
+                "version": request.POST.get("version", ""),
+                "dataset": request.POST.get("dataset", ""),
+            }
+        )
+        return redirect(f"{reverse('playground:batch-new')}?{query}")
+    return redirect("playground:batch-detail", pk=job.pk)
+
+
+def _job_for_user(request: HttpRequest, pk: int) -> Job:
+    return selectors.job_get(team_ids=user_teams(user=request.user), pk=pk)
+
+
+def _results_query(request: HttpRequest) -> dict[str, Any]:
+    filter_ = request.GET.get("filter", "all")
+    if filter_ not in selectors.RESULT_FILTERS:
+        filter_ = "all"
+    try:
+        size = int(request.GET.get("size", 50))
+    except ValueError:
+        size = 50
+    size = size if size in PAGE_SIZES else 50
+    try:
+        page = max(1, int(request.GET.get("page", 1)))
+    except ValueError:
+        page = 1
+    return {"filter": filter_, "q": request.GET.get("q", "").strip(), "page": page, "size": size}
+
+
+def _deltas(totals, baseline_totals) -> list[dict | None]:
+    if not baseline_totals:
+        return [None] * len(totals)
+    out = []
+    for t in totals:
+        b = baseline_totals[t.index] if t.index < len(baseline_totals) else None
+        if b is None:
+            out.append(None)
+            continue
+        out.append(
+            {
+                "cost": t.cost_usd - b.cost_usd,
+                "latency": (t.avg_latency_ms - b.avg_latency_ms)
+                if t.avg_latency_ms is not None and b.avg_latency_ms is not None
+                else None,
+                "pass": (t.pass_rate - b.pass_rate) * 100
+                if t.pass_rate is not None and b.pass_rate is not None
+                else None,
+            }
+        )
+    return out
+
+
+@login_required
+def batch_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    """The results matrix: rows x columns, column totals in the headers, filter and search in
+    the URL, one page of rows in the DOM."""
+    job = _job_for_user(request, pk)
+    query = _results_query(request)
+    rows, total = selectors.job_result_rows(
+        job=job,
+        filter=query["filter"],
+        search=query["q"],
+        offset=(query["page"] - 1) * query["size"],
+        limit=query["size"],
+    )
+    totals = selectors.job_column_totals(job=job)
+    baseline = selectors.job_baseline(job=job)
+    baseline_totals = selectors.job_column_totals(job=baseline) if baseline else None
+    pages = max(1, -(-total // query["size"]))
+
+    def page_url(page: int) -> str:
+        return "?" + urlencode({**{k: v for k, v in query.items() if v}, "page": page})
+
+    context = {
+        "job": job,
+        "rows": rows,
+        "row_total": total,
+        "totals": totals,
+        "column_headers": list(zip(totals, _deltas(totals, baseline_totals), strict=True)),
+        "baseline": baseline,
+        "query": query,
+        "pages": pages,
+        "prev_url": page_url(query["page"] - 1) if query["page"] > 1 else "",
+        "next_url": page_url(query["page"] + 1) if query["page"] < pages else "",
+        "filters": selectors.RESULT_FILTERS,
+        "page_sizes": PAGE_SIZES,
+        "variable_names": [
+            v["name"] for v in (job.prompt_version.variables if job.prompt_version else [])
+        ],
+    }
+    return render(request, "playground/batch_detail.html", context)
+
+
+@login_required
+def batch_progress(request: HttpRequest, pk: int) -> HttpResponse:
+    """The progress bar, polled by htmx; answers 286 (stop polling) once the job is over."""
+    job = _job_for_user(request, pk)
+    response = render(request, "playground/batch_detail.html#progress", {"job": job})
+    if job.finished:
+        response.status_code = 286
+        response["HX-Refresh"] = "true" if request.GET.get("refresh") else "false"
+    return response
+
+
+@login_required
+@require_POST
+def batch_cancel(request: HttpRequest, pk: int) -> HttpResponse:
+    job = _job_for_user(request, pk)
+    job = services.job_cancel(job=job, actor=request.user)
+    if request.htmx:
+        return render(request, "playground/batch_detail.html#progress", {"job": job})
+    return redirect("playground:batch-detail", pk=job.pk)
+
+
+@login_required
+def batch_row(request: HttpRequest, pk: int, row: int) -> HttpResponse:
+    """The drawer: one row's input and every column's full output side by side."""
+    job = _job_for_user(request, pk)
+    rows, _ = selectors.job_result_rows(job=job, offset=0, limit=1, row_index=row)
+    if not rows:
+        raise Http404("No such row.")
+    return render(
+        request,
+        "playground/batch_detail.html#drawer",
+        {
+            "job": job,
+            "row": rows[0],
+            "totals": selectors.job_column_totals(job=job),
+            "my_vote": next((v for v in rows[0].votes if v.voter_id == request.user.pk), None),
+        },
+    )
+
+
+@login_required
+@require_POST
+def batch_row_vote(request: HttpRequest, pk: int, row: int) -> HttpResponse:
+    job = _job_for_user(request, pk)
+    choice = request.POST.get("choice", "")
+    verdict, winner = (Verdict.WINNER, int(choice)) if choice.isdigit() else (choice, None)
+    try:
+        services.row_vote_cast(
+            job=job,
+            row_index=row,
+            voter=request.user,
+            verdict=verdict,
+            winner_column=winner,
+            comment=request.POST.get("comment", ""),
+        )
+    except AppError as exc:
+        return HttpResponse(exc.message, status=exc.status)
+    return batch_row(request, pk, row)
+
+
+def _export_rows(job: Job):
+    rows, _ = selectors.job_result_rows(job=job, offset=0, limit=10**9)
+    return rows
+
+
+@login_required
+def batch_export(request: HttpRequest, pk: int, fmt: str) -> HttpResponse:
+    """Every row with each column's output, figures and checks, and the votes."""
+    job = _job_for_user(request, pk)
+    labels = [t.label for t in selectors.job_column_totals(job=job)]
+    rows = _export_rows(job)
+    if fmt == "json":
+        data = {
+            "job": job.pk,
+            "name": job.name,
+            "columns": labels,
+            "rows": [
+                {
+                    "row": r.row_index,
+                    "line": r.line_number,
+                    "input": r.input.get("variables", r.input),
+                    "expected": r.expected,
+                    "columns": [
+                        None
+                        if i is None
+                        else {
+                            "status": i.status,
+                            "output": i.output,
+                            "model": i.model_name,
+                            "tier": i.tier_name,
+                            "input_tokens": i.input_tokens,
+                            "output_tokens": i.output_tokens,
+                            "cost_usd": str(i.cost_usd),
+                            "latency_ms": i.latency_ms,
+                            "checks": i.checks,
+                            "passed": i.passed,
+                            "error": i.error_message,
+                        }
+                        for i in r.items
+                    ],
+                    "votes": [
+                        {
+                            "voter": v.voter.username,
+                            "verdict": v.verdict,
+                            "winner": labels[v.winner_column]
+                            if v.winner_column is not None
+                            else None,
+                            "comment": v.comment,
+                        }
+                        for v in r.votes
+                    ],
+                }
+                for r in rows
+            ],
+        }
+        response = HttpResponse(json.dumps(data, indent=2), content_type="application/json")
+        response["Content-Disposition"] = f'attachment; filename="batch-{job.pk}.json"'
+        return response
+    response = HttpResponse(content_type="text/csv")
+    response["Content-Disposition"] = f'attachment; filename="batch-{job.pk}.csv"'
+    writer = csv.writer(response)
+    header = ["row", "line", "input", "expected"]
+    for letter, label in zip(LETTERS, labels, strict=False):
+        header += [
+            f"{letter} output ({label})",
+            f"{letter} cost_usd",
+            f"{letter} latency_ms",
+            f"{letter} passed",
+            f"{letter} error",
+        ]
+    header += ["votes"]
+    writer.writerow(header)
+    for r in rows:
+        line = [
+            r.row_index,
+            r.line_number or "",
+            json.dumps(r.input.get("variables", r.input), ensure_ascii=False),
+            r.expected or "",
+        ]
+        for item in r.items:
+            if item is None:
+                line += ["", "", "", "", ""]
+            else:
+                line += [
+                    item.output,
+                    str(item.cost_usd),
+                    item.latency_ms or "",
+                    "" if item.passed is None else item.passed,
+                    item.error_message,
+                ]
+        line.append(
+            "; ".join(
+                f"{v.voter.username}: {LETTERS[v.winner_column] + ' better' if v.winner_column is not None else v.verdict}"
+                + (f" ({v.comment})" if v.comment else "")
+                for v in r.votes
+            )
+        )
+        writer.writerow(line)
+    return response
+
+
+# --- recommendations and shadow sampling ---------------------------------------------------
+
+
+@login_required
+def recommendations(request: HttpRequest) -> HttpResponse:
+    team = selectors.team_for_user(user=request.user, slug=request.GET.get("team"))
+    rows = []
+    for prompt in team.prompts.all().order_by("slug"):
+        recs = selectors.prompt_recommendations(prompt=prompt)
+        rows.append(
+            {
+                "prompt": prompt,
+                "recommendations": recs,
+                "routed_to": selectors.prompt_routed_to(prompt=prompt),
+            }
+        )
+    return render(
+        request,
+        "playground/recommendations.html",
+        {
+            "team": team,
+            "teams": user_teams(user=request.user),
+            "rows": rows,
+            "can_edit": selectors.user_can_edit(user=request.user, team=team),
+        },
+    )
+
+
+@login_required
+@require_POST
+def recommendation_apply(request: HttpRequest, prompt_id: int) -> HttpResponse:
+    prompt = selectors.prompt_get(user=request.user, pk=prompt_id)
+    try:
+        rule = services.recommendation_apply(
+            prompt=prompt, cheap_tier=request.POST.get("tier", ""), actor=request.user
+        )
+    except AppError as exc:
+        if exc.status == 403:
+            raise PermissionDenied(exc.message) from None
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, f"Rule “{rule.name}” added at the top of the active policy.")
+    return redirect(f"{reverse('playground:recommendations')}?team={prompt.team.slug}")
+
+
+@login_required
+def shadow(request: HttpRequest) -> HttpResponse:
+    team = selectors.team_for_user(user=request.user, slug=request.GET.get("team"))
+    prompt = None
+    if (prompt_id := request.GET.get("prompt")) and prompt_id.isdigit():
+        prompt = selectors.prompt_get(user=request.user, pk=int(prompt_id))
+    return render(
+        request,
+        "playground/shadow.html",
+        {
+            "team": team,
+            "teams": user_teams(user=request.user),
+            "prompts": team.prompts.all().order_by("slug"),
+            "prompt": prompt,
+            "pairs": selectors.shadow_pairs(team=team, prompt=prompt),
+            "can_edit": selectors.user_can_edit(user=request.user, team=team),
+        },
+    )
+
+
+@login_required
+@require_POST
+def shadow_rate(request: HttpRequest, prompt_id: int) -> HttpResponse:
+    prompt = selectors.prompt_get(user=request.user, pk=prompt_id)
+    try:
+        rate = Decimal(request.POST.get("rate", "0")) / 100
+        services.shadow_rate_set(prompt=prompt, rate=rate, actor=request.user)
+    except InvalidOperation:
+        messages.error(request, "The sample rate is a percentage between 0 and 100.")
+    except AppError as exc:
+        if exc.status == 403:
+            raise PermissionDenied(exc.message) from None
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, f"Shadow sampling for {prompt.slug}: {rate:.1%}.")
+    return redirect(f"{reverse('playground:shadow')}?team={prompt.team.slug}")
+
+
+@login_required
+@require_POST
+def shadow_review(request: HttpRequest, pk: int) -> HttpResponse:
+    from playground.models import ShadowPair
+
+    pair = ShadowPair.objects.filter(pk=pk, team__in=user_teams(user=request.user)).first()
+    if pair is None:
+        raise Http404("No such pair.")
+    choice = request.POST.get("choice", "")
+    verdict, winner = (
+        (Verdict.WINNER, choice) if choice in ("production", "shadow") else (choice, "")
+    )
+    try:
+        services.shadow_pair_review(
+            pair=pair, reviewer=request.user, verdict=verdict, winner=winner
+        )
+    except AppError as exc:
+        messages.error(request, exc.message)
+    return redirect(f"{reverse('playground:shadow')}?team={pair.team.slug}")

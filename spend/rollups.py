@@ -241,7 +241,8 @@ def group_flagship_cost(price: Price | None, group: dict) -> Decimal:
 
     `group` has the token sums, `service_tier` and `long_context` (1 when every record in it
     was above the price's long-context threshold). The long-context multipliers are applied
-    to the price itself so that pricing the sums cannot trip the threshold a second time."""
+    to the price itself so that pricing the sums cannot trip the threshold a second time.
+    (Any price will do: the what-if replay prices groups at the models it routes them to.)"""
     from spend.pricing import SERVICE_TIER_MULTIPLIERS, cost_usd
 
     if price is None:

@@ -1,0 +1,249 @@
+"""Jobs API (/api/v1/jobs): submit a batch of inputs, poll its progress and results, cancel.
+
+A team key submits for its team; a signed-in user names the team (`team`) when they are in
+several. Jobs run in the background on the playground's batch runner, each item through the
+gateway's code path (routing, budgets, usage records with purpose `batch`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from accounts.models import ApiKey, Team
+from accounts.selectors import user_teams
+from core.errors import BadRequest, NotFound
+from playground import selectors, services
+from playground.columns import AUTO, column_spec_parse
+from playground.models import Job, JobItem
+from prompts.selectors import prompt_version_resolve_sync
+
+MAX_ITEMS_PAGE = 1000
+
+
+class JobSubmitSerializer(serializers.Serializer):
+    prompt = serializers.SlugField(
+        required=False, help_text="Prompt slug; `inputs` are then variable sets."
+    )
+    version = serializers.IntegerField(required=False, min_value=1)
+    label = serializers.SlugField(required=False, help_text="Default: production.")
+    inputs = serializers.ListField(
+        child=serializers.JSONField(),
+        allow_empty=False,
+        help_text="Variable sets (with `prompt`), or raw inputs: strings or message lists.",
+    )
+    tier = serializers.CharField(required=False, allow_blank=True)
+    model = serializers.CharField(required=False, allow_blank=True)
+    temperature = serializers.DecimalField(
+        required=False, max_digits=3, decimal_places=2, min_value=0, max_value=2
+    )
+    reasoning_effort = serializers.CharField(required=False, allow_blank=True)
+    name = serializers.CharField(required=False, allow_blank=True, max_length=200)
+    team = serializers.SlugField(required=False, help_text="For signed-in users in several teams.")
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if attrs.get("tier") and attrs.get("model"):
+            raise serializers.ValidationError("Give a tier or a model, not both.")
+        if ("version" in attrs or "label" in attrs) and "prompt" not in attrs:
+            raise serializers.ValidationError("`version` and `label` need `prompt`.")
+        return attrs
+
+
+class JobItemSerializer(serializers.ModelSerializer):
+    index = serializers.IntegerField(source="row_index")
+    usage_record = serializers.IntegerField(source="usage_record_id", allow_null=True)
+    error = serializers.SerializerMethodField()
+
+    class Meta:
+        model = JobItem
+        fields = [
+            "index",
+            "status",
+            "output",
+            "model_name",
+            "tier_name",
+            "input_tokens",
+            "cached_input_tokens",
+            "output_tokens",
+            "reasoning_tokens",
+            "cost_usd",
+            "latency_ms",
+            "ttft_ms",
+            "usage_record",
+            "request_id",
+            "error",
+        ]
+
+    def get_error(self, item: JobItem) -> dict | None:
+        if item.status != JobItem.Status.ERROR:
+            return None
+        return {"code": item.error_code, "message": item.error_message}
+
+
+def _job_body(job: Job, request: Request, *, offset: int = 0, limit: int = 100) -> dict:
+    items = job.items.order_by("row_index", "column_index")[offset : offset + limit]
+    next_offset = offset + limit if offset + limit < job.total_items else None
+    return {
+        "id": job.pk,
+        "object": "job",
+        "status": job.status,
+        "name": job.name,
+        "prompt": job.prompt_version.prompt.slug if job.prompt_version else None,
+        "version": job.prompt_version.number if job.prompt_version else None,
+        "columns": job.columns,
+        "progress": {
+            "total": job.total_items,
+            "done": job.done_items,
+            "failed": job.failed_items,
+            "cancelled": job.cancelled_items,
+            "percent": job.progress_percent,
+        },
+        "cost_usd": str(job.cost_usd),
+        "created_at": job.created_at,
+        "started_at": job.started_at,
+        "finished_at": job.finished_at,
+        "items": JobItemSerializer(items, many=True).data,
+        "items_offset": offset,
+        "items_next_offset": next_offset,
+        "url": request.build_absolute_uri(f"/api/v1/jobs/{job.pk}"),
+    }
+
+
+def _key(request: Request) -> ApiKey | None:
+    return request.auth if isinstance(request.auth, ApiKey) else None
+
+
+def _team(request: Request, slug: str | None) -> Team:
+    key = _key(request)
+    if key is not None:
+        return key.team
+    teams = user_teams(user=request.user)
+    if slug:
+        team = teams.filter(slug=slug).first()
+        if team is None:
+            raise NotFound(f"No team {slug!r}.")
+        return team
+    found = list(teams[:2])
+    if len(found) != 1:
+        raise BadRequest("Name the team (`team`).", param="team")
+    return found[0]
+
+
+def _visible_teams(request: Request):
+    key = _key(request)
+    if key is not None:
+        return [key.team_id]
+    return user_teams(user=request.user)
+
+
+JOB_RESPONSE = OpenApiResponse(description="The job with its progress and a page of items.")
+
+
+class JobListView(APIView):
+    @extend_schema(
+        request=JobSubmitSerializer,
+        parameters=[
+            OpenApiParameter(
+                "Idempotency-Key",
+                str,
+                OpenApiParameter.HEADER,
+                description="Same key and body: the same job. Same key, other body: 409.",
+            )
+        ],
+        responses={202: JOB_RESPONSE, 409: OpenApiResponse(description="Key reused")},
+        summary="Submit a job",
+        operation_id="jobs_create",
+    )
+    def post(self, request: Request) -> Response:
+        serializer = JobSubmitSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        team = _team(request, data.get("team"))
+        key = request.headers.get("Idempotency-Key", "").strip()
+        if len(key) > 200:
+            raise BadRequest("Idempotency-Key is at most 200 characters.")
+        version = None
+        if "prompt" in data:
+            version = prompt_version_resolve_sync(
+                team_id=team.pk,
+                slug=data["prompt"],
+                label=data.get("label"),
+                version=data.get("version"),
+            )
+        if data.get("model"):
+            target = f"model:{data['model']}"
+        elif data.get("tier"):
+            target = f"tier:{data['tier']}"
+        else:
+            target = AUTO
+        column = column_spec_parse(
+            target=target,
+            temperature=data.get("temperature"),
+            reasoning_effort=data.get("reasoning_effort", ""),
+        )
+        job, created = services.job_submit(
+            team=team,
+            inputs=data["inputs"],
+            column=column,
+            prompt_version=version,
+            api_key=_key(request),
+            user=request.user if _key(request) is None else None,
+            idempotency_key=key,
+            body_hash=services.request_hash(request.data),
+            name=data.get("name", ""),
+        )
+        headers = {"Location": f"/api/v1/jobs/{job.pk}"}
+        if not created:
+            headers["Idempotent-Replayed"] = "true"
+        return Response(
+            _job_body(job, request, limit=0), status=status.HTTP_202_ACCEPTED, headers=headers
+        )
+
+    @extend_schema(
+        summary="List recent jobs", operation_id="jobs_list", responses={200: JOB_RESPONSE}
+    )
+    def get(self, request: Request) -> Response:
+        jobs = Job.objects.filter(team__in=_visible_teams(request)).select_related(
+            "prompt_version__prompt"
+        )[:50]
+        return Response({"data": [_job_body(job, request, limit=0) for job in jobs]})
+
+
+class JobDetailView(APIView):
+    @extend_schema(
+        summary="A job's status, progress, cost and results",
+        operation_id="jobs_retrieve",
+        parameters=[
+            OpenApiParameter("offset", int, description="First item (default 0)."),
+            OpenApiParameter(
+                "limit", int, description=f"Items (default 100, at most {MAX_ITEMS_PAGE})."
+            ),
+        ],
+        responses={200: JOB_RESPONSE, 404: OpenApiResponse(description="Not found")},
+    )
+    def get(self, request: Request, pk: int) -> Response:
+        job = selectors.job_get(team_ids=_visible_teams(request), pk=pk)
+        try:
+            offset = max(0, int(request.query_params.get("offset", 0)))
+            limit = min(MAX_ITEMS_PAGE, max(0, int(request.query_params.get("limit", 100))))
+        except ValueError:
+            raise BadRequest("offset and limit are integers.") from None
+        return Response(_job_body(job, request, offset=offset, limit=limit))
+
+
+class JobCancelView(APIView):
+    @extend_schema(
+        summary="Cancel a job",
+        operation_id="jobs_cancel",
+        request=None,
+        responses={200: JOB_RESPONSE},
+    )
+    def post(self, request: Request, pk: int) -> Response:
+        job = selectors.job_get(team_ids=_visible_teams(request), pk=pk)
+        job = services.job_cancel(job=job, actor=request.user)
+        return Response(_job_body(job, request, limit=0))

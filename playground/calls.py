@@ -1,0 +1,232 @@
+"""The playground's one door to the models: the gateway's pipeline (routing, budgets, retries
+and fallbacks, usage records). This module only maps a column and an input onto a
+`GatewayCall` and reads the outcome back; it has no upstream client of its own."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from asgiref.sync import sync_to_async
+
+from core.errors import AppError, BadRequest, UpstreamFailed
+from playground.columns import ColumnSpec
+
+# Free text has no prompt version to bound its answer; the budget reserves for this many.
+FREE_TEXT_MAX_OUTPUT_TOKENS = 4096
+
+
+@dataclass(slots=True)
+class CallInput:
+    """What to send: a prompt version with variables, or free text (instructions + input)."""
+
+    team: Any
+    purpose: str
+    column: ColumnSpec
+    prompt_version: Any = None
+    variables: dict[str, Any] = field(default_factory=dict)
+    instructions: str = ""
+    input: Any = None  # free text: a string or a list of {"role", "content"} messages
+    body: dict[str, Any] | None = None  # an upstream body as it was sent (shadow re-runs)
+    api_key: Any = None
+    request_id: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class CallResult:
+    output: str
+    model_name: str
+    tier_name: str
+    input_tokens: int
+    cached_input_tokens: int
+    output_tokens: int
+    reasoning_tokens: int
+    cost_usd: Decimal  # every attempt of the request (fallbacks, a classifier) included
+    latency_ms: int
+    ttft_ms: int | None
+    usage_record_id: int | None
+    request_id: str = ""
+
+
+def _requested(spec: CallInput) -> tuple[str, str]:
+    """The gateway's `requested` target and who pinned it."""
+    from routing.router import AUTO, TIER_PREFIX
+
+    column, version = spec.column, spec.prompt_version
+    if column.model:
+        return column.model, "request"
+    if column.tier:
+        return f"{TIER_PREFIX}{column.tier}", "request"
+    if version is not None and (version.tier or version.model_name):
+        target = f"{TIER_PREFIX}{version.tier}" if version.tier else version.model_name
+        return target, "prompt version"
+    return AUTO, "request"
+
+
+def _body(spec: CallInput) -> tuple[dict[str, Any], int | None]:
+    from gateway.pipeline import prompt_body
+    from prompts.rendering import render_version
+
+    version = spec.prompt_version
+    if spec.body is not None:
+        body = {
+            k: v for k, v in spec.body.items() if k not in ("model", "stream", "stream_options")
+        }
+        max_output = body.get("max_output_tokens") or (
+            version.max_output_tokens if version else None
+        )
+    elif version is not None:
+        body = prompt_body(version, render_version(version, spec.variables))
+        max_output = version.max_output_tokens
+    else:
+        if not spec.input:
+            raise BadRequest("Free text needs an input.", param="input")
+        body = {"input": spec.input}
+        if spec.instructions.strip():
+            body["instructions"] = spec.instructions
+        body["max_output_tokens"] = max_output = FREE_TEXT_MAX_OUTPUT_TOKENS
+    if spec.column.temperature is not None:
+        body["temperature"] = float(spec.column.temperature)
+    if spec.column.reasoning_effort:
+        body["reasoning"] = {
+            **(body.get("reasoning") or {}),
+            "effort": spec.column.reasoning_effort,
+        }
+    return body, max_output
+
+
+async def _gateway_call(spec: CallInput, *, stream: bool) -> Any:
+    from gateway.calls import GatewayCall, build_features, new_request_id, responses_input_stats
+    from gateway.upstream import RESPONSES
+
+    body, max_output = _body(spec)
+    requested, pinned_by = _requested(spec)
+    version = spec.prompt_version
+    prompt = version.prompt if version is not None else None
+    stats = responses_input_stats(body["input"], body.get("instructions", ""))
+    effort = (body.get("reasoning") or {}).get("effort", "")
+    team = spec.team
+    return GatewayCall(
+        api=RESPONSES,
+        team_id=team.pk,
+        api_key_id=spec.api_key.pk if spec.api_key is not None else None,
+        body=body,
+        stream=stream,
+        features=build_features(
+            team_id=team.pk,
+            stats=stats,
+            tools=body.get("tools") or [],
+            json_schema=bool(version is not None and version.response_schema),
+            reasoning=bool(effort and effort not in ("none", "minimal")),
+            metadata={**spec.metadata, "purpose": spec.purpose},
+            requested=requested,
+            prompt=prompt,
+            pinned_by=pinned_by,
+        ),
+        input_token_bound=stats.token_bound,
+        max_output_tokens=max_output,
+        response_schema=version.response_schema if version is not None else None,
+        classifier_text="\n".join(stats.user_text),
+        prompt_version=version,
+        purpose=spec.purpose,
+        store_content=bool(team.store_content or (prompt is not None and prompt.store_content)),
+        request_id=spec.request_id or new_request_id(),
+    )
+
+
+async def usage_record_id(request_id: str) -> int | None:
+    """The successful usage record of a request, once the gateway's writer has stored it."""
+    from gateway.usage import usage_flush
+    from spend.models import UsageRecord
+
+    await usage_flush()
+    return await sync_to_async(
+        lambda: (
+            UsageRecord.objects.filter(request_id=request_id, status=UsageRecord.Status.SUCCESS)
+            .order_by("-created_at")
+            .values_list("pk", flat=True)
+            .first()
+        )
+    )()
+
+
+async def call(spec: CallInput) -> CallResult:
+    """One non-streamed call through the gateway; raises the gateway's AppError on failure."""
+    from gateway.pipeline import complete, prepare
+
+    gateway_call = await _gateway_call(spec, stream=False)
+    outcome = await complete(await prepare(gateway_call))
+    answer = outcome.answer
+    return CallResult(
+        output=answer.output.text,
+        model_name=answer.model.name,
+        tier_name=answer.tier,
+        input_tokens=answer.usage.input_tokens,
+        cached_input_tokens=answer.usage.cached_input_tokens,
+        output_tokens=answer.usage.output_tokens,
+        reasoning_tokens=answer.usage.reasoning_tokens,
+        cost_usd=outcome.cost_usd,
+        latency_ms=outcome.latency_ms,
+        ttft_ms=None,
+        usage_record_id=await usage_record_id(gateway_call.request_id),
+        request_id=gateway_call.request_id,
+    )
+
+
+_DELTA, _ERROR, _END = b"d", b"e", b"z"
+
+
+async def stream(spec: CallInput) -> AsyncIterator[str | CallResult]:
+    """Text deltas as the model writes them, then one CallResult. A stream that breaks after
+    its first bytes raises UpstreamFailed (the gateway has recorded the attempt as failed);
+    one that never starts raises the gateway's error, after its retries and fallbacks."""
+    from gateway.pipeline import open_stream, prepare
+    from gateway.streaming import relay
+
+    gateway_call = await _gateway_call(spec, stream=True)
+    prepared = await prepare(gateway_call)
+    opened = await open_stream(prepared)
+    final: dict[str, Any] = {}
+
+    def emit(event: Any, parsed: Any, state: Any) -> bytes | None:
+        return _DELTA + parsed.text.encode() if parsed.kind == "delta" and parsed.text else None
+
+    def error_event(state: Any) -> bytes:
+        final["error"] = state.failed_message or state.failed or "The stream broke."
+        return _ERROR
+
+    def on_end(state: Any) -> bytes:
+        usage = state.usage
+        final["state"] = state
+        final["cost"] = prepared.ledger.committed + (opened.cost(usage) if usage else 0)
+        return _END
+
+    async for chunk in relay(opened, emit, error_event, on_end=on_end):
+        if chunk.startswith(_DELTA):
+            yield chunk[1:].decode()
+    if "error" in final:
+        raise UpstreamFailed(final["error"])
+    state = final.get("state")
+    if state is None:
+        raise AppError("The stream ended without a result.")
+    usage = state.usage
+    yield CallResult(
+        output=state.output_text,
+        model_name=opened.model.name,
+        tier_name=opened.tier,
+        input_tokens=usage.input_tokens if usage else 0,
+        cached_input_tokens=usage.cached_input_tokens if usage else 0,
+        output_tokens=usage.output_tokens if usage else 0,
+        reasoning_tokens=usage.reasoning_tokens if usage else 0,
+        cost_usd=final["cost"],
+        latency_ms=int((time.perf_counter() - gateway_call.started) * 1000),
+        ttft_ms=int((state.ttft + (opened.t0 - gateway_call.started)) * 1000)
+        if state.ttft is not None
+        else None,
+        usage_record_id=await usage_record_id(gateway_call.request_id),
+        request_id=gateway_call.request_id,
+    )

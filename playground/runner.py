@@ -1,0 +1,305 @@
+"""The one batch runner, for batch compare and the jobs API.
+
+A job's items wait in the database. `job_run` takes the job's lease (one runner per job),
+claims pending items in chunks and runs them concurrently, at most
+`PLAYGROUND_BATCH_CONCURRENCY` at a time (an asyncio semaphore), each through the gateway's
+code path. A heartbeat renews the lease and notices a cancel. Each item is settled in one
+transaction with its usage record id and the job's counters, so an item marked done is never
+run again: a job whose worker died is resumed by `jobs_resume_stale` and only runs what is left.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import secrets
+from decimal import Decimal
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from core.errors import AppError
+from playground import calls, checks
+from playground.columns import ColumnSpec
+from playground.models import Job, JobItem
+
+logger = logging.getLogger(__name__)
+
+
+def _lease_take(job_id: int, token: str) -> bool:
+    now = timezone.now()
+    stale = now - dt.timedelta(seconds=settings.PLAYGROUND_JOB_LEASE_SECONDS)
+    taken = (
+        Job.objects.filter(pk=job_id)
+        .exclude(status__in=Job.FINISHED)
+        .filter(Q(runner_token="") | Q(heartbeat_at__isnull=True) | Q(heartbeat_at__lt=stale))
+        .update(runner_token=token, heartbeat_at=now)
+    )
+    if not taken:
+        return False
+    with transaction.atomic():
+        Job.objects.filter(pk=job_id, status=Job.Status.QUEUED).update(
+            status=Job.Status.RUNNING, started_at=now
+        )
+        # Items left running by a runner that died go back to pending. One that finished its
+        # call before the crash is recognised by its request id and not charged again.
+        JobItem.objects.filter(job_id=job_id, status=JobItem.Status.RUNNING).update(
+            status=JobItem.Status.PENDING
+        )
+    return True
+
+
+def _lease_renew(job_id: int, token: str) -> str | None:
+    """Renew the lease; the job's status, or None if another runner took the job over."""
+    renewed = Job.objects.filter(pk=job_id, runner_token=token).update(heartbeat_at=timezone.now())
+    if not renewed:
+        return None
+    return Job.objects.filter(pk=job_id).values_list("status", flat=True).first()
+
+
+def _claim(job_id: int, count: int) -> list[int]:
+    with transaction.atomic():
+        ids = list(
+            JobItem.objects.select_for_update(skip_locked=True)
+            .filter(job_id=job_id, status=JobItem.Status.PENDING)
+            .order_by("row_index", "column_index")
+            .values_list("pk", flat=True)[:count]
+        )
+        if ids:
+            JobItem.objects.filter(pk__in=ids, status=JobItem.Status.PENDING).update(
+                status=JobItem.Status.RUNNING, attempts=F("attempts") + 1
+            )
+    return ids
+
+
+def _settle(item_id: int, job_id: int, fields: dict[str, Any], status: str) -> bool:
+    """Record an item's outcome and count it in the job, in one transaction; False if the
+    item was no longer running (cancelled meanwhile)."""
+    with transaction.atomic():
+        updated = JobItem.objects.filter(pk=item_id, status=JobItem.Status.RUNNING).update(
+            status=status, finished_at=timezone.now(), **fields
+        )
+        if not updated:
+            return False
+        counters: dict[str, Any] = {"updated_at": timezone.now()}
+        if status == JobItem.Status.DONE:
+            counters["done_items"] = F("done_items") + 1
+            counters["cost_usd"] = F("cost_usd") + fields.get("cost_usd", Decimal(0))
+        elif status == JobItem.Status.ERROR:
+            counters["failed_items"] = F("failed_items") + 1
+            counters["cost_usd"] = F("cost_usd") + fields.get("cost_usd", Decimal(0))
+        else:
+            counters["cancelled_items"] = F("cancelled_items") + 1
+        Job.objects.filter(pk=job_id).update(**counters)
+    return True
+
+
+def _finish(job_id: int, token: str) -> str:
+    from playground.services import job_counters_refresh
+
+    with transaction.atomic():
+        job = Job.objects.select_for_update().get(pk=job_id)
+        if job.runner_token != token:
+            return job.status
+        if job.status == Job.Status.CANCELLING or job.status == Job.Status.CANCELLED:
+            JobItem.objects.filter(
+                job_id=job_id, status__in=[JobItem.Status.PENDING, JobItem.Status.RUNNING]
+            ).update(status=JobItem.Status.CANCELLED, finished_at=timezone.now())
+            status = Job.Status.CANCELLED
+        elif JobItem.objects.filter(
+            job_id=job_id, status__in=[JobItem.Status.PENDING, JobItem.Status.RUNNING]
+        ).exists():
+            return job.status  # lease lost mid-way; the next runner finishes
+        else:
+            status = Job.Status.DONE
+        Job.objects.filter(pk=job_id).update(
+            status=status, finished_at=timezone.now(), runner_token="", heartbeat_at=timezone.now()
+        )
+    job_counters_refresh(job_id=job_id)
+    return status
+
+
+def _result_fields(result: calls.CallResult, *, output: str) -> dict[str, Any]:
+    return {
+        "output": output,
+        "model_name": result.model_name[:100],
+        "tier_name": result.tier_name[:32],
+        "input_tokens": result.input_tokens,
+        "cached_input_tokens": result.cached_input_tokens,
+        "output_tokens": result.output_tokens,
+        "reasoning_tokens": result.reasoning_tokens,
+        "cost_usd": result.cost_usd,
+        "latency_ms": result.latency_ms,
+        "ttft_ms": result.ttft_ms,
+        "usage_record_id": result.usage_record_id,
+    }
+
+
+def _adopt_finished_call(request_id: str) -> dict[str, Any] | None:
+    """The outcome of a call that succeeded before its runner died, from its usage record."""
+    from spend.models import UsageRecord
+
+    record = (
+        UsageRecord.objects.filter(request_id=request_id, status=UsageRecord.Status.SUCCESS)
+        .order_by("-created_at")
+        .first()
+    )
+    if record is None:
+        return None
+    body = record.response_body if isinstance(record.response_body, dict) else {}
+    return {
+        "output": str(body.get("output_text") or body.get("output") or ""),
+        "model_name": record.model_name,
+        "tier_name": record.tier_name,
+        "input_tokens": record.input_tokens,
+        "cached_input_tokens": record.cached_input_tokens,
+        "output_tokens": record.output_tokens,
+        "reasoning_tokens": record.reasoning_tokens,
+        "cost_usd": record.cost_usd,
+        "latency_ms": record.latency_ms,
+        "ttft_ms": record.ttft_ms,
+        "usage_record_id": record.pk,
+    }
+
+
+class _JobContext:
+    def __init__(self, job: Job) -> None:
+        from spend.models import Purpose
+
+        self.job = job
+        self.columns = [ColumnSpec.from_dict(spec) for spec in job.columns]
+        schema = job.prompt_version.response_schema if job.prompt_version else None
+        self.check_config = checks.CheckConfig.build(
+            has_expected=bool(job.expected_column),
+            schema=schema,
+            contains=(job.checks or {}).get("contains", ""),
+            regex=(job.checks or {}).get("regex", ""),
+        )
+        self.purpose = Purpose.BATCH
+        self.cancelled = asyncio.Event()
+        self.lost = asyncio.Event()
+
+
+async def _run_item(ctx: _JobContext, item_id: int, semaphore: asyncio.Semaphore) -> None:
+    async with semaphore:
+        item = await JobItem.objects.aget(pk=item_id)
+        if ctx.cancelled.is_set() or ctx.lost.is_set():
+            if ctx.cancelled.is_set():
+                await sync_to_async(_settle)(item_id, ctx.job.pk, {}, JobItem.Status.CANCELLED)
+            return
+        request_id = f"job{ctx.job.pk}-item{item.pk}"
+        adopted = await sync_to_async(_adopt_finished_call)(request_id)
+        if adopted is not None:
+            adopted.update(_checks(ctx, adopted["output"], item.expected))
+            await sync_to_async(_settle)(item_id, ctx.job.pk, adopted, JobItem.Status.DONE)
+            return
+        payload = item.input or {}
+        spec = calls.CallInput(
+            team=ctx.job.team,
+            purpose=ctx.purpose,
+            column=ctx.columns[item.column_index],
+            prompt_version=ctx.job.prompt_version,
+            variables=payload.get("variables") or {},
+            input=payload.get("input"),
+            api_key=ctx.job.api_key,
+            request_id=request_id,
+            metadata={"job": str(ctx.job.pk)},
+        )
+        try:
+            result = await calls.call(spec)
+        except AppError as exc:
+            fields = {
+                "request_id": request_id,
+                "error_code": exc.code[:64],
+                "error_message": exc.message[:500],
+                "passed": False,
+            }
+            await sync_to_async(_settle)(item_id, ctx.job.pk, fields, JobItem.Status.ERROR)
+            return
+        except Exception as exc:
+            logger.exception("job %s item %s failed", ctx.job.pk, item_id)
+            fields = {
+                "request_id": request_id,
+                "error_code": "internal_error",
+                "error_message": f"{type(exc).__name__}: {exc}"[:500],
+                "passed": False,
+            }
+            await sync_to_async(_settle)(item_id, ctx.job.pk, fields, JobItem.Status.ERROR)
+            return
+        fields = _result_fields(result, output=result.output)
+        fields["request_id"] = result.request_id or request_id
+        fields.update(_checks(ctx, result.output, item.expected))
+        await sync_to_async(_settle)(item_id, ctx.job.pk, fields, JobItem.Status.DONE)
+
+
+def _checks(ctx: _JobContext, output: str, expected: str | None) -> dict[str, Any]:
+    results = checks.run_checks(output, expected=expected, config=ctx.check_config)
+    return {"checks": results, "passed": checks.passed(results)}
+
+
+async def _heartbeat(ctx: _JobContext, token: str, stop: asyncio.Event) -> None:
+    interval = max(settings.PLAYGROUND_JOB_LEASE_SECONDS / 4, 0.2)
+    while not stop.is_set():
+        status = await sync_to_async(_lease_renew)(ctx.job.pk, token)
+        if status is None:
+            ctx.lost.set()
+            return
+        if status in (Job.Status.CANCELLING, Job.Status.CANCELLED):
+            ctx.cancelled.set()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=min(interval, 1.0))
+
+
+async def gateway_cleanup() -> None:
+    """Write pending usage records and close this event loop's upstream clients: a Celery
+    task's loop ends with the task."""
+    from gateway.upstream import clients_close
+    from gateway.usage import usage_flush
+
+    await usage_flush()
+    await clients_close()
+
+
+async def job_run(job_id: int) -> str:
+    """Run a job's remaining items; returns the job's status when this runner stops."""
+    token = secrets.token_hex(8)
+    if not await sync_to_async(_lease_take)(job_id, token):
+        return "busy"
+    job = await Job.objects.select_related("team", "api_key", "prompt_version__prompt").aget(
+        pk=job_id
+    )
+    ctx = _JobContext(job)
+    concurrency = max(1, settings.PLAYGROUND_BATCH_CONCURRENCY)
+    semaphore = asyncio.Semaphore(concurrency)
+    stop = asyncio.Event()
+    heartbeat = asyncio.create_task(_heartbeat(ctx, token, stop))
+    in_flight: set[asyncio.Task] = set()
+    try:
+        while not (ctx.cancelled.is_set() or ctx.lost.is_set()):
+            # keep one chunk queued behind the calls in flight
+            room = 2 * concurrency - len(in_flight)
+            if room > 0:
+                for item_id in await sync_to_async(_claim)(job_id, room):
+                    in_flight.add(asyncio.create_task(_run_item(ctx, item_id, semaphore)))
+            if not in_flight:
+                break
+            done, in_flight = await asyncio.wait(
+                in_flight, timeout=0.5, return_when=asyncio.FIRST_COMPLETED
+            )
+            for task in done:
+                task.result()
+        if in_flight:
+            await asyncio.gather(*in_flight)
+    finally:
+        stop.set()
+        await heartbeat
+        await gateway_cleanup()
+    if ctx.lost.is_set():
+        return "lost"
+    return await sync_to_async(_finish)(job_id, token)
