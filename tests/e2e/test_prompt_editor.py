@@ -312,3 +312,24 @@ def test_a_protected_publish_waits_for_an_approver(logged_in_page, prompts):
     expect(audit.locator("tr", has_text="approved v2")).to_contain_text("approver")
     expect(audit.locator("tr", has_text="asked for approval")).to_contain_text("pm")
     screenshot(approver, "prompt-history", full_page=True)
+
+
+# --- the list: search and filters, kept in the URL -------------------------------------------
+
+
+def test_prompt_list_search_and_filters(logged_in_page, prompts):
+    page = logged_in_page("member")
+    page.goto("/prompts/")
+    table = page.get_by_test_id("prompt-list")
+    expect(table).to_contain_text("Support triage")
+    page.get_by_role("searchbox", name="Search").fill("triage")
+    expect(table.locator("tbody tr")).to_have_count(1)
+    expect(page).to_have_url(re.compile(r"q=triage"))
+    page.get_by_role("searchbox", name="Search").fill("")
+    page.get_by_role("combobox", name="Task tag").select_option("summarization")
+    expect(table.locator("tbody tr")).to_have_count(1)
+    expect(table).to_contain_text("Meeting summary")
+    page.reload()
+    expect(page.get_by_role("combobox", name="Task tag")).to_have_value("summarization")
+    expect(table.locator("tbody tr")).to_have_count(1)
+    expect(page.get_by_role("link", name="New prompt")).to_have_count(0)  # not an editor

@@ -356,3 +356,14 @@ def test_admin_edits_to_a_prompt_are_audited(client, prompt, django_user_model):
     event = AuditEvent.objects.filter(action="prompt.update").latest("id")
     assert event.actor == admin_user
     assert event.after == {"name": "Renamed", "requires_approval": True}
+
+
+def test_prompt_page_makes_a_fixed_number_of_queries(
+    client, prompt, alice, django_assert_max_num_queries
+):
+    for index in range(15):
+        new_version(prompt, alice, f"v{index} {{{{ name }}}} {{{{ tone }}}}")
+    client.force_login(alice)
+    with django_assert_max_num_queries(16):
+        response = client.get(url("detail", prompt))
+    assert response.content.count(b"data-version=") == 16
