@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Iterator
 from decimal import Decimal
 
 import httpx
@@ -18,24 +17,9 @@ from playground.columns import ColumnSpec
 from playground.models import ComparisonColumn, RunStatus
 from routing.models import Model, Price, Provider
 from spend.models import Purpose, UsageRecord
-from tests.playground.conftest import make_triage
+from tests.playground.conftest import make_triage, use_upstream
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture(scope="module")
-def slow_simulator_url() -> Iterator[str]:
-    """A second simulator with the catalog's per-model latency (mini ~0.5 s, flagship ~1.3 s)."""
-    from simulator.testing import SimulatorServer
-
-    with SimulatorServer(latency_scale=2.0) as server:
-        yield server.url
-
-
-def _use_upstream(url: str) -> None:
-    provider = Provider.objects.get(name="openai")
-    provider.base_url = url
-    provider.save()  # a save (not an update) bumps the routing snapshot's version
 
 
 def _session_cookie(user) -> dict[str, str]:
@@ -83,7 +67,7 @@ def _run(base: str, cookies: dict, urls: list[str]) -> tuple[list[dict], float]:
 def test_columns_stream_at_the_same_time_and_cost_what_their_usage_records_say(
     live_site, slow_simulator_url, team, alice, catalog
 ):
-    _use_upstream(slow_simulator_url)
+    use_upstream(slow_simulator_url)
     version = make_triage(team, alice)
     comparison = services.comparison_create(
         team=team,
