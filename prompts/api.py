@@ -127,6 +127,29 @@ def target_team(request: Request) -> Team | None:
     return team
 
 
+def _number(value: str, what: str = "version") -> int:
+    if not (value.isascii() and value.isdigit()) or len(value) > 9:
+        raise NotFound(f"No such {what}.", param=what)
+    return int(value)
+
+
+NUMBER_PARAM = OpenApiParameter("number", int, OpenApiParameter.PATH)
+ID_PARAM = OpenApiParameter("pk", int, OpenApiParameter.PATH)
+
+
+def page_of(name: str, serializer: serializers.Serializer) -> serializers.Serializer:
+    """The documented shape of a LimitOffsetPagination page."""
+    return inline_serializer(
+        name,
+        {
+            "count": serializers.IntegerField(),
+            "next": serializers.URLField(allow_null=True),
+            "previous": serializers.URLField(allow_null=True),
+            "results": serializer,
+        },
+    )
+
+
 def paginated(request: Request, view: APIView, items: Any, serializer: type) -> Response:
     paginator = api_settings.DEFAULT_PAGINATION_CLASS()
     page = paginator.paginate_queryset(items, request, view=view)
@@ -318,7 +341,7 @@ class PromptListView(APIView):
             OpenApiParameter("tag", str),
             OpenApiParameter("label", str, description="Only prompts that have this label"),
         ],
-        responses={200: PromptSerializer(many=True), **ERRORS},
+        responses={200: page_of("PaginatedPromptList", PromptSerializer(many=True)), **ERRORS},
     )
     def get(self, request: Request) -> Response:
         params = request.query_params
@@ -371,7 +394,10 @@ class VersionListView(APIView):
     @extend_schema(
         operation_id="prompts_versions_list",
         parameters=[TEAM_PARAM],
-        responses={200: VersionSerializer(many=True), **ERRORS},
+        responses={
+            200: page_of("PaginatedVersionList", VersionSerializer(many=True)),
+            **ERRORS,
+        },
     )
     def get(self, request: Request, slug: str) -> Response:
         versions = prompt_versions(prompt=prompt_for(request, slug))
@@ -401,11 +427,11 @@ class VersionListView(APIView):
 class VersionDetailView(APIView):
     @extend_schema(
         operation_id="prompts_versions_retrieve",
-        parameters=[TEAM_PARAM],
+        parameters=[TEAM_PARAM, NUMBER_PARAM],
         responses={200: VersionSerializer, **ERRORS},
     )
-    def get(self, request: Request, slug: str, number: int) -> Response:
-        version = prompt_version_get(prompt=prompt_for(request, slug), number=number)
+    def get(self, request: Request, slug: str, number: str) -> Response:
+        version = prompt_version_get(prompt=prompt_for(request, slug), number=_number(number))
         return Response(VersionSerializer(version).data)
 
 
@@ -535,12 +561,13 @@ class ApprovalListView(APIView):
 class ApprovalDecideView(APIView):
     @extend_schema(
         operation_id="prompts_approvals_decide",
+        parameters=[ID_PARAM],
         request=DecideSerializer,
         responses={200: ApprovalSerializer, 409: ERROR, **ERRORS},
     )
-    def post(self, request: Request, pk: int) -> Response:
+    def post(self, request: Request, pk: str) -> Response:
         approval = ApprovalRequest.objects.filter(
-            pk=pk, version__prompt__in=visible_prompts(request)
+            pk=_number(pk, "approval request"), version__prompt__in=visible_prompts(request)
         ).first()
         if approval is None:
             raise NotFound("Approval request not found.")
@@ -562,7 +589,11 @@ class ExportView(APIView):
             OpenApiParameter("format", str, enum=["yaml", "json"], description="Default yaml"),
             TEAM_PARAM,
         ],
-        responses={(200, "application/yaml"): OpenApiTypes.STR, **ERRORS},
+        responses={
+            (200, "application/yaml"): OpenApiTypes.OBJECT,
+            (200, "application/json"): OpenApiTypes.OBJECT,
+            **ERRORS,
+        },
         description="Every visible prompt with all versions and labels, as a file that "
         "`import_prompts` (or POST /api/v1/prompts/import) reads back.",
     )

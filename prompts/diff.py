@@ -91,12 +91,22 @@ def line_diff(before: str, after: str) -> list[DiffLine]:
     return lines
 
 
+def _section_text(version: PromptVersion | None, name: str) -> str:
+    if version is None:
+        return ""
+    value = getattr(version, name)
+    if name in ("variables", "few_shot") and isinstance(value, list):
+        # one item per line: a changed variable or example is one changed line
+        return "\n".join(json.dumps(item, ensure_ascii=False, default=str) for item in value)
+    return _as_text(value)
+
+
 def version_diff(before: PromptVersion | None, after: PromptVersion) -> VersionDiff:
     """What changed from `before` (None: nothing, e.g. no production yet) to `after`."""
     sections = []
     for name, title in TEXT_FIELDS:
-        old = _as_text(getattr(before, name)) if before else ""
-        new = _as_text(getattr(after, name))
+        old = _section_text(before, name)
+        new = _section_text(after, name)
         if old or new:
             sections.append(DiffSection(title, line_diff(old, new)))
     params = []

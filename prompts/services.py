@@ -90,10 +90,11 @@ def _clean_prompt_fields(fields: dict[str, Any]) -> dict[str, Any]:
 
 
 def _prompt_state(prompt: Prompt) -> dict[str, Any]:
-    return {
-        name: str(getattr(prompt, name)) if name == "shadow_sample_rate" else getattr(prompt, name)
-        for name in PROMPT_FIELDS
-    }
+    state = {name: getattr(prompt, name) for name in PROMPT_FIELDS}
+    state["shadow_sample_rate"] = str(
+        Decimal(str(state["shadow_sample_rate"])).quantize(Decimal("0.001"))
+    )
+    return state
 
 
 @transaction.atomic

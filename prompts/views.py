@@ -103,6 +103,14 @@ def list(request: HttpRequest) -> HttpResponse:
         "team": params.get("team", ""),
         "tag": params.get("tag", ""),
         "label": params.get("label", ""),
+        "label_names": sorted(
+            {Label.PRODUCTION, Label.STAGING}
+            | set(
+                Label.objects.filter(prompt__team__in=teams)
+                .values_list("name", flat=True)
+                .distinct()
+            )
+        ),
         "can_create": user_has_role(user=request.user, role=Role.PROMPT_EDITOR),
         "pending_approvals": ApprovalRequest.objects.filter(
             status=ApprovalRequest.Status.PENDING, version__prompt__team__in=teams

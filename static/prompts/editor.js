@@ -41,7 +41,7 @@
   }
 
   function saveDraft() {
-    if (!key) return;
+    if (!key || submitting) return;
     try {
       if (dirty()) {
         const entries = [...new FormData(form)].filter(([name]) => name !== "csrfmiddlewaretoken");
@@ -156,8 +156,10 @@
   form.addEventListener("input", scheduleSave);
   form.addEventListener("change", scheduleSave);
   form.addEventListener("submit", () => {
+    // A good save lands on the prompt page; a failed one re-renders the text as unsaved
+    // work (data-unsaved), which stores the draft again.
     submitting = true;
-    saveDraft(); // a failed save re-renders the text; a good one lands on the prompt page
+    clearTimeout(saveTimer);
     try {
       localStorage.removeItem(key);
     } catch (err) {

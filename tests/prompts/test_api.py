@@ -316,3 +316,17 @@ def test_the_schema_documents_the_prompts_api(client):
     schema = yaml.safe_load(client.get("/api/schema/").content)
     assert "/api/v1/prompts/{slug}/render" in schema["paths"]
     assert "422" in schema["paths"]["/api/v1/prompts/{slug}/render"]["post"]["responses"]
+
+
+def test_malformed_path_parts_get_our_json_404(prompt, api_key):
+    client = as_key(api_key)
+    for path in (
+        "/api/v1/prompts/%C2%B9%20x",
+        "/api/v1/prompts/greet/versions/%C2%B9",
+        "/api/v1/prompts/greet/versions/-1",
+    ):
+        response = client.get(path)
+        assert response.status_code == 404, path
+        assert response.json()["error"]["code"] == "not_found"
+    decide = client.post("/api/v1/prompt-approvals/%C2%B9/decide", {"approve": True}, format="json")
+    assert decide.status_code == 404

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import pytest
+from asgiref.sync import sync_to_async
 from django.core.cache import cache
+from django.db import connections
 
 from accounts.models import Team
 from core.errors import NotFound
@@ -24,10 +26,17 @@ def _clear_cache():
     cache.clear()
 
 
+@pytest.fixture
+async def _close_thread_connections():
+    """The async ORM runs in a worker thread with its own connection: hand it back, or
+    PostgreSQL cannot drop the test database at the end."""
+    yield
+    await sync_to_async(connections.close_all)()
+
+
+@pytest.mark.usefixtures("_close_thread_connections")
 @pytest.mark.django_db(transaction=True)
 async def test_resolve_defaults_to_production_and_version_wins(team):
-    from asgiref.sync import sync_to_async
-
     await sync_to_async(_prompt)(team)
     assert (await prompt_version_resolve(team_id=team.id, slug="greet")).number == 1
     found = await prompt_version_resolve(team_id=team.id, slug="greet", label="x", version=2)
@@ -35,10 +44,9 @@ async def test_resolve_defaults_to_production_and_version_wins(team):
     assert found.prompt.slug == "greet"  # select_related: no query needed later
 
 
+@pytest.mark.usefixtures("_close_thread_connections")
 @pytest.mark.django_db(transaction=True)
 async def test_resolve_refuses_other_teams_and_unknown_labels(team, other_team):
-    from asgiref.sync import sync_to_async
-
     await sync_to_async(_prompt)(team)
     with pytest.raises(NotFound):
         await prompt_version_resolve(team_id=other_team.id, slug="greet")

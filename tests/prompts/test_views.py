@@ -315,3 +315,55 @@ def test_settings_turn_on_approval_and_are_audited(client, prompt, alice):
     assert prompt.requires_approval
     assert prompt.name == "Greeter"
     assert AuditEvent.objects.filter(action="prompt.update", actor=alice).exists()
+
+
+def test_admin_lists_prompts_and_shows_versions_read_only(client, prompt, django_user_model):
+    admin_user = django_user_model.objects.create_superuser("root", "root@example.com", "pw")
+    client.force_login(admin_user)
+    for path in (
+        "/admin/prompts/prompt/",
+        f"/admin/prompts/prompt/{prompt.pk}/change/",
+        "/admin/prompts/promptversion/",
+        "/admin/prompts/label/",
+        "/admin/prompts/approvalrequest/",
+    ):
+        assert client.get(path).status_code == 200, path
+    assert client.get("/admin/prompts/promptversion/add/").status_code == 403
+    version = prompt.versions.get()
+    page = client.get(f"/admin/prompts/promptversion/{version.pk}/change/")
+    assert page.status_code == 200
+    assert b'name="user_template"' not in page.content  # view only
+
+
+def test_admin_edits_to_a_prompt_are_audited(client, prompt, django_user_model):
+    admin_user = django_user_model.objects.create_superuser("root", "root@example.com", "pw")
+    client.force_login(admin_user)
+    response = client.post(
+        f"/admin/prompts/prompt/{prompt.pk}/change/",
+        {
+            "name": "Renamed",
+            "description": "",
+            "task_tag": "generation",
+            "requires_approval": "on",
+            "shadow_sample_rate": "0",
+            "labels-TOTAL_FORMS": "0",
+            "labels-INITIAL_FORMS": "1",
+            "versions-TOTAL_FORMS": "0",
+            "versions-INITIAL_FORMS": "1",
+        },
+    )
+    assert response.status_code == 302, response.content[:2000]
+    event = AuditEvent.objects.filter(action="prompt.update").latest("id")
+    assert event.actor == admin_user
+    assert event.after == {"name": "Renamed", "requires_approval": True}
+
+
+def test_prompt_page_makes_a_fixed_number_of_queries(
+    client, prompt, alice, django_assert_max_num_queries
+):
+    for index in range(15):
+        new_version(prompt, alice, f"v{index} {{{{ name }}}} {{{{ tone }}}}")
+    client.force_login(alice)
+    with django_assert_max_num_queries(16):
+        response = client.get(url("detail", prompt))
+    assert response.content.count(b"data-version=") == 16
