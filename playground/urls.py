@@ -9,6 +9,7 @@ urlpatterns = [
     path("variables", views.variables_form, name="variables"),
     path("c/new", views.comparison_create, name="comparison-create"),
     path("c/<int:pk>/", views.comparison_detail, name="comparison"),
+    path("c/<int:pk>/extras", views.comparison_extras, name="comparison-extras"),
     path("c/<int:pk>/save", views.comparison_save, name="comparison-save"),
     path("c/<int:pk>/vote", views.comparison_vote, name="comparison-vote"),
     path("c/<int:pk>/col/<int:position>/run", views.column_run, name="column-run"),

@@ -153,6 +153,15 @@ def comparison_detail(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 @require_GET
+def comparison_extras(request: HttpRequest, pk: int) -> HttpResponse:
+    """Votes and sharing of a comparison the page has just created (an htmx partial)."""
+    comparison = selectors.comparison_get(user=request.user, pk=pk)
+    context = _compare_context(request, team=comparison.team, comparison=comparison)
+    return render(request, "playground/compare.html#extras", context)
+
+
+@login_required
+@require_GET
 def variables_form(request: HttpRequest) -> HttpResponse:
     """The variables form of a prompt version (or the free text fields): an htmx partial."""
     team = selectors.team_for_user(user=request.user, slug=request.GET.get("team"))
@@ -576,12 +585,12 @@ def batch_detail(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 def batch_progress(request: HttpRequest, pk: int) -> HttpResponse:
-    """The progress bar, polled by htmx; answers 286 (stop polling) once the job is over."""
+    """The progress bar, polled by htmx every second. Once the job is over, the poll reloads
+    the page so that the results table and its totals are complete."""
     job = _job_for_user(request, pk)
     response = render(request, "playground/batch_detail.html#progress", {"job": job})
-    if job.finished:
-        response.status_code = 286
-        response["HX-Refresh"] = "true" if request.GET.get("refresh") else "false"
+    if job.finished and request.GET.get("poll"):
+        response["HX-Refresh"] = "true"
     return response
 
 
