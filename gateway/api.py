@@ -23,6 +23,7 @@ from gateway.http import (
     event_stream,
     json_body,
     money,
+    resolve_version,
     switchboard_headers,
 )
 from gateway.openai_views import chat_call, responses_call
@@ -64,13 +65,10 @@ async def run_call(
     slug: str, body: dict[str, Any], api_key: ApiKey, request_id: str
 ) -> GatewayCall:
     from prompts.rendering import render_version
-    from prompts.selectors import prompt_version_resolve
 
     label, number, tier, metadata, stream = _run_options(body)
     variables = body.get("variables") or {}
-    version = await prompt_version_resolve(
-        team_id=api_key.team_id, slug=slug, label=label, version=number
-    )
+    version = await resolve_version(team_id=api_key.team_id, slug=slug, label=label, version=number)
     rendered = render_version(version, variables)
     upstream = prompt_body(version, rendered)
     requested, pinned_by = AUTO, "request"

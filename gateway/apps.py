@@ -5,6 +5,6 @@ class GatewayConfig(AppConfig):
     name = "gateway"
 
     def ready(self) -> None:
-        from routing.snapshot import connect_invalidation
+        from gateway.hot import connect_invalidation
 
         connect_invalidation()

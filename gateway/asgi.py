@@ -9,11 +9,15 @@ URLconf and views, without a thread hop per middleware.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import re
 
-from django.core.handlers.asgi import ASGIHandler
+from django.core.exceptions import RequestAborted
+from django.core.handlers.asgi import ASGIHandler, get_script_prefix
 from django.core.handlers.exception import convert_exception_to_response
+from django.urls import set_script_prefix
 
 log = logging.getLogger(__name__)
 
@@ -21,13 +25,58 @@ GATEWAY_PATHS = re.compile(r"^/(v1/|api/v1/route$|api/v1/prompts/[-a-zA-Z0-9_]+/
 
 
 class GatewayASGIHandler(ASGIHandler):
-    """Django's ASGI handler with an empty middleware chain."""
+    """Django's ASGI handler with an empty middleware chain and no per-request thread.
+
+    Django enters a `ThreadSensitiveContext` per request, which starts a new executor thread
+    for the request's sync (ORM) calls; on this lane they run on asgiref's one shared sync
+    thread instead, which keeps its database connection (a pooled one) between requests.
+    The request_started/request_finished signals, whose only receivers reset the debug query
+    log and recycle connections, are not sent: each would cost a hop to that thread and
+    hand its connection back to the pool. `gateway.db` recycles a connection after errors.
+    """
 
     def load_middleware(self, is_async: bool = False) -> None:
         self._view_middleware = []
         self._template_response_middleware = []
         self._exception_middleware = []
         self._middleware_chain = convert_exception_to_response(self._get_response_async)
+
+    async def __call__(self, scope, receive, send) -> None:
+        await self.handle(scope, receive, send)
+
+    async def handle(self, scope, receive, send) -> None:
+        try:
+            body_file = await self.read_body(receive)
+        except RequestAborted:
+            return
+        set_script_prefix(get_script_prefix(scope))
+        request, error_response = self.create_request(scope, body_file)
+        if request is None:
+            body_file.close()
+            await self.send_response(error_response, send)
+            return
+
+        async def process_request() -> None:
+            response = await self.run_get_response(request)
+            # The client may go away while we send: nothing more to do then.
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.send_response(response, send)
+
+        # As Django does: a disconnect while the view runs cancels it (streams record it).
+        tasks = [
+            asyncio.create_task(self.listen_for_disconnect(receive)),
+            asyncio.create_task(process_request()),
+        ]
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        for task in tasks:
+            if task.done():
+                with contextlib.suppress(RequestAborted):
+                    task.result()
+            else:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        body_file.close()
 
 
 def with_gateway(site):

@@ -13,6 +13,7 @@ from accounts.keys import api_key_resolve
 from accounts.models import ApiKey
 from core.errors import AppError, BadRequest, PayloadTooLarge, Unauthenticated
 from gateway.conf import setting
+from gateway.hot import hot_get
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
@@ -25,7 +26,8 @@ async def authenticate(request: HttpRequest) -> ApiKey:
         raise Unauthenticated(
             "Missing API key: send `Authorization: Bearer sb_...` with a team key."
         )
-    api_key = await api_key_resolve(raw.strip())
+    raw = raw.strip()
+    api_key = await hot_get(("key", raw), lambda: api_key_resolve(raw))
     if api_key is None:
         raise Unauthenticated("Invalid or revoked API key.")
     return api_key
@@ -124,3 +126,15 @@ def event_stream(chunks: AsyncIterator[bytes], headers: dict[str, str]) -> Strea
     for name, value in {**SSE_HEADERS, **headers}.items():
         response[name] = value
     return response
+
+
+async def resolve_version(
+    *, team_id: int, slug: str, label: str | None, version: int | None
+) -> Any:
+    """A prompt version by label or number (prompts.selectors, behind the hot cache)."""
+    from prompts.selectors import prompt_version_resolve
+
+    return await hot_get(
+        ("prompt", team_id, slug, label, version),
+        lambda: prompt_version_resolve(team_id=team_id, slug=slug, label=label, version=version),
+    )

@@ -30,6 +30,7 @@ from gateway.http import (
     json_body,
     openai_error,
     raw_json,
+    resolve_version,
     switchboard_headers,
 )
 from gateway.payloads import schema_of_chat, schema_of_responses
@@ -223,7 +224,6 @@ async def _with_prompt(
 ) -> tuple[Any, dict[str, Any]]:
     """Resolve `prompt={id, version, variables}` against the team's prompts and merge it in."""
     from prompts.rendering import render_version
-    from prompts.selectors import prompt_version_resolve
 
     if not isinstance(ref, dict) or not isinstance(ref.get("id"), str) or not ref["id"]:
         raise BadRequest(
@@ -239,7 +239,7 @@ async def _with_prompt(
         label = which
     elif which is not None:
         raise BadRequest("`prompt.version` must be a number or a label.", param="prompt.version")
-    version = await prompt_version_resolve(
+    version = await resolve_version(
         team_id=api_key.team_id, slug=ref["id"], label=label, version=number
     )
     variables = ref.get("variables") or {}

@@ -1,15 +1,16 @@
 """Upstream calls: one shared AsyncOpenAI client per provider and event loop, one attempt each.
 
 The SDK's own retries are off (`max_retries=0`): the pipeline retries, falls back and
-escalates itself so that every attempt gets its own usage record. Calls go through the
-client's low-level `post()` and return the raw HTTP response: the gateway relays upstream
-JSON and SSE bytes instead of building and re-serializing pydantic objects, and still gets
-the SDK's request building, auth headers, connection pool and error classes.
+escalates itself so that every attempt gets its own usage record. A call returns the raw
+HTTP response: the gateway relays upstream JSON and SSE bytes instead of building and
+re-serializing pydantic objects, and still uses the SDK client's connection pool, auth
+headers and error classes (see `send`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -24,15 +25,30 @@ from routing.snapshot import ModelInfo, ProviderInfo
 CHAT, RESPONSES = "chat", "responses"
 PATHS = {CHAT: "/chat/completions", RESPONSES: "/responses"}
 
-_clients: dict[tuple[int, int, str, str], AsyncOpenAI] = {}
+
+@dataclass(frozen=True, slots=True)
+class Upstream:
+    """A provider's shared SDK client, and what a call needs from it, computed once."""
+
+    client: AsyncOpenAI
+    http: httpx2.AsyncClient
+    base_url: str
+    headers: dict[str, str]
+
+
+_upstreams: dict[tuple[int, int, str, str], Upstream] = {}
 
 
 def client_for(provider: ProviderInfo) -> AsyncOpenAI:
+    return upstream_for(provider).client
+
+
+def upstream_for(provider: ProviderInfo) -> Upstream:
     """The provider's client for the running event loop (a client is bound to its loop)."""
     api_key = os.environ.get(provider.api_key_env, "") if provider.api_key_env else ""
     key = (id(asyncio.get_running_loop()), provider.id, provider.base_url, api_key)
-    client = _clients.get(key)
-    if client is None:
+    found = _upstreams.get(key)
+    if found is None:
         client = AsyncOpenAI(
             base_url=provider.base_url,
             api_key=api_key or "switchboard-no-key",
@@ -44,15 +60,22 @@ def client_for(provider: ProviderInfo) -> AsyncOpenAI:
                 limits=httpx2.Limits(max_connections=2000, max_keepalive_connections=1000),
             ),
         )
-        _clients[key] = client
-    return client
+        headers = {k: v for k, v in client.default_headers.items() if isinstance(v, str)}
+        headers.update(client.auth_headers)
+        found = _upstreams[key] = Upstream(
+            client=client,
+            http=client._client,
+            base_url=str(client.base_url).rstrip("/"),
+            headers=headers,
+        )
+    return found
 
 
 async def clients_close() -> None:
     """Close the clients of the running loop (shutdown, end of a test)."""
     loop_id = id(asyncio.get_running_loop())
-    for key in [key for key in _clients if key[0] == loop_id]:
-        await _clients.pop(key).close()
+    for key in [key for key in _upstreams if key[0] == loop_id]:
+        await _upstreams.pop(key).client.close()
 
 
 @dataclass(slots=True)
@@ -122,36 +145,44 @@ def classify_error(exc: Exception) -> AttemptFailed:
     return AttemptFailed("upstream_error", f"{type(exc).__name__}: {exc}")
 
 
-def _options(model: ModelInfo) -> dict[str, Any]:
-    return {
-        "timeout": httpx2.Timeout(
-            model.timeout_seconds, connect=setting("GATEWAY_CONNECT_TIMEOUT_SECONDS")
+async def send(
+    model: ModelInfo, api: str, body: dict[str, Any], *, stream: bool
+) -> httpx2.Response:
+    """POST the body to the model's provider; raises AttemptFailed.
+
+    The request is built here and sent with the SDK client's own HTTP client and headers,
+    and error statuses become the SDK's exception classes: the SDK's per-call request
+    machinery (option models, auth hooks, retry loop) costs more CPU than the whole rest of
+    the gateway's hot path, and none of it applies with retries done by the pipeline."""
+    upstream = upstream_for(model.provider)
+    timeout = httpx2.Timeout(
+        model.timeout_seconds, connect=setting("GATEWAY_CONNECT_TIMEOUT_SECONDS")
+    )
+    try:
+        request = upstream.http.build_request(
+            "POST",
+            upstream.base_url + PATHS[api],
+            content=json.dumps(body).encode(),
+            headers=upstream.headers,
+            timeout=timeout,
         )
-    }
+        response = await upstream.http.send(request, stream=stream)
+        if response.status_code >= 400:
+            await response.aread()
+            await response.aclose()
+            raise upstream.client._make_status_error_from_response(response)
+    except AttemptFailed:
+        raise
+    except Exception as exc:  # every failure is recorded and decides retry/fallback
+        raise classify_error(exc) from exc
+    return response
 
 
 async def post_json(model: ModelInfo, api: str, body: dict[str, Any]) -> httpx2.Response:
     """A non-streamed call; the response body has been read. Raises AttemptFailed."""
-    client = client_for(model.provider)
-    try:
-        return await client.post(
-            PATHS[api], body=body, cast_to=httpx2.Response, options=_options(model)
-        )
-    except Exception as exc:  # every failure is recorded and decides retry/fallback
-        raise classify_error(exc) from exc
+    return await send(model, api, body, stream=False)
 
 
 async def post_stream(model: ModelInfo, api: str, body: dict[str, Any]) -> httpx2.Response:
     """A streamed call: status checked, body unread (iterate `aiter_lines`, then `aclose`)."""
-    client = client_for(model.provider)
-    try:
-        return await client.post(
-            PATHS[api],
-            body=body,
-            cast_to=httpx2.Response,
-            options=_options(model),
-            stream=True,
-            stream_cls=openai.AsyncStream,
-        )
-    except Exception as exc:
-        raise classify_error(exc) from exc
+    return await send(model, api, body, stream=True)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import datetime as dt
+import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -21,12 +22,16 @@ from decimal import Decimal
 
 from asgiref.sync import sync_to_async
 from django.db import transaction
+from django.db.models import JSONField
 from django.utils import timezone
 
 from accounts.models import ApiKey
 from core.money import ZERO
+from gateway.conf import setting
 from spend.budgets import BudgetHold, budget_settle
 from spend.models import UsageRecord
+from spend.periods import period_bounds
+from spend.pg import pg_connection, pg_enabled
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +92,105 @@ def _start(loop: asyncio.AbstractEventLoop, coro) -> asyncio.Task:
     return loop.create_task(coro, name="usage-writer", context=contextvars.Context())
 
 
+_FIELDS = [f for f in UsageRecord._meta.concrete_fields if not f.primary_key]
+_JSON_COLUMNS = frozenset(i for i, f in enumerate(_FIELDS) if isinstance(f, JSONField))
+
+
+def _batch_sql() -> str:
+    """One PostgreSQL statement for a whole batch (atomic, one round trip, and always the
+    same text, so psycopg prepares it): insert the records from column arrays, close the
+    reservations, settle each budget once with the batch's total (PostgreSQL applies only
+    one update of a row per statement, so amounts are summed per budget first), and touch
+    the keys' last_used_at."""
+    from django.db import connection
+
+    columns = ", ".join(f'"{f.column}"' for f in _FIELDS)
+    arrays = ", ".join(f"%s::{f.db_type(connection)}[]" for f in _FIELDS)
+    return (
+        f"WITH ins AS (INSERT INTO spend_usagerecord ({columns}) "  # noqa: S608 - model columns
+        f"SELECT * FROM unnest({arrays})), "
+        "r AS (UPDATE spend_budgetreservation SET settled_at = %s "
+        "WHERE id = ANY(%s::bigint[]) AND settled_at IS NULL RETURNING budget_id, amount_usd), "
+        "b AS (UPDATE spend_budget AS b SET "
+        "spent_usd = (CASE WHEN b.period_start < v.start THEN 0 ELSE b.spent_usd END) + v.amount, "
+        "period_start = CASE WHEN b.period_start < v.start THEN v.start ELSE b.period_start END, "
+        "reserved_usd = b.reserved_usd - COALESCE("
+        "(SELECT sum(r.amount_usd) FROM r WHERE r.budget_id = b.id), 0), updated_at = %s "
+        "FROM unnest(%s::bigint[], %s::numeric[], %s::timestamptz[]) AS v(id, amount, start) "
+        "WHERE b.id = v.id), "
+        "k AS (UPDATE accounts_apikey SET last_used_at = %s WHERE id = ANY(%s::bigint[])) "
+        "SELECT 1"
+    )
+
+
+_SQL: list[str] = []
+
+
+def _batch_statement(
+    ledgers: list[Ledger], key_ids: set[int], now: dt.datetime
+) -> tuple[str, list]:
+    if not _SQL:
+        _SQL.append(_batch_sql())
+    columns: list[list] = [[] for _ in _FIELDS]
+    for ledger in ledgers:
+        for record in ledger.records:
+            for index, model_field in enumerate(_FIELDS):
+                value = getattr(record, model_field.attname)
+                if index in _JSON_COLUMNS and value is not None:
+                    value = json.dumps(value)
+                columns[index].append(value)
+    spent: dict[int, Decimal] = {}
+    starts: dict[int, dt.datetime] = {}
+    reservation_ids: list[int] = []
+    for ledger in ledgers:
+        hold = ledger.hold
+        if hold is None or not hold.active:
+            continue
+        for budget in hold.budgets:
+            rid = hold.reservation_ids.get(budget.id)
+            if rid is None and ledger.committed == 0:
+                continue
+            if rid is not None:
+                reservation_ids.append(rid)
+            spent[budget.id] = spent.get(budget.id, ZERO) + ledger.committed
+            starts[budget.id] = period_bounds(budget.period, now)[0]
+    budget_ids = list(spent)
+    params = [
+        *columns,
+        now,
+        reservation_ids,
+        now,
+        budget_ids,
+        [spent[i] for i in budget_ids],
+        [starts[i] for i in budget_ids],
+        now,
+        sorted(key_ids),
+    ]
+    return _SQL[0], params
+
+
+async def _awrite(ledgers: list[Ledger], key_ids: set[int]) -> None:
+    """`_write` on a native async PostgreSQL connection: the batch in one statement."""
+    if not any(ledger.records or ledger.hold for ledger in ledgers) and not key_ids:
+        return
+    sql, params = _batch_statement(ledgers, key_ids, timezone.now())
+    async with pg_connection() as conn:
+        await conn.execute(sql, params)
+
+
+async def write_ledgers(ledgers: list[Ledger], key_ids: set[int]) -> None:
+    if pg_enabled():
+        try:
+            await _awrite(ledgers, key_ids)
+        except Exception:
+            if len(ledgers) == 1:
+                raise
+            for ledger in ledgers:  # one bad request must not take the batch down
+                await _awrite([ledger], set())
+    else:
+        await sync_to_async(_write)(ledgers, key_ids)
+
+
 class UsageWriter:
     """One per event loop: a queue of closed ledgers and the task that writes them."""
 
@@ -125,11 +229,13 @@ class UsageWriter:
                 self.idle.set()
                 self.wakeup.clear()
                 await self.wakeup.wait()
+                # Let more requests finish first: one transaction then writes many of them.
+                await asyncio.sleep(setting("GATEWAY_USAGE_FLUSH_SECONDS"))
                 continue
             batch, self.queue = self.queue[:_MAX_BATCH], self.queue[_MAX_BATCH:]
             for delay in (0.05, 0.5, 2.0, None):
                 try:
-                    await sync_to_async(_write)(batch, self._keys_to_touch(batch))
+                    await write_ledgers(batch, self._keys_to_touch(batch))
                     break
                 except Exception:
                     if delay is None:

@@ -1,8 +1,8 @@
 """An immutable, in-process snapshot of the catalog and the active policy, for the hot path.
 
 The router decides from plain frozen dataclasses, never from the ORM, so a routing decision
-costs no query. The snapshot is reloaded when a write bumps the version kept in the Django
-cache (signals below; checked at most every `CHECK_SECONDS`), and in any case after
+costs no query. The snapshot is reloaded when a write bumps the routing or price generation
+kept in the Django cache (`routing.cache`; checked at most every `CHECK_SECONDS`), and in any case after
 `MAX_AGE_SECONDS`, so a write that skipped signals (bulk updates) or a process that does
 not share the cache (LocMem) still converges.
 """
@@ -13,18 +13,14 @@ import asyncio
 import contextvars
 import datetime as dt
 import time
-import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.core.cache import cache
-from django.db import transaction
-from django.db.models.signals import post_delete, post_save
 
-from routing.cache import PRICE_GENERATION_KEY
+from routing.cache import PRICE_GENERATION_KEY, ROUTING_GENERATION_KEY, routing_generation_bump
 
-VERSION_KEY = "routing:snapshot-version"
 CHECK_SECONDS = 1.0
 MAX_AGE_SECONDS = 30.0
 
@@ -248,8 +244,8 @@ _state = _Cache()
 _loading: dict[asyncio.AbstractEventLoop, asyncio.Task] = {}
 
 
-# Our own version, and the price cache generation that price imports bump (routing.cache).
-_VERSION_KEYS = [VERSION_KEY, PRICE_GENERATION_KEY]
+# The generations that catalog/policy writes and price writes bump (routing.cache, signals).
+_VERSION_KEYS = [ROUTING_GENERATION_KEY, PRICE_GENERATION_KEY]
 
 
 def _version(values: dict[str, Any]) -> str:
@@ -315,23 +311,6 @@ def snapshot_get_sync() -> Snapshot:
 
 
 def snapshot_invalidate() -> None:
-    """Call after catalog or policy writes that bypass signals (bulk imports, queryset.update)."""
+    """Drop this process's snapshot and make every process reload (writes that skip signals)."""
     _state.snapshot = None
-    cache.set(VERSION_KEY, uuid.uuid4().hex, None)
-
-
-async def asnapshot_invalidate() -> None:
-    _state.snapshot = None
-    await cache.aset(VERSION_KEY, uuid.uuid4().hex, None)
-
-
-def _on_write(**kwargs: Any) -> None:
-    transaction.on_commit(snapshot_invalidate)
-
-
-def connect_invalidation() -> None:
-    from routing.models import Model, Policy, Price, Provider, Rule, Tier, TierModel
-
-    for model in (Provider, Tier, Model, Price, TierModel, Policy, Rule):
-        post_save.connect(_on_write, sender=model, dispatch_uid=f"snapshot-{model.__name__}")
-        post_delete.connect(_on_write, sender=model, dispatch_uid=f"snapshot-del-{model.__name__}")
+    routing_generation_bump()

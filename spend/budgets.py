@@ -39,6 +39,7 @@ from django.utils import timezone
 from core.money import COST_DIGITS, ZERO
 from spend.models import Budget, BudgetReservation
 from spend.periods import period_bounds
+from spend.pg import pg_connection, pg_enabled
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +91,10 @@ class BudgetHold:
         delta = total - self.reserved
         if not self.budgets or delta <= 0:
             return None
-        refused = await sync_to_async(_reserve_all)(self, delta)
+        if pg_enabled():
+            refused = await _areserve_all(self, delta)
+        else:
+            refused = await sync_to_async(_reserve_all)(self, delta)
         if refused is None:
             self.reserved += delta
         return refused
@@ -307,6 +311,65 @@ def budget_settle(*, hold: BudgetHold, actual_usd: Decimal, now: dt.datetime | N
             if released == 0 and actual_usd == 0:
                 continue
             cursor.execute(SETTLE_SQL, _params(budget, actual_usd, now, released=_money(released)))
+
+
+# PostgreSQL, async: closing the reservation and settling the budget in one statement.
+PG_SETTLE_SQL = (
+    "WITH r AS (UPDATE spend_budgetreservation SET settled_at = %(now)s "
+    "WHERE id = %(rid)s AND settled_at IS NULL RETURNING amount_usd) "
+    "UPDATE spend_budget SET "
+    "spent_usd = (CASE WHEN period_start < %(start)s THEN 0 ELSE spent_usd END) + %(amount)s, "
+    "period_start = CASE WHEN period_start < %(start)s THEN %(start)s ELSE period_start END, "
+    "reserved_usd = reserved_usd - COALESCE((SELECT amount_usd FROM r), 0), "
+    "updated_at = %(now)s WHERE id = %(id)s"
+)
+
+
+def _state_of(row: tuple) -> BudgetState:
+    limit, spent, reserved = row[:3]
+    return BudgetState(
+        limit_usd=_decimal(limit), spent_usd=_decimal(spent), reserved_usd=_decimal(reserved)
+    )
+
+
+async def _areserve_all(hold: BudgetHold, amount: Decimal) -> BudgetInfo | None:
+    """`_reserve_all` on a native async PostgreSQL connection (no worker-thread hop)."""
+    now = timezone.now()
+    done: list[BudgetInfo] = []
+    async with pg_connection() as conn:
+        for budget in hold.budgets:
+            rid = hold.reservation_ids.get(budget.id)
+            params = _pg_params(budget, amount, now, request_id=hold.request_id, rid=rid)
+            cursor = await conn.execute(
+                PG_RESERVE_NEW_SQL if rid is None else PG_RESERVE_GROW_SQL, params
+            )
+            row = await cursor.fetchone()
+            if row is None:
+                for held in done:
+                    back = {"amount": amount, "id": held.id, "rid": hold.reservation_ids[held.id]}
+                    await conn.execute(UNRESERVE_BUDGET_SQL, back)
+                    await conn.execute(UNRESERVE_RESERVATION_SQL, back)
+                return budget
+            hold.reservation_ids[budget.id] = row[3]
+            hold.states[budget.id] = _state_of(row)
+            done.append(budget)
+    return None
+
+
+def _pg_params(budget: BudgetInfo, amount: Decimal, now: dt.datetime, **extra: object) -> dict:
+    start, _end = period_bounds(budget.period, now)
+    return {"id": budget.id, "amount": amount, "start": start, "now": now, **extra}
+
+
+async def abudget_settle(
+    conn: object, *, hold: BudgetHold, actual_usd: Decimal, now: dt.datetime
+) -> None:
+    """`budget_settle` on an async PostgreSQL connection, one statement per budget."""
+    for budget in hold.budgets:
+        rid = hold.reservation_ids.get(budget.id)
+        if rid is None and actual_usd == 0:
+            continue
+        await conn.execute(PG_SETTLE_SQL, _pg_params(budget, actual_usd, now, rid=rid))  # type: ignore[attr-defined]
 
 
 def budget_charge(*, budget_id: int, amount_usd: Decimal) -> None:

@@ -191,3 +191,14 @@ def catalog(db, simulator_url: str) -> None:
     from routing.seed import seed_catalog
 
     seed_catalog(simulator_url=simulator_url)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _close_sync_thread_connections(django_db_setup) -> Iterator[None]:
+    """Async tests run ORM calls on asgiref's shared sync thread, whose database connection
+    nobody closes; on PostgreSQL it would keep the test database from being dropped."""
+    yield
+    from asgiref.sync import SyncToAsync
+    from django.db import connections
+
+    SyncToAsync.single_thread_executor.submit(connections.close_all).result(timeout=10)

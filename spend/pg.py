@@ -1,0 +1,68 @@
+"""A native async PostgreSQL pool for the gateway's hot-path writes (budgets and usage).
+
+Django's async ORM runs every query on a worker thread (`sync_to_async`); each hop costs
+tens of microseconds of CPU and serializes the gateway's queries on one thread. On
+PostgreSQL the budget reservation and the usage writer instead use psycopg's async
+connections directly, from a small pool per event loop, on the database Django uses.
+Other backends (SQLite) keep the Django connection on a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from django.db import connection
+
+POOL_MIN, POOL_MAX = 1, 8
+
+_pools: dict[asyncio.AbstractEventLoop, Any] = {}
+
+
+def pg_enabled() -> bool:
+    return connection.vendor == "postgresql"
+
+
+def _connect_kwargs() -> dict[str, Any]:
+    settings = connection.settings_dict
+    kwargs: dict[str, Any] = {"dbname": settings["NAME"], "autocommit": True}
+    for key, name in (
+        ("USER", "user"),
+        ("PASSWORD", "password"),
+        ("HOST", "host"),
+        ("PORT", "port"),
+    ):
+        if settings.get(key):
+            kwargs[name] = settings[key]
+    return kwargs
+
+
+async def _pool() -> Any:
+    from psycopg_pool import AsyncConnectionPool
+
+    loop = asyncio.get_running_loop()
+    pool = _pools.get(loop)
+    if pool is None:
+        for old in [old for old in _pools if old.is_closed()]:
+            del _pools[old]
+        pool = _pools[loop] = AsyncConnectionPool(
+            kwargs=_connect_kwargs(), min_size=POOL_MIN, max_size=POOL_MAX, open=False
+        )
+        await pool.open(wait=False)
+    return pool
+
+
+@asynccontextmanager
+async def pg_connection() -> AsyncIterator[Any]:
+    """A pooled async connection in autocommit mode (use `conn.transaction()` for more)."""
+    pool = await _pool()
+    async with pool.connection() as conn:
+        yield conn
+
+
+async def pg_close() -> None:
+    pool = _pools.pop(asyncio.get_running_loop(), None)
+    if pool is not None:
+        await pool.close()
