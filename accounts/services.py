@@ -22,7 +22,14 @@ def api_key_cache_key(hashed_key: str) -> str:
 
 
 @transaction.atomic
-def api_key_create(*, team: Team, name: str, created_by: User | None = None) -> tuple[ApiKey, str]:
+def api_key_create(
+    *,
+    team: Team,
+    name: str,
+    created_by: User | None = None,
+    rate_limit_rpm: int | None = None,
+    rate_limit_tpm: int | None = None,
+) -> tuple[ApiKey, str]:
     """Create a key and return it with the raw secret, which is never stored or shown again."""
     raw_key = KEY_PREFIX + secrets.token_urlsafe(32)
     api_key = ApiKey.objects.create(
@@ -31,13 +38,20 @@ def api_key_create(*, team: Team, name: str, created_by: User | None = None) -> 
         prefix=raw_key[:10],
         hashed_key=hash_key(raw_key),
         created_by=created_by,
+        rate_limit_rpm=rate_limit_rpm,
+        rate_limit_tpm=rate_limit_tpm,
     )
     audit_record(
         actor=created_by,
         action="api_key.create",
         obj=api_key,
         team=team,
-        after={"name": name, "prefix": api_key.prefix},
+        after={
+            "name": name,
+            "prefix": api_key.prefix,
+            "rate_limit_rpm": rate_limit_rpm,
+            "rate_limit_tpm": rate_limit_tpm,
+        },
     )
     return api_key, raw_key
 
@@ -50,3 +64,26 @@ def api_key_revoke(*, api_key: ApiKey, actor: User | None = None) -> ApiKey:
         audit_record(actor=actor, action="api_key.revoke", obj=api_key, team=api_key.team)
     transaction.on_commit(lambda: cache.delete(api_key_cache_key(api_key.hashed_key)))
     return api_key
+
+
+@transaction.atomic
+def team_content_settings_update(
+    *, team: Team, store_content: bool, retention_days: int, actor: User | None
+) -> Team:
+    """Whether request/response bodies are stored for this team, and for how many days."""
+    if retention_days < 1:
+        raise ValueError("retention_days must be at least 1")
+    before = {"store_content": team.store_content, "retention_days": team.retention_days}
+    after = {"store_content": store_content, "retention_days": retention_days}
+    if before != after:
+        team.store_content, team.retention_days = store_content, retention_days
+        team.save(update_fields=["store_content", "retention_days", "updated_at"])
+        audit_record(
+            actor=actor,
+            action="team.content_settings",
+            obj=team,
+            team=team,
+            before=before,
+            after=after,
+        )
+    return team

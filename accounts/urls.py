@@ -6,4 +6,8 @@ app_name = "accounts"
 
 urlpatterns = [
     path("", views.teams, name="teams"),
+    path("teams/<slug:slug>/", views.team_detail, name="team"),
+    path("teams/<slug:slug>/keys/", views.key_create, name="key-create"),
+    path("teams/<slug:slug>/keys/<int:key_id>/revoke/", views.key_revoke, name="key-revoke"),
+    path("teams/<slug:slug>/settings/", views.team_settings, name="team-settings"),
 ]

@@ -25,7 +25,6 @@ import os
 import platform
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import time
@@ -305,7 +304,11 @@ def calibrated_scale(simulator_url: str) -> float:
 
 
 def machine() -> dict:
-    info = {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()}
+    info = {
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(),
+    }
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -317,7 +320,9 @@ def machine() -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_DB))
     parser.add_argument("--requests", type=int, default=1000, help="per path and level")
     parser.add_argument("--slices", type=int, default=4)
@@ -332,7 +337,10 @@ def main() -> None:
 
     from simulator.testing import SimulatorServer
 
-    results: dict = {"machine": machine(), "args": {k: v for k, v in vars(args).items() if k != "database_url"}}
+    results: dict = {
+        "machine": machine(),
+        "args": {k: v for k, v in vars(args).items() if k != "database_url"},
+    }
     with SimulatorServer(latency_scale=0) as simulator:
         api_key = prepare_database(args.database_url, simulator.url)
         env = {
@@ -347,7 +355,9 @@ def main() -> None:
         site = start_site(port, env, args.workers)
         try:
             print(f"machine: {results['machine']}")
-            results.update(asyncio.run(measure(args, simulator.url, f"http://127.0.0.1:{port}", api_key)))
+            results.update(
+                asyncio.run(measure(args, simulator.url, f"http://127.0.0.1:{port}", api_key))
+            )
         finally:
             site.send_signal(signal.SIGTERM)
             site.wait(timeout=30)

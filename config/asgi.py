@@ -13,6 +13,9 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.dev")
 django_application = get_asgi_application()
 
 from config.static import static_files_app  # noqa: E402  (needs settings loaded)
+from core.asgi import body_size_limit  # noqa: E402
 from gateway.asgi import with_gateway  # noqa: E402
 
-application = static_files_app(with_gateway(django_application))
+# Oversized bodies are refused before Django reads them (core/asgi.py); gateway paths take the
+# fast lane (gateway/asgi.py).
+application = body_size_limit(static_files_app(with_gateway(django_application)))

@@ -5,5 +5,10 @@ from django.http import HttpRequest
 
 
 def site(request: HttpRequest) -> dict:
-    """The simulator banner is shown while no real provider key is configured."""
-    return {"upstream_is_simulator": not settings.OPENAI_API_KEY}
+    """The simulator banner is shown while no real provider key is configured; `csp_nonce`
+    lets inline scripts run under the Content-Security-Policy (`<script nonce="{{ csp_nonce }}">`);
+    django-htmx's `{% htmx_script %}` uses it by itself."""
+    return {
+        "upstream_is_simulator": not settings.OPENAI_API_KEY,
+        "csp_nonce": getattr(request, "csp_nonce", ""),
+    }

@@ -81,6 +81,10 @@ class UpstreamFailed(AppError):
     status, code, openai_type = 502, "upstream_failed", "api_error"
 
 
+class ServiceUnavailable(AppError):
+    status, code, openai_type = 503, "service_unavailable", "api_error"
+
+
 class UpstreamTimeout(AppError):
     status, code, openai_type = 504, "upstream_timeout", "timeout"
 

@@ -48,3 +48,37 @@ class Heartbeat(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} at {self.seen_at:%Y-%m-%d %H:%M:%S}"
+
+
+class IdempotencyRecord(models.Model):
+    """The first result of a request sent with an `Idempotency-Key`, replayed to its retries.
+
+    A row is reserved (`in_progress`, with a lease) before the work starts, so that two
+    concurrent retries cannot both run it; the unique constraint decides the race. Rows are
+    deleted after IDEMPOTENCY_TTL_SECONDS by `core.tasks.idempotency_purge`.
+    """
+
+    class State(models.TextChoices):
+        IN_PROGRESS = "in_progress"
+        DONE = "done"
+
+    # Who sent it: "k:<sha256 of the team key>" or "u:<user id>"; one key space per caller.
+    scope = models.CharField(max_length=80)
+    key = models.CharField(max_length=255)
+    fingerprint = models.CharField(max_length=64)  # SHA-256 of method, path and canonical body
+    state = models.CharField(max_length=16, choices=State.choices, default=State.IN_PROGRESS)
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    content_type = models.CharField(max_length=100, blank=True)
+    response_body = models.TextField(blank=True)
+    response_headers = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    locked_until = models.DateTimeField()
+    expires_at = models.DateTimeField(db_index=True)  # serves the purge task's range delete
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["scope", "key"], name="unique_idempotency_key"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.scope} {self.key} ({self.state})"

@@ -9,6 +9,8 @@ from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 
+from core.metrics import metrics_access_allowed, metrics_exposition
+
 
 async def healthz(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"status": "ok"})
@@ -46,6 +48,15 @@ async def readyz(request: HttpRequest) -> JsonResponse:
     return JsonResponse(
         {"status": "ok" if ok else "unavailable", "checks": results}, status=200 if ok else 503
     )
+
+
+async def metrics(request: HttpRequest) -> HttpResponse:
+    """Prometheus scrape endpoint. 404 to anyone without METRICS_TOKEN or an allowed address,
+    so that its existence is not advertised."""
+    if not metrics_access_allowed(request):
+        return HttpResponse("Not Found\n", status=404, content_type="text/plain")
+    body, content_type = metrics_exposition()
+    return HttpResponse(body, content_type=content_type)
 
 
 @login_required

@@ -23,6 +23,7 @@ from gateway.http import (
     event_stream,
     json_body,
     money,
+    rate_limit,
     resolve_version,
     switchboard_headers,
 )
@@ -149,6 +150,7 @@ async def prompt_run(request: HttpRequest, slug: str) -> HttpResponse:
     try:
         api_key = await authenticate(request)
         call = await run_call(slug, json_body(request), api_key, request_id)
+        await rate_limit(api_key, call)
         prepared = await prepare(call)
         if call.stream:
             return await _run_stream(prepared)

@@ -3,13 +3,14 @@
 from django.urls import path
 from django.views.decorators.csrf import csrf_exempt
 
+from core.idempotency import idempotent
 from gateway import api
 from gateway.schema import PromptRunDoc, RouteExplainDoc, documented
 
 urlpatterns = [
     path(
         "prompts/<slug:slug>/run",
-        documented(csrf_exempt(api.prompt_run), PromptRunDoc),
+        documented(csrf_exempt(idempotent(api.prompt_run)), PromptRunDoc),
         name="prompt-run",
     ),
     path(

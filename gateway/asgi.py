@@ -14,10 +14,11 @@ import contextlib
 import logging
 import re
 
+from django.conf import settings
 from django.core.exceptions import RequestAborted
 from django.core.handlers.asgi import ASGIHandler, get_script_prefix
 from django.core.handlers.exception import convert_exception_to_response
-from django.urls import set_script_prefix
+from django.urls import set_script_prefix, set_urlconf
 
 log = logging.getLogger(__name__)
 
@@ -32,17 +33,33 @@ class GatewayASGIHandler(ASGIHandler):
     thread instead, which keeps its database connection (a pooled one) between requests.
     The request_started/request_finished signals, whose only receivers reset the debug query
     log and recycle connections, are not sent: each would cost a hop to that thread and
-    hand its connection back to the pool. `gateway.db` recycles a connection after errors.
+    hand its connection back to the pool (on PostgreSQL the hot path uses `spend.pg`'s own
+    async connections anyway; Django marks a broken connection and reconnects).
     """
 
     def load_middleware(self, is_async: bool = False) -> None:
+        from core.middleware import RequestContextMiddleware
+
         self._view_middleware = []
         self._template_response_middleware = []
         self._exception_middleware = []
-        self._middleware_chain = convert_exception_to_response(self._get_response_async)
+        # Only core's async-only request middleware (request id, size limit, access log,
+        # metrics): it adds microseconds and no thread hop (bench/middleware.py).
+        self._middleware_chain = convert_exception_to_response(
+            RequestContextMiddleware(convert_exception_to_response(self._get_response_async))
+        )
 
     async def __call__(self, scope, receive, send) -> None:
         await self.handle(scope, receive, send)
+
+    async def get_response_async(self, request):
+        # Django logs every 4xx/5xx answer here, on a worker thread: a 401/402/429 storm
+        # would cost a thread hop and a log line per request. Upstream failures are in the
+        # usage records; uncaught exceptions are still logged by Django's exception handler.
+        set_urlconf(settings.ROOT_URLCONF)
+        response = await self._middleware_chain(request)
+        response._resource_closers.append(request.close)
+        return response
 
     async def handle(self, scope, receive, send) -> None:
         try:

@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from core.logging import get_request_id
 from gateway.upstream import CHAT, RESPONSES
 from routing.router import RequestFeatures, estimate_tokens
 from routing.snapshot import ModelInfo, TierInfo
@@ -21,7 +22,9 @@ FRAMING_TOKENS_PER_MESSAGE = 8
 
 
 def new_request_id() -> str:
-    return "req_" + secrets.token_hex(12)
+    """The id core's request middleware gave this request (the caller's X-Request-ID, or a
+    fresh one), so the response header, the access log and the usage records agree."""
+    return get_request_id() or "req_" + secrets.token_hex(12)
 
 
 @dataclass(frozen=True, slots=True)

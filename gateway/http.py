@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
@@ -12,6 +11,8 @@ from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpRe
 from accounts.keys import api_key_resolve
 from accounts.models import ApiKey
 from core.errors import AppError, BadRequest, PayloadTooLarge, Unauthenticated
+from core.jsonlimits import json_loads_limited
+from core.ratelimit import rate_limit_hit
 from gateway.conf import setting
 from gateway.hot import hot_get
 
@@ -43,13 +44,23 @@ def json_body(request: HttpRequest) -> dict[str, Any]:
         raise PayloadTooLarge(str(exc)) from None
     if not raw:
         raise BadRequest("The request body must be a JSON object.")
-    try:
-        body = json.loads(raw)
-    except ValueError as exc:
-        raise BadRequest(f"The request body is not valid JSON: {exc}") from None
+    # Malformed, too deep, NUL, lone surrogates: a 400 with a specific code (core.jsonlimits).
+    body = json_loads_limited(raw)
     if not isinstance(body, dict):
         raise BadRequest("The request body must be a JSON object.")
     return body
+
+
+async def rate_limit(api_key: ApiKey, call: Any) -> None:
+    """The key's requests/tokens-per-minute limits (429 with Retry-After); tokens are the
+    request's input bound plus its max output. No I/O for keys without limits."""
+    if api_key.rate_limit_rpm or api_key.rate_limit_tpm:
+        await rate_limit_hit(
+            key_id=api_key.id,
+            rpm=api_key.rate_limit_rpm,
+            tpm=api_key.rate_limit_tpm,
+            tokens=call.input_token_bound + (call.max_output_tokens or 0),
+        )
 
 
 def openai_error(exc: AppError, request_id: str | None = None) -> JsonResponse:

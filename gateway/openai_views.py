@@ -29,6 +29,7 @@ from gateway.http import (
     event_stream,
     json_body,
     openai_error,
+    rate_limit,
     raw_json,
     resolve_version,
     switchboard_headers,
@@ -301,6 +302,7 @@ async def chat_completions(request: HttpRequest) -> HttpResponse:
     try:
         api_key = await authenticate(request)
         call = chat_call(json_body(request), api_key, request_id)
+        await rate_limit(api_key, call)
         return await _serve(call)
     except AppError as exc:
         return openai_error(exc, request_id)
@@ -313,6 +315,7 @@ async def responses(request: HttpRequest) -> HttpResponse:
     try:
         api_key = await authenticate(request)
         call = await responses_call(json_body(request), api_key, request_id)
+        await rate_limit(api_key, call)
         return await _serve(call)
     except AppError as exc:
         return openai_error(exc, request_id)

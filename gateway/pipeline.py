@@ -27,6 +27,7 @@ import httpx2
 from django.utils import timezone
 
 from core.errors import AppError, BadRequest, BudgetExceeded, UpstreamFailed, UpstreamTimeout
+from core.metrics import record_budget_block
 from core.money import ZERO
 from gateway.calls import GatewayCall, Usage, responses_input_stats
 from gateway.conf import setting
@@ -302,8 +303,10 @@ async def _reserve_first(prepared: Prepared) -> None:
             prepared.decision = lowered
             refused_again, need = await _ensure(prepared, lowered.model)
             if refused_again is None:
+                record_budget_block(team=str(prepared.call.team_id), action="downgrade")
                 return
             refused = refused_again
+    record_budget_block(team=str(prepared.call.team_id), action="block")
     raise budget_error(refused, need)
 
 

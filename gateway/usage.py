@@ -26,6 +26,7 @@ from django.db.models import JSONField
 from django.utils import timezone
 
 from accounts.models import ApiKey
+from core.metrics import record_ledger
 from core.money import ZERO
 from gateway.conf import setting
 from spend.budgets import BudgetHold, budget_settle
@@ -60,6 +61,7 @@ class Ledger:
         if self.closed:
             return
         self.closed = True
+        record_ledger(self.records)  # upstream errors, fallbacks, spend (core.metrics)
         if self.records or (self.hold is not None and self.hold.reservation_ids):
             writer().submit(self)
 

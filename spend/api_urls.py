@@ -1,3 +1,8 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
 
-urlpatterns: list = []
+from spend import api
+
+urlpatterns = [
+    path("usage", api.UsageListView.as_view(), name="usage-list"),
+    path("budget", api.BudgetView.as_view(), name="budget"),
+]

@@ -18,8 +18,10 @@ Settling moves the actual cost into `spent` and releases the reservation; it run
 usage writer's transaction, together with the usage records it accounts for, so the ledger
 always equals the sum of the usage records.
 
-SQLite stores decimals as REAL: arithmetic there is binary floating point, exact to about
-1e-12 dollars at demo scale; PostgreSQL's numeric is exact.
+SQLite stores decimals as REAL: its arithmetic is binary floating point, so every sum is
+rounded to the column's 10 places in SQL (ROUND), which keeps it exact at that precision
+for amounts under about $100,000 and never lets float noise go below zero. PostgreSQL's
+numeric is exact.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import F, Sum
+from django.db.models.functions import Round
 from django.utils import timezone
 
 from core.money import COST_DIGITS, ZERO
@@ -164,9 +167,10 @@ RESERVE_SQL = (
     "UPDATE spend_budget SET "
     "spent_usd = (CASE WHEN period_start < %(start)s THEN 0 ELSE spent_usd END), "
     "period_start = CASE WHEN period_start < %(start)s THEN %(start)s ELSE period_start END, "
-    "reserved_usd = reserved_usd + %(amount)s, updated_at = %(now)s "
+    "reserved_usd = ROUND(reserved_usd + %(amount)s, 10), updated_at = %(now)s "
     "WHERE id = %(id)s "
-    "AND (CASE WHEN period_start < %(start)s THEN 0 ELSE spent_usd END) + reserved_usd + %(amount)s <= limit_usd "
+    "AND ROUND((CASE WHEN period_start < %(start)s THEN 0 ELSE spent_usd END) "
+    "+ reserved_usd + %(amount)s, 10) <= limit_usd "
     "RETURNING id, limit_usd, spent_usd, reserved_usd"
 )
 NEW_RESERVATION_SQL = (
@@ -174,16 +178,18 @@ NEW_RESERVATION_SQL = (
     "VALUES (%(id)s, %(request_id)s, %(amount)s, %(now)s) RETURNING id"
 )
 GROW_RESERVATION_SQL = (
-    "UPDATE spend_budgetreservation SET amount_usd = amount_usd + %(amount)s WHERE id = %(rid)s"
+    "UPDATE spend_budgetreservation SET amount_usd = ROUND(amount_usd + %(amount)s, 10) "
+    "WHERE id = %(rid)s"
 )
 # PostgreSQL: the budget UPDATE and the reservation row in one statement (one round trip).
 PG_RESERVE_NEW_SQL = (
     "WITH b AS (UPDATE spend_budget SET "
     "spent_usd = (CASE WHEN period_start < %(start)s THEN 0 ELSE spent_usd END), "
     "period_start = CASE WHEN period_start < %(start)s THEN %(start)s ELSE period_start END, "
-    "reserved_usd = reserved_usd + %(amount)s, updated_at = %(now)s "
+    "reserved_usd = ROUND(reserved_usd + %(amount)s, 10), updated_at = %(now)s "
     "WHERE id = %(id)s "
-    "AND (CASE WHEN period_start < %(start)s THEN 0 ELSE spent_usd END) + reserved_usd + %(amount)s <= limit_usd "
+    "AND ROUND((CASE WHEN period_start < %(start)s THEN 0 ELSE spent_usd END) "
+    "+ reserved_usd + %(amount)s, 10) <= limit_usd "
     "RETURNING id, limit_usd, spent_usd, reserved_usd), "
     "r AS (INSERT INTO spend_budgetreservation (budget_id, request_id, amount_usd, created_at) "
     "SELECT id, %(request_id)s, %(amount)s, %(now)s FROM b RETURNING id) "
@@ -193,19 +199,21 @@ PG_RESERVE_GROW_SQL = (
     "WITH b AS (UPDATE spend_budget SET "
     "spent_usd = (CASE WHEN period_start < %(start)s THEN 0 ELSE spent_usd END), "
     "period_start = CASE WHEN period_start < %(start)s THEN %(start)s ELSE period_start END, "
-    "reserved_usd = reserved_usd + %(amount)s, updated_at = %(now)s "
+    "reserved_usd = ROUND(reserved_usd + %(amount)s, 10), updated_at = %(now)s "
     "WHERE id = %(id)s "
-    "AND (CASE WHEN period_start < %(start)s THEN 0 ELSE spent_usd END) + reserved_usd + %(amount)s <= limit_usd "
+    "AND ROUND((CASE WHEN period_start < %(start)s THEN 0 ELSE spent_usd END) "
+    "+ reserved_usd + %(amount)s, 10) <= limit_usd "
     "RETURNING id, limit_usd, spent_usd, reserved_usd), "
     "r AS (UPDATE spend_budgetreservation SET amount_usd = amount_usd + %(amount)s "
     "WHERE id = %(rid)s AND EXISTS (SELECT 1 FROM b) RETURNING id) "
     "SELECT b.limit_usd, b.spent_usd, b.reserved_usd, r.id FROM b, r"
 )
 UNRESERVE_BUDGET_SQL = (
-    "UPDATE spend_budget SET reserved_usd = reserved_usd - %(amount)s WHERE id = %(id)s"
+    "UPDATE spend_budget SET reserved_usd = ROUND(reserved_usd - %(amount)s, 10) WHERE id = %(id)s"
 )
 UNRESERVE_RESERVATION_SQL = (
-    "UPDATE spend_budgetreservation SET amount_usd = amount_usd - %(amount)s WHERE id = %(rid)s"
+    "UPDATE spend_budgetreservation SET amount_usd = ROUND(amount_usd - %(amount)s, 10) "
+    "WHERE id = %(rid)s"
 )
 CLOSE_RESERVATION_SQL = (
     "UPDATE spend_budgetreservation SET settled_at = %(now)s "
@@ -213,10 +221,13 @@ CLOSE_RESERVATION_SQL = (
 )
 SETTLE_SQL = (
     "UPDATE spend_budget SET "
-    "spent_usd = (CASE WHEN period_start < %(start)s THEN 0 ELSE spent_usd END) + %(amount)s, "
+    "spent_usd = ROUND((CASE WHEN period_start < %(start)s THEN 0 ELSE spent_usd END) "
+    "+ %(amount)s, 10), "
     "period_start = CASE WHEN period_start < %(start)s THEN %(start)s ELSE period_start END, "
-    "reserved_usd = reserved_usd - %(released)s, updated_at = %(now)s WHERE id = %(id)s"
+    "reserved_usd = ROUND(reserved_usd - %(released)s, 10), updated_at = %(now)s "
+    "WHERE id = %(id)s"
 )
+
 
 
 def _money(value: Decimal) -> object:
@@ -374,7 +385,7 @@ async def abudget_settle(
 
 def budget_charge(*, budget_id: int, amount_usd: Decimal) -> None:
     """Add spend outside a request (e.g. a batch job's settled cost)."""
-    Budget.objects.filter(id=budget_id).update(spent_usd=F("spent_usd") + amount_usd)
+    Budget.objects.filter(id=budget_id).update(spent_usd=Round(F("spent_usd") + amount_usd, 10))
 
 
 # ---------------------------------------------------------------- sweeper
@@ -405,7 +416,7 @@ def budget_reservations_sweep(*, older_than: dt.timedelta | None = None) -> int:
     )
     for row in totals:
         Budget.objects.filter(id=row["budget_id"]).update(
-            reserved_usd=F("reserved_usd") - row["total"]
+            reserved_usd=Round(F("reserved_usd") - row["total"], 10)
         )
     log.warning("released %d stale budget reservations", len(ids))
     return len(ids)

@@ -140,3 +140,226 @@ class BudgetReservation(models.Model):
 
     def __str__(self) -> str:
         return f"{self.request_id} ${self.amount_usd}"
+
+
+# Latency histogram: upper bounds (ms, exclusive) of each bucket; the last bucket is open-ended.
+# Percentiles cannot be summed, histograms can: each rollup row keeps one count per bucket,
+# and the dashboard merges them with SUM and interpolates p95 inside the bucket that holds it.
+LATENCY_BOUNDS_MS = (
+    100,
+    200,
+    300,
+    500,
+    750,
+    1000,
+    1500,
+    2000,
+    3000,
+    4000,
+    5000,
+    7500,
+    10000,
+    20000,
+    60000,
+)
+LATENCY_FIELDS = (
+    *(f"lat_lt_{bound}" for bound in LATENCY_BOUNDS_MS),
+    f"lat_ge_{LATENCY_BOUNDS_MS[-1]}",
+)
+
+
+def _count_field() -> models.PositiveIntegerField:
+    return models.PositiveIntegerField(default=0)
+
+
+class DailyRollup(models.Model):
+    """Usage records summed per day (in settings.TIME_ZONE) x team x prompt x model x tier x purpose.
+
+    Written only by `spend.rollups.usage_rollup_run`: a day's rows are replaced as a whole, so a
+    row's key is unique by construction. `RollupState.rolled_until` says which records they cover.
+    """
+
+    day = models.DateField()
+    team = models.ForeignKey("accounts.Team", on_delete=models.CASCADE, related_name="+")
+    prompt = models.ForeignKey(
+        "prompts.Prompt", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    model_name = models.CharField(max_length=100)
+    tier_name = models.CharField(max_length=32, blank=True)
+    purpose = models.CharField(max_length=16, choices=Purpose.choices, default=Purpose.GATEWAY)
+    requests = models.PositiveIntegerField(default=0)
+    errors = models.PositiveIntegerField(default=0)
+    cancelled = models.PositiveIntegerField(default=0)
+    input_tokens = models.BigIntegerField(default=0)
+    cached_input_tokens = models.BigIntegerField(default=0)
+    cache_write_tokens = models.BigIntegerField(default=0)
+    output_tokens = models.BigIntegerField(default=0)
+    reasoning_tokens = models.BigIntegerField(default=0)
+    cost_usd = cost_field()
+    # The same tokens priced at the flagship tier's primary model, at the price of the day.
+    flagship_cost_usd = cost_field()
+    latency_ms_sum = models.BigIntegerField(default=0)
+    ttft_ms_sum = models.BigIntegerField(default=0)
+    ttft_count = models.PositiveIntegerField(default=0)
+    lat_lt_100 = _count_field()
+    lat_lt_200 = _count_field()
+    lat_lt_300 = _count_field()
+    lat_lt_500 = _count_field()
+    lat_lt_750 = _count_field()
+    lat_lt_1000 = _count_field()
+    lat_lt_1500 = _count_field()
+    lat_lt_2000 = _count_field()
+    lat_lt_3000 = _count_field()
+    lat_lt_4000 = _count_field()
+    lat_lt_5000 = _count_field()
+    lat_lt_7500 = _count_field()
+    lat_lt_10000 = _count_field()
+    lat_lt_20000 = _count_field()
+    lat_lt_60000 = _count_field()
+    lat_ge_60000 = _count_field()
+
+    class Meta:
+        ordering = ["day"]
+        indexes = [
+            # the dashboard for finance/admin (every team) over a range of days
+            models.Index(fields=["day"]),
+            # the dashboard for a member: their teams over a range of days
+            models.Index(fields=["team", "day"]),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(cost_usd__gte=0) & models.Q(flagship_cost_usd__gte=0),
+                name="rollup_cost_non_negative",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.team_id} {self.model_name} ${self.cost_usd}"
+
+
+class RollupState(models.Model):
+    """One row: rollups hold exactly the usage records created before `rolled_until`.
+
+    The dashboard adds the raw records from `rolled_until` on, so it never counts a record twice
+    nor misses one. `last_record_id` is the newest record the last run saw: a record above it
+    dated before the watermark arrived late, and its day is recomputed. `time_zone` is the zone
+    the days were cut in; a change rebuilds them.
+    """
+
+    name = models.CharField(max_length=32, unique=True, default="usage")
+    rolled_until = models.DateTimeField(null=True, blank=True)
+    last_record_id = models.BigIntegerField(default=0)
+    time_zone = models.CharField(max_length=64, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.name} rolled until {self.rolled_until}"
+
+
+class AlertTarget(models.Model):
+    """Where alerts go: emails and/or a webhook. No team: every team's alerts (e.g. finance).
+
+    The webhook signing secret is not stored here: it is read from the environment variable
+    named by settings.SPEND_ALERT_WEBHOOK_SECRET_ENV.
+    """
+
+    team = models.ForeignKey(
+        "accounts.Team", null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    name = models.CharField(max_length=100)
+    emails = models.TextField(blank=True, help_text="Comma- or newline-separated addresses.")
+    webhook_url = models.URLField(max_length=500, blank=True)
+    notify_budget = models.BooleanField(default=True)
+    notify_error_spike = models.BooleanField(default=True)
+    is_active = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def email_list(self) -> list[str]:
+        return [e.strip() for e in self.emails.replace("\n", ",").split(",") if e.strip()]
+
+
+class AlertEvent(models.Model):
+    """An alert condition that was reached. The unique constraints make each one fire once:
+    a budget's threshold once per budget period, an error spike once per model and window."""
+
+    class Threshold(models.TextChoices):
+        SOFT = "soft", "Soft threshold"
+        HARD = "hard", "Hard limit"
+        ERROR_SPIKE = "error_spike", "Upstream error spike"
+
+    threshold = models.CharField(max_length=16, choices=Threshold.choices)
+    team = models.ForeignKey(
+        "accounts.Team", null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    budget = models.ForeignKey(
+        Budget, null=True, blank=True, on_delete=models.CASCADE, related_name="alerts"
+    )
+    # the model name for an error spike; blank for budget alerts
+    subject = models.CharField(max_length=100, blank=True)
+    period_start = models.DateTimeField()
+    message = models.CharField(max_length=300)
+    details = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            # the dashboard's alert list: recent alerts of some teams
+            models.Index(fields=["team", "-created_at"]),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["budget", "threshold", "period_start"],
+                condition=models.Q(budget__isnull=False),
+                name="alert_once_per_budget_threshold_period",
+            ),
+            models.UniqueConstraint(
+                fields=["threshold", "subject", "period_start"],
+                condition=models.Q(budget__isnull=True),
+                name="alert_once_per_subject_window",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class AlertDelivery(models.Model):
+    """One alert sent (or being sent) to one target over one channel."""
+
+    class Channel(models.TextChoices):
+        EMAIL = "email"
+        WEBHOOK = "webhook"
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        SENDING = "sending"
+        SENT = "sent"
+        FAILED = "failed"
+
+    event = models.ForeignKey(AlertEvent, on_delete=models.CASCADE, related_name="deliveries")
+    target = models.ForeignKey(AlertTarget, on_delete=models.CASCADE, related_name="deliveries")
+    channel = models.CharField(max_length=16, choices=Channel.choices)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    response_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    error = models.CharField(max_length=500, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name_plural = "alert deliveries"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["event", "target", "channel"], name="one_delivery_per_target_channel"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event} → {self.target} ({self.channel}: {self.status})"

@@ -1,18 +1,59 @@
-"""Celery tasks of the spend app (they take ids and call services)."""
+"""Celery tasks of the spend app (they take ids and call services); the periodic ones are
+registered in CELERY_BEAT_SCHEDULE."""
 
 from __future__ import annotations
 
+import datetime as dt
+
 from celery import shared_task
 
+from spend import alerts
 from spend.budgets import budget_reservations_sweep
+from spend.rollups import usage_rollup_run
+from spend.services import usage_content_purge
 
 
 @shared_task
 def budget_reservations_sweep_task(older_than_seconds: float | None = None) -> int:
     """Release budget reservations left open by crashed processes (periodic, see settings)."""
-    import datetime as dt
-
     older_than = (
         dt.timedelta(seconds=older_than_seconds) if older_than_seconds is not None else None
     )
     return budget_reservations_sweep(older_than=older_than)
+
+
+@shared_task
+def usage_rollup() -> dict:
+    """Bring the daily rollups up to a couple of minutes ago (every few minutes)."""
+    result = usage_rollup_run()
+    return {
+        "days": [day.isoformat() for day in result.days],
+        "rows": result.rows,
+        "rolled_until": result.rolled_until.isoformat() if result.rolled_until else None,
+    }
+
+
+@shared_task
+def alerts_check() -> dict:
+    """Budget thresholds and upstream error spikes (every minute); each fires once."""
+    budget_events = alerts.budget_alerts_check()
+    spike_events = alerts.error_spike_check()
+    requeued = alerts.alert_deliveries_retry()
+    return {"budget": len(budget_events), "error_spike": len(spike_events), "requeued": requeued}
+
+
+@shared_task(
+    autoretry_for=(alerts.DeliveryFailed,),
+    retry_backoff=30,
+    retry_backoff_max=600,
+    max_retries=alerts.MAX_ATTEMPTS - 1,
+)
+def alert_deliver(delivery_id: int) -> str | None:
+    delivery = alerts.alert_delivery_send(delivery_id=delivery_id)
+    return delivery.status if delivery else None
+
+
+@shared_task
+def content_purge() -> int:
+    """Drop stored request/response bodies past each team's retention period."""
+    return usage_content_purge()

@@ -6,4 +6,6 @@ app_name = "spend"
 
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
+    path("export/usage.csv", views.export_usage, name="export-usage"),
+    path("export/daily.csv", views.export_rollups, name="export-rollups"),
 ]

@@ -141,7 +141,8 @@ def celery_worker(transactional_db) -> Iterator[subprocess.Popen]:
 
 def _user(username: str, team: Team | None, *roles: str) -> User:
     user = User.objects.create_user(username, f"{username}@example.com", "pw")
-    user.groups.set(Group.objects.filter(name__in=roles))
+    # get_or_create: a transactional test's flush deletes the groups the migration created.
+    user.groups.set([Group.objects.get_or_create(name=role)[0] for role in roles])
     if team:
         Membership.objects.create(user=user, team=team)
     return user

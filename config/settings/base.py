@@ -6,6 +6,8 @@ from pathlib import Path
 
 import environ
 
+from core.logging import logging_config
+
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 VAR_DIR = BASE_DIR / "var"
 
@@ -40,7 +42,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "core.middleware.RequestContextMiddleware",  # outermost: request id, size limit, access log
     "django.middleware.security.SecurityMiddleware",
+    "core.middleware.ContentSecurityPolicyMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -105,9 +109,14 @@ REDIS_URL = env("REDIS_URL", default="")
 if REDIS_URL:
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            # Django's RedisCache, but a Redis outage reads as an empty cache (core/cache.py).
+            "BACKEND": "core.cache.ResilientRedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": env("CACHE_KEY_PREFIX", default="sb"),
+            "OPTIONS": {
+                "socket_connect_timeout": env.float("CACHE_TIMEOUT", default=0.5),
+                "socket_timeout": env.float("CACHE_TIMEOUT", default=0.5),
+            },
         }
     }
 else:
@@ -161,10 +170,15 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BEAT_SCHEDULE: dict = {
     "heartbeat": {"task": "core.tasks.heartbeat", "schedule": 60.0, "args": ["beat"]},
+    "idempotency-purge": {"task": "core.tasks.idempotency_purge", "schedule": 3600.0},
+    "shutdown-alerts": {"task": "routing.tasks.send_shutdown_alerts", "schedule": 6 * 60 * 60.0},
     "budget-reservations-sweep": {
         "task": "spend.tasks.budget_reservations_sweep_task",
         "schedule": 60.0,
     },
+    "spend-rollup": {"task": "spend.tasks.usage_rollup", "schedule": 300.0},
+    "spend-alerts": {"task": "spend.tasks.alerts_check", "schedule": 60.0},
+    "spend-content-purge": {"task": "spend.tasks.content_purge", "schedule": 3600.0},
 }
 # A budget reservation older than this is taken for a crashed request and released. Keep it
 # well above the longest request (timeouts x attempts).
@@ -194,6 +208,11 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PARSER_CLASSES": [
+        "core.jsonlimits.LimitedJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "core.errors.api_exception_handler",
@@ -207,20 +226,42 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
 }
 
+# Spend alerts: the webhook signing secret lives in the environment variable named here.
+SPEND_ALERT_WEBHOOK_SECRET_ENV = "SWITCHBOARD_WEBHOOK_SECRET"
+SPEND_ERROR_SPIKE = {"window_minutes": 15, "min_requests": 20, "rate": "0.2"}
+
 # Upstreams. The simulator is the default upstream until OPENAI_API_KEY is set.
 OPENAI_API_KEY = env("OPENAI_API_KEY", default="")
 SIMULATOR_URL = env("SIMULATOR_URL", default="http://127.0.0.1:8100/v1")
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
-    "loggers": {
-        "django.db.backends": {"level": "WARNING"},
-        # one INFO line per upstream call is noise (and costs time) on the gateway's hot path
-        "httpx2": {"level": "WARNING"},
-        "httpx": {"level": "WARNING"},
-    },
-}
+# Alerts (lifecycle, budgets): email to admins/finance users, and this webhook if set.
+ALERT_WEBHOOK_URL = env("ALERT_WEBHOOK_URL", default="")
+
+LOGGING = logging_config(
+    level=env("LOG_LEVEL", default="INFO"), fmt=env("LOG_FORMAT", default="json")
+)
+ACCESS_LOG = env.bool("ACCESS_LOG", default=True)
+
+# Operations (core/): limits, rate limiting, idempotency, metrics, CSP. See docs/production.md.
+# 20 MiB: as the gateway (GATEWAY_MAX_BODY_BYTES); long contexts and images are large.
+MAX_REQUEST_BYTES = env.int("MAX_REQUEST_BYTES", default=20 * 1024 * 1024)
+JSON_MAX_DEPTH = env.int("JSON_MAX_DEPTH", default=64)
+JSON_MAX_ITEMS = env.int("JSON_MAX_ITEMS", default=100_000)
+RATE_LIMIT_FAIL_OPEN = env.bool("RATE_LIMIT_FAIL_OPEN", default=True)
+RATE_LIMIT_REDIS_URL = env("RATE_LIMIT_REDIS_URL", default="")  # default: REDIS_URL
+RATE_LIMIT_REDIS_TIMEOUT = env.float("RATE_LIMIT_REDIS_TIMEOUT", default=0.5)
+RATE_LIMIT_REDIS_RETRY_SECONDS = env.float("RATE_LIMIT_REDIS_RETRY_SECONDS", default=5.0)
+IDEMPOTENCY_TTL_SECONDS = env.int("IDEMPOTENCY_TTL_SECONDS", default=24 * 60 * 60)
+IDEMPOTENCY_LOCK_SECONDS = env.int("IDEMPOTENCY_LOCK_SECONDS", default=5 * 60)
+METRICS_TOKEN = env("METRICS_TOKEN", default="")
+METRICS_ALLOWED_IPS = env.list("METRICS_ALLOWED_IPS", default=["127.0.0.1", "::1"])
+CONTENT_SECURITY_POLICY = env(
+    "CONTENT_SECURITY_POLICY",
+    default=(
+        "default-src 'self'; script-src 'self' 'nonce-{nonce}'; "
+        "style-src 'self' 'unsafe-inline'; img-src 'self' data:; font-src 'self'; "
+        "connect-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; "
+        "frame-ancestors 'none'"
+    ),
+)
+CONTENT_SECURITY_POLICY_REPORT_ONLY = env.bool("CONTENT_SECURITY_POLICY_REPORT_ONLY", default=False)

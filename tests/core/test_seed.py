@@ -61,7 +61,11 @@ def test_seed_demo_loads_the_real_prices_and_four_tiers():
 @pytest.mark.django_db
 def test_seed_demo_publishes_the_sample_prompts_to_production():
     _seed()
-    slugs = set(Label.objects.filter(name="production").values_list("prompt__slug", flat=True))
+    slugs = set(
+        Label.objects.filter(name="production", prompt__team__slug="demo").values_list(
+            "prompt__slug", flat=True
+        )
+    )
     assert slugs == {"support-triage", "invoice-extract", "meeting-summary", "deep-analysis"}
 
 

@@ -97,12 +97,52 @@ def add_model(
     if tier is not None:
         tier_obj = Tier.objects.get(name=tier)
         if position is not None:
-            for member in TierModel.objects.filter(tier=tier_obj, position__gte=position).order_by("-position"):
+            for member in TierModel.objects.filter(tier=tier_obj, position__gte=position).order_by(
+                "-position"
+            ):
                 member.position += 1
                 member.save()
         TierModel.objects.create(
             tier=tier_obj,
             model=model,
-            position=position if position is not None else TierModel.objects.filter(tier=tier_obj).count(),
+            position=position
+            if position is not None
+            else TierModel.objects.filter(tier=tier_obj).count(),
         )
     return model
+
+
+@pytest.fixture
+def killable_site(
+    gateway_env: None, catalog: None, prompts: None, transactional_db, simulator_url: str
+):
+    """Like `live_site`, but yields (url, process) so that a test can kill the server."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT, free_port, stop, subprocess_env, wait_for_http
+
+    Provider.objects.filter(name="openai").update(base_url=simulator_url)
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "config.asgi:application",
+            "--port",
+            str(port),
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ],
+        cwd=ROOT,
+        env=subprocess_env(SIMULATOR_URL=simulator_url),
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_http(f"{url}/healthz", process)
+        yield url, process
+    finally:
+        if process.poll() is None:
+            stop(process)

@@ -23,7 +23,9 @@ from routing.snapshot import (
     TierInfo,
 )
 
-PROVIDER = ProviderInfo(id=1, name="openai", base_url="http://x/v1", api_key_env="", timeout_seconds=60)
+PROVIDER = ProviderInfo(
+    id=1, name="openai", base_url="http://x/v1", api_key_env="", timeout_seconds=60
+)
 BASIC = frozenset({"tools", "json_schema", "vision", "reasoning"})
 
 
@@ -179,7 +181,9 @@ def test_a_classify_rule_asks_for_the_classifier_then_follows_its_answer():
     policy = snapshot(rule("classify", action="classify", target=None))
 
     pending = route(RequestFeatures(), policy)
-    decided = route(RequestFeatures(), policy, classified_tier="flagship", classifier_reason="open-ended")
+    decided = route(
+        RequestFeatures(), policy, classified_tier="flagship", classifier_reason="open-ended"
+    )
 
     assert pending.needs_classifier
     assert pending.plan == ()
@@ -257,14 +261,18 @@ def test_unknown_models_and_tiers_are_refused_with_model_not_found():
 
 
 def test_a_pinned_model_lacking_a_capability_is_refused():
-    features = RequestFeatures(requested="mini-1", required_capabilities=frozenset({"computer_use"}))
+    features = RequestFeatures(
+        requested="mini-1", required_capabilities=frozenset({"computer_use"})
+    )
 
     with pytest.raises(UnsupportedCapability, match="computer_use"):
         route(features, snapshot())
 
 
 def test_a_model_rule_is_skipped_when_its_model_lacks_a_capability():
-    policy = snapshot(rule("to mini model", action="model", target="mini-1"), rule("else", target="flagship"))
+    policy = snapshot(
+        rule("to mini model", action="model", target="mini-1"), rule("else", target="flagship")
+    )
     features = RequestFeatures(required_capabilities=frozenset({"computer_use"}))
 
     assert route(features, policy).tier == "flagship"
@@ -273,7 +281,9 @@ def test_a_model_rule_is_skipped_when_its_model_lacks_a_capability():
 def test_downgrade_moves_to_a_cheaper_tier_and_says_why():
     decision = route(RequestFeatures(), snapshot(rule("to flagship", target="flagship")))
 
-    lowered = downgrade(decision, "nano", snapshot(), RequestFeatures(), "team budget limit reached")
+    lowered = downgrade(
+        decision, "nano", snapshot(), RequestFeatures(), "team budget limit reached"
+    )
 
     assert lowered is not None
     assert lowered.tier == "nano"
@@ -298,4 +308,11 @@ def test_estimate_tokens_is_about_four_characters_per_token():
 
 
 def test_capability_names_are_the_catalog_flags():
-    assert {"tools", "tool_search", "computer_use", "json_schema", "vision", "reasoning"} == CAPABILITIES
+    assert {
+        "tools",
+        "tool_search",
+        "computer_use",
+        "json_schema",
+        "vision",
+        "reasoning",
+    } == CAPABILITIES

@@ -86,7 +86,8 @@ async def test_a_reservation_holds_the_worst_case_and_the_limit_refuses_more(tea
     refused = await second.ensure(D("0.50"))
     assert await second.ensure(D("0.40")) is None
 
-    assert refused is not None and refused.id == budget.id
+    assert refused is not None
+    assert refused.id == budget.id
     budget = await fresh(budget)
     assert budget.reserved_usd == D("1.00")
     assert budget.spent_usd == 0
@@ -165,19 +166,14 @@ async def test_a_settlement_after_the_period_ended_counts_in_the_new_period(team
     budget = await sync_to_async(make_budget)(team, "5.00", spent_usd=D("3.00"))
     hold = await hold_for(team)
     await hold.ensure(D("1.00"))
-    await Budget.objects.filter(pk=budget.pk).aupdate(
-        period_start=F_last_month(budget.period_start)
-    )
+    last_month = budget.period_start - dt.timedelta(days=31)
+    await Budget.objects.filter(pk=budget.pk).aupdate(period_start=last_month)
 
     await settle(hold, team, "0.20")
 
     budget = await fresh(budget)
     assert budget.spent_usd == D("0.20")
     assert budget.reserved_usd == 0
-
-
-def F_last_month(start: dt.datetime) -> dt.datetime:  # noqa: N802 - reads like a value
-    return start - dt.timedelta(days=31)
 
 
 async def test_a_key_budget_applies_with_the_team_budget_and_undoes_a_partial_hold(team, async_db):
@@ -190,7 +186,8 @@ async def test_a_key_budget_applies_with_the_team_budget_and_undoes_a_partial_ho
     other = await hold_for(team, other_key)
     allowed = await other.ensure(D("0.50"))
 
-    assert refused is not None and refused.id == key_budget.id
+    assert refused is not None
+    assert refused.id == key_budget.id
     assert allowed is None
     assert [b.id for b in other.budgets] == [team_budget.id]
     assert (await fresh(team_budget)).reserved_usd == D("0.50")  # only the other key's hold

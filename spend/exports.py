@@ -1,0 +1,142 @@
+"""CSV exports of the usage ledger and of its daily totals, streamed in chunks.
+
+Money is written as the exact Decimal (no rounding, no float); times in ISO 8601 with their
+offset, in settings.TIME_ZONE. Text a spreadsheet would run as a formula is quoted with `'`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable, Iterator
+
+from accounts.models import Team
+from prompts.models import Prompt
+from spend.rollups import local_tz
+from spend.selectors import Figures, UsageFilters, context_load, usage_breakdown
+
+CHUNK_ROWS = 2000
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+USAGE_COLUMNS = [
+    ("created_at", "created_at"),
+    ("request_id", "request_id"),
+    ("team", "team__slug"),
+    ("api_key", "api_key__prefix"),
+    ("prompt", "prompt_version__prompt__slug"),
+    ("prompt_version", "prompt_version__number"),
+    ("purpose", "purpose"),
+    ("model", "model_name"),
+    ("tier", "tier_name"),
+    ("service_tier", "service_tier"),
+    ("rule", "rule"),
+    ("attempt", "attempt"),
+    ("stream", "stream"),
+    ("status", "status"),
+    ("error_code", "error_code"),
+    ("input_tokens", "input_tokens"),
+    ("cached_input_tokens", "cached_input_tokens"),
+    ("cache_write_tokens", "cache_write_tokens"),
+    ("output_tokens", "output_tokens"),
+    ("reasoning_tokens", "reasoning_tokens"),
+    ("cost_usd", "cost_usd"),
+    ("latency_ms", "latency_ms"),
+    ("ttft_ms", "ttft_ms"),
+]
+
+ROLLUP_COLUMNS = [
+    "day",
+    "team",
+    "prompt",
+    "model",
+    "tier",
+    "purpose",
+    "requests",
+    "errors",
+    "cancelled",
+    "input_tokens",
+    "cached_input_tokens",
+    "cache_write_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+    "cost_usd",
+    "flagship_cost_usd",
+    "savings_usd",
+    "latency_ms_avg",
+    "latency_ms_p95",
+]
+
+
+def safe_text(value: object) -> object:
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
+
+
+def _chunks(header: list[str], rows: Iterable[list]) -> Iterator[str]:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(header)
+    for count, row in enumerate(rows, start=1):
+        writer.writerow(row)
+        if count % CHUNK_ROWS == 0:
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+    yield buffer.getvalue()
+
+
+def usage_csv_rows(filters: UsageFilters) -> Iterator[str]:
+    tz = local_tz()
+    fields = [field for _name, field in USAGE_COLUMNS]
+    records = (
+        filters.records()
+        .order_by("created_at", "id")
+        .values_list(*fields)
+        .iterator(chunk_size=CHUNK_ROWS)
+    )
+
+    def rows() -> Iterator[list]:
+        for record in records:
+            row = [safe_text(value) for value in record]
+            row[0] = record[0].astimezone(tz).isoformat()
+            yield row
+
+    return _chunks([name for name, _field in USAGE_COLUMNS], rows())
+
+
+def rollup_csv_rows(filters: UsageFilters) -> Iterator[str]:
+    dims = ["day", "team_id", "prompt_id", "model_name", "tier_name", "purpose"]
+    breakdown = usage_breakdown(filters=filters, dims=dims, context=context_load())
+    teams = dict(Team.objects.filter(id__in=filters.team_ids).values_list("id", "slug"))
+    prompt_ids = {key[2] for key in breakdown if key[2] is not None}
+    prompts = dict(Prompt.objects.filter(id__in=prompt_ids).values_list("id", "slug"))
+
+    def rows() -> Iterator[list]:
+        for key in sorted(breakdown, key=lambda k: (k[0], teams.get(k[1], ""), *map(str, k[2:]))):
+            day, team_id, prompt_id, model, tier, purpose = key
+            figures = Figures(key=key, label="", totals=breakdown[key])
+            totals = figures.totals
+            yield [
+                day.isoformat(),
+                teams.get(team_id, team_id),
+                prompts.get(prompt_id, ""),
+                safe_text(model),
+                safe_text(tier),
+                purpose,
+                totals["requests"],
+                totals["errors"],
+                totals["cancelled"],
+                totals["input_tokens"],
+                totals["cached_input_tokens"],
+                totals["cache_write_tokens"],
+                totals["output_tokens"],
+                totals["reasoning_tokens"],
+                totals["cost_usd"],
+                totals["flagship_cost_usd"],
+                figures.savings,
+                figures.avg_latency_ms if figures.avg_latency_ms is not None else "",
+                figures.p95_latency_ms if figures.p95_latency_ms is not None else "",
+            ]
+
+    return _chunks(ROLLUP_COLUMNS, rows())

@@ -1,0 +1,189 @@
+"""Budgets on the hot path, through the running site: block (402), downgrade, exactness under
+200 simultaneous requests, and the sweeper after a server killed mid-request."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import signal
+import threading
+from decimal import Decimal
+
+import httpx
+import openai
+import pytest
+from django.db.models import Sum
+
+from routing.models import Tier, TierModel
+from spend.budgets import budget_reservations_sweep, budget_set
+from spend.models import Budget, BudgetReservation, UsageRecord
+from tests.gateway.conftest import add_model, wait_for
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+TRIAGE = {"message": "My card was declined twice today.", "channel": "email"}
+HELLO = [{"role": "user", "content": "Say hello to the team."}]
+
+
+def run(site: str, key: str, **body) -> httpx.Response:
+    return httpx.post(
+        f"{site}/api/v1/prompts/support-triage/run",
+        headers={"Authorization": f"Bearer {key}"},
+        json={"variables": TRIAGE, **body},
+        timeout=30,
+    )
+
+
+def explain_worst_case(site: str, key: str, body: dict) -> Decimal:
+    response = httpx.post(
+        f"{site}/api/v1/route", headers={"Authorization": f"Bearer {key}"}, json=body
+    )
+    return Decimal(response.json()["worst_case_cost_usd"])
+
+
+@pytest.fixture
+def tiny_budget(team, catalog) -> Budget:
+    return budget_set(team=team, limit_usd=Decimal("0.0001"))
+
+
+def test_a_blocking_budget_answers_402_on_both_surfaces(tiny_budget, site, api_key):
+    client = openai.OpenAI(base_url=f"{site}/v1", api_key=api_key, max_retries=0)
+
+    with pytest.raises(openai.APIStatusError) as error:
+        client.chat.completions.create(model="tier:mini", messages=HELLO, max_tokens=500)
+    response = run(site, api_key)
+
+    assert error.value.status_code == 402
+    assert error.value.body["code"] == "budget_exceeded"
+    assert error.value.body["type"] == "insufficient_quota"
+    assert response.status_code == 402
+    assert response.json()["error"]["code"] == "budget_exceeded"
+    assert response.json()["error"]["details"]["scope"] == "team"
+    assert not UsageRecord.objects.exists()
+    tiny_budget.refresh_from_db()
+    assert tiny_budget.reserved_usd == tiny_budget.spent_usd == 0
+
+
+def test_a_downgrade_budget_routes_to_the_cheaper_tier_and_says_so(team, catalog, site, api_key):
+    mini = explain_worst_case(site, api_key, {"prompt": "support-triage", "variables": TRIAGE})
+    nano = explain_worst_case(
+        site, api_key, {"prompt": "support-triage", "variables": TRIAGE, "tier": "nano"}
+    )
+    assert nano < mini
+    budget_set(
+        team=team,
+        limit_usd=(mini + nano) / 2,
+        action=Budget.Action.DOWNGRADE,
+        downgrade_tier="nano",
+    )
+    import time
+
+    time.sleep(2.1)  # the server caches budget settings for 2 s
+
+    body = run(site, api_key).json()
+
+    assert body["tier"] == "nano"
+    assert body["model"] == "gpt-5.4-nano"
+    assert body["route"]["reason"].endswith(
+        "team budget limit reached: downgraded from mini to nano"
+    )
+    assert Decimal(body["budget"]["remaining_usd"]) >= 0
+
+
+def test_the_answer_says_how_much_budget_is_left(team, catalog, site, api_key):
+    budget_set(team=team, limit_usd=Decimal("10"))
+
+    body = run(site, api_key).json()
+
+    assert Decimal(body["budget"]["remaining_usd"]) == Decimal("10") - Decimal(body["cost_usd"])
+
+
+async def _fire(site: str, key: str, count: int, body: dict) -> list[int]:
+    limits = httpx.Limits(max_connections=count)
+    async with httpx.AsyncClient(base_url=site, limits=limits, timeout=60) as client:
+
+        async def one() -> int:
+            response = await client.post(
+                "/v1/chat/completions", headers={"Authorization": f"Bearer {key}"}, json=body
+            )
+            return response.status_code
+
+        return await asyncio.gather(*(one() for _ in range(count)))
+
+
+def test_200_simultaneous_requests_never_take_spend_past_the_limit(team, catalog, site, api_key):
+    body = {"model": "tier:mini", "messages": HELLO, "max_tokens": 400}
+    worst = explain_worst_case(site, api_key, body)
+    budget = budget_set(team=team, limit_usd=worst * 50 + worst / 2)  # fits about 50
+    import time
+
+    time.sleep(2.1)  # the server caches budget settings for 2 s
+
+    statuses = asyncio.run(_fire(site, api_key, 200, body))
+
+    assert set(statuses) <= {200, 402}
+    admitted = statuses.count(200)
+    assert admitted >= 50
+    assert statuses.count(402) > 0
+    settled = wait_for(
+        lambda: (
+            Budget.objects.filter(pk=budget.pk, reserved_usd=0).exists()
+            and UsageRecord.objects.count() >= admitted
+        )
+    )
+    budget.refresh_from_db()
+    assert settled
+    ledger = UsageRecord.objects.filter(team=team).aggregate(total=Sum("cost_usd"))["total"]
+    assert budget.spent_usd == ledger  # the ledger equals the sum of the usage records
+    assert budget.spent_usd <= budget.limit_usd
+    assert UsageRecord.objects.count() == admitted  # one record per admitted request
+    assert BudgetReservation.objects.count() == admitted  # each reserved once
+    assert not BudgetReservation.objects.filter(settled_at=None).exists()
+    assert (
+        UsageRecord.objects.values("request_id").distinct().count() == admitted
+    )  # no request charged twice
+
+
+def test_the_sweeper_releases_what_a_killed_server_had_reserved(team, killable_site, api_key):
+    url, process = killable_site
+    tier = Tier.objects.create(name="hangs", rank=40)
+    add_model("gpt-5.4-mini@hang", timeout="60")
+    TierModel.objects.create(tier=tier, model_id=_model_id("gpt-5.4-mini@hang"), position=0)
+    budget = budget_set(team=team, limit_usd=Decimal("100"))
+    body = {"model": "tier:hangs", "messages": HELLO, "max_tokens": 100}
+
+    def call() -> None:
+        with contextlib.suppress(httpx.HTTPError):  # the server dies under it
+            httpx.post(
+                f"{url}/v1/chat/completions",
+                headers={"Authorization": f"Bearer {api_key}"},
+                json=body,
+                timeout=30,
+            )
+
+    threads = [threading.Thread(target=call) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    assert wait_for(lambda: BudgetReservation.objects.filter(settled_at=None).count() == 3)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    for thread in threads:
+        thread.join()
+
+    budget.refresh_from_db()
+    assert budget.reserved_usd > 0  # left behind by the dead process
+    assert budget_reservations_sweep(older_than=dt.timedelta(minutes=15)) == 0  # too recent
+    released = budget_reservations_sweep(older_than=dt.timedelta(0))
+
+    assert released == 3
+    budget.refresh_from_db()
+    assert budget.reserved_usd == 0
+    assert budget.spent_usd == 0
+    assert not BudgetReservation.objects.filter(settled_at=None).exists()
+
+
+def _model_id(name: str) -> int:
+    from routing.models import Model
+
+    return Model.objects.get(name=name).id

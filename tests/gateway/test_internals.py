@@ -1,0 +1,110 @@
+"""Pieces of the hot path that a live test cannot see well: the schema documentation, the
+routing snapshot, the hot caches and the shutdown flush."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from django.utils import timezone
+
+from gateway.asgi import GATEWAY_PATHS, with_gateway
+from gateway.hot import hot_clear, hot_get
+from gateway.usage import Ledger
+from routing.models import Model, Rule
+from routing.snapshot import snapshot_load
+from spend.models import UsageRecord
+from spend.pg import pg_close
+
+
+@pytest.mark.django_db
+def test_the_run_and_route_endpoints_are_in_the_openapi_schema(client):
+    schema = client.get("/api/schema/?format=json").json()
+
+    run = schema["paths"]["/api/v1/prompts/{slug}/run"]["post"]
+    route = schema["paths"]["/api/v1/route"]["post"]
+    assert run["operationId"] == "prompts_run"
+    assert {"200", "401", "402", "404", "422", "502", "504"} <= set(run["responses"])
+    assert route["operationId"] == "route_explain"
+
+
+@pytest.mark.django_db
+def test_the_snapshot_reads_the_seeded_catalog_and_the_active_policy(catalog):
+    snapshot = snapshot_load()
+
+    assert [tier.name for tier in snapshot.tiers] == ["nano", "mini", "flagship", "reasoning"]
+    assert [m.name for m in snapshot.tier("mini").models] == ["gpt-5.4-mini", "gpt-6.1-terra"]
+    assert snapshot.tier("reasoning").reasoning_effort == "high"
+    assert [rule.name for rule in snapshot.rules] == [
+        "Computer use needs flagship",
+        "Routine tasks to mini",
+        "Reasoning tasks",
+        "Everything else: classifier",
+    ]
+    assert "computer_use" not in snapshot.models["gpt-5.4-mini"].capabilities
+    assert "computer_use" in snapshot.models["gpt-5.4"].capabilities
+    price = snapshot.models["gpt-5.4-mini"].price_at(timezone.now())
+    assert (price.input_per_mtok, price.output_per_mtok) == (Decimal("0.75"), Decimal("4.50"))
+
+
+@pytest.mark.django_db
+def test_disabled_rules_and_inactive_models_are_left_out(catalog):
+    Rule.objects.filter(name="Reasoning tasks").update(enabled=False)
+    Model.objects.filter(name="gpt-5.4-mini").update(is_active=False)
+
+    snapshot = snapshot_load()
+
+    assert "Reasoning tasks" not in [rule.name for rule in snapshot.rules]
+    assert [m.name for m in snapshot.tier("mini").models] == ["gpt-6.1-terra"]
+
+
+def test_the_fast_lane_takes_only_the_gateway_paths():
+    assert GATEWAY_PATHS.match("/v1/chat/completions")
+    assert GATEWAY_PATHS.match("/api/v1/prompts/support-triage/run")
+    assert GATEWAY_PATHS.match("/api/v1/route")
+    assert not GATEWAY_PATHS.match("/api/v1/prompts/support-triage")
+    assert not GATEWAY_PATHS.match("/api/v1/routes")
+    assert not GATEWAY_PATHS.match("/prompts/")
+
+
+async def test_hot_cache_loads_once_and_forgets_on_clear():
+    hot_clear()
+    calls = []
+
+    async def load():
+        calls.append(1)
+        return len(calls)
+
+    assert await hot_get("k", load) == 1
+    assert await hot_get("k", load) == 1
+    hot_clear()
+    assert await hot_get("k", load) == 2
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_shutdown_flushes_the_usage_not_yet_written(team):
+    record = UsageRecord(
+        created_at=timezone.now(), request_id="req_flush", team_id=team.id, model_name="m"
+    )
+    messages = iter([{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}])
+    sent = []
+
+    async def receive():
+        return next(messages)
+
+    async def send(message):
+        sent.append(message["type"])
+
+    async def never(scope, receive, send):
+        raise AssertionError("the site must not see lifespan events")
+
+    ledger = Ledger()
+    ledger.add(record)
+    ledger.close()  # queued; the writer waits a moment to batch
+    try:
+        await with_gateway(never)({"type": "lifespan"}, receive, send)
+    finally:
+        await pg_close()
+
+    assert sent == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
+    assert await UsageRecord.objects.filter(request_id="req_flush").aexists()
