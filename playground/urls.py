@@ -15,6 +15,11 @@ urlpatterns = [
     path("c/<int:pk>/col/<int:position>/run", views.column_run, name="column-run"),
     path("c/<int:pk>/col/<int:position>/stream", views.column_stream, name="column-stream"),
     path("c/<int:pk>/col/<int:position>/stop", views.column_stop, name="column-stop"),
+    path(
+        "c/<int:pk>/col/<int:position>/save-version",
+        views.column_save_version,
+        name="column-save-version",
+    ),
     path("batch/", views.batch_list, name="batch-list"),
     path("batch/new", views.batch_new, name="batch-new"),
     path("batch/run", views.batch_run, name="batch-run"),
@@ -24,6 +29,11 @@ urlpatterns = [
     path("batch/<int:pk>/rows/<int:row>", views.batch_row, name="batch-row"),
     path("batch/<int:pk>/rows/<int:row>/vote", views.batch_row_vote, name="batch-row-vote"),
     path("batch/<int:pk>/export.<str:fmt>", views.batch_export, name="batch-export"),
+    path(
+        "batch/<int:pk>/columns/<int:column>/save-version",
+        views.batch_save_version,
+        name="batch-save-version",
+    ),
     path("recommendations/", views.recommendations, name="recommendations"),
     path(
         "recommendations/<int:prompt_id>/apply",

@@ -132,6 +132,7 @@ def _compare_context(request: HttpRequest, *, team, comparison: Comparison | Non
         "votes": list(comparison.votes.select_related("voter", "winner")) if comparison else [],
         "my_vote": comparison.votes.filter(voter=request.user).first() if comparison else None,
         "verdicts": Verdict,
+        "can_edit": selectors.user_can_edit(user=request.user, team=team),
     }
 
 
@@ -333,6 +334,40 @@ def comparison_vote(request: HttpRequest, pk: int) -> HttpResponse:
             request, "playground/compare.html#votes", context, status=400 if error else 200
         )
     return redirect("playground:comparison", pk=comparison.pk)
+
+
+@login_required
+@require_POST
+def column_save_version(request: HttpRequest, pk: int, position: int) -> HttpResponse:
+    """Turn a column's settings into the prompt's next version."""
+    comparison = selectors.comparison_get(user=request.user, pk=pk)
+    column = comparison.columns.filter(position=position).first()
+    if column is None or comparison.prompt_version is None:
+        raise Http404("No such column of a prompt comparison.")
+    return _save_version(
+        request,
+        version=comparison.prompt_version,
+        spec=services.column_spec_of(column),
+        note=f"From playground comparison {comparison.pk}, column {column.letter}",
+        back=reverse("playground:comparison", args=[comparison.pk]),
+    )
+
+
+def _save_version(request, *, version, spec: ColumnSpec, note: str, back: str) -> HttpResponse:
+    try:
+        created = services.prompt_version_from_column(
+            version=version, spec=spec, actor=request.user, note=note
+        )
+    except AppError as exc:
+        if exc.status == 403:
+            raise PermissionDenied(exc.message) from None
+        messages.error(request, exc.message)
+        return redirect(back)
+    messages.success(
+        request,
+        f"Saved {created.prompt.slug} v{created.number} ({spec.label}). Publish it from the prompt page.",
+    )
+    return redirect(back)
 
 
 # --- batch compare -------------------------------------------------------------------------
@@ -579,6 +614,7 @@ def batch_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "variable_names": [
             v["name"] for v in (job.prompt_version.variables if job.prompt_version else [])
         ],
+        "can_edit": selectors.user_can_edit(user=request.user, team=job.team),
     }
     return render(request, "playground/batch_detail.html", context)
 
@@ -643,6 +679,21 @@ def batch_row_vote(request: HttpRequest, pk: int, row: int) -> HttpResponse:
     return batch_row(request, pk, row)
 
 
+@login_required
+@require_POST
+def batch_save_version(request: HttpRequest, pk: int, column: int) -> HttpResponse:
+    job = _job_for_user(request, pk)
+    if job.prompt_version is None or not 0 <= column < len(job.columns):
+        raise Http404("No such column of a prompt batch.")
+    return _save_version(
+        request,
+        version=job.prompt_version,
+        spec=ColumnSpec.from_dict(job.columns[column]),
+        note=f"From playground batch {job.pk}, column {LETTERS[column]}",
+        back=reverse("playground:batch-detail", args=[job.pk]),
+    )
+
+
 def _export_rows(job: Job):
     rows, _ = selectors.job_result_rows(job=job, offset=0, limit=10**9)
     return rows
@@ -652,6 +703,8 @@ def _export_rows(job: Job):
 def batch_export(request: HttpRequest, pk: int, fmt: str) -> HttpResponse:
     """Every row with each column's output, figures and checks, and the votes."""
     job = _job_for_user(request, pk)
+    if fmt not in ("csv", "json"):
+        raise Http404("Export as csv or json.")
     labels = [t.label for t in selectors.job_column_totals(job=job)]
     rows = _export_rows(job)
     if fmt == "json":
