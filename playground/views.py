@@ -854,7 +854,10 @@ def shadow(request: HttpRequest) -> HttpResponse:
         {
             "team": team,
             "teams": user_teams(user=request.user),
-            "prompts": team.prompts.all().order_by("slug"),
+            "prompts": [
+                (p, f"{p.shadow_sample_rate * 100:.1f}".removesuffix(".0"))
+                for p in team.prompts.all().order_by("slug")
+            ],
             "prompt": prompt,
             "pairs": selectors.shadow_pairs(team=team, prompt=prompt),
             "can_edit": selectors.user_can_edit(user=request.user, team=team),

@@ -185,3 +185,21 @@ def test_production_answers_are_unchanged_and_not_delayed_by_shadow_sampling(
         assert pair.production_usage_record.purpose == Purpose.GATEWAY
         assert pair.agree is not None
         assert pair.request_body is None  # the team stores no content: figures only
+
+
+def test_an_editor_sets_the_sample_rate_and_a_member_cannot(client, alice, bob, triage, tiers):
+    url = f"/playground/shadow/{triage.prompt.pk}/rate"
+    client.force_login(bob)
+    assert client.post(url, {"rate": "50"}).status_code == 403
+    client.force_login(alice)
+    client.post(url, {"rate": "2.5"})
+    triage.prompt.refresh_from_db()
+    assert triage.prompt.shadow_sample_rate == Decimal("0.025")
+    assert "2.5%" in client.get("/playground/shadow/").content.decode()
+    from core.models import AuditEvent
+
+    event = AuditEvent.objects.get(action="prompt.shadow_rate")
+    assert (event.actor, event.after) == (alice, {"shadow_sample_rate": "0.025"})
+    client.post(url, {"rate": "150"})
+    triage.prompt.refresh_from_db()
+    assert triage.prompt.shadow_sample_rate == Decimal("0.025")
