@@ -32,6 +32,7 @@ from core.money import ZERO
 from gateway.calls import GatewayCall, Usage, responses_input_stats
 from gateway.conf import setting
 from gateway.payloads import Output, check_output, output_of, usage_of
+from gateway.shadow import shadow_offer
 from gateway.upstream import RESPONSES, AttemptFailed, post_json, post_stream
 from gateway.usage import Ledger, UsageRow
 from routing import classifier
@@ -459,7 +460,15 @@ async def complete(prepared: Prepared) -> Outcome:
     """Run a prepared non-streamed request to its answer (or an AppError)."""
     answer = await _attempt_plan(prepared)
     latency_ms = int((time.perf_counter() - prepared.call.started) * 1000)
-    return Outcome(prepared=prepared, answer=answer, latency_ms=latency_ms)
+    outcome = Outcome(prepared=prepared, answer=answer, latency_ms=latency_ms)
+    shadow_offer(
+        prepared.call,
+        model=answer.model.name,
+        tier=answer.tier,
+        output=answer.output.text,
+        cost=outcome.cost_usd,
+    )
+    return outcome
 
 
 # ------------------------------------------------------------------------------ streams

@@ -21,6 +21,7 @@ from typing import Any
 from gateway.calls import Usage
 from gateway.payloads import usage_from_chat, usage_from_responses
 from gateway.pipeline import OpenStream, SSEvent
+from gateway.shadow import shadow_offer
 from gateway.upstream import CHAT, classify_error
 from routing.router import estimate_tokens
 from spend.models import UsageRecord
@@ -236,6 +237,14 @@ def _finish(stream: OpenStream, state: StreamState) -> None:
             if stream.prepared.call.store_content
             else None,
         )
+        if state.completed:
+            shadow_offer(
+                stream.prepared.call,
+                model=stream.model.name,
+                tier=stream.tier,
+                output=state.output_text,
+                cost=stream.prepared.ledger.committed,
+            )
     except Exception:
         log.exception("could not record a streamed attempt of %s", stream.prepared.call.request_id)
     finally:

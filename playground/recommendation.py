@@ -5,8 +5,10 @@ Pure: the evidence (cases) is gathered by `playground.selectors.recommendation_e
 A *case* is one input that both tiers answered:
 - a comparison vote: cheap column better, tie or all bad → match (the cheap tier is no worse);
   flagship better → no match; a vote for a third column says nothing about this pair;
-- a batch row: a row vote decides as above; else, when the batch ran checks, the cheap
-  output matches when it passed or the flagship's failed too; else when the outputs agree;
+- a batch row: a row vote decides as above; else, when the row has a check on what the
+  answer says (exact match, contains, regex), the cheap output matches when it passed or the
+  flagship's failed too; else (no check, or only JSON/schema checks on its form) when the two
+  outputs agree and the cheap one is no worse formed;
 - a shadow pair: its review verdict as above; else whether the outputs agree.
 
 Monthly savings = the flagship's spend on this prompt in the last 30 days x (1 - cost ratio),

@@ -32,6 +32,8 @@ from playground.recommendation import Case, Recommendation, recommend
 from prompts.models import Label, Prompt, PromptVersion
 
 FLAGSHIP_TIER = "flagship"
+# Checks on what an answer says (not only on its form).
+CONTENT_CHECKS = frozenset({"exact", "contains", "regex"})
 
 
 def team_for_user(*, user: User, slug: str | None = None) -> Team:
@@ -419,11 +421,20 @@ def recommendation_evidence(*, prompt: Prompt, cheap_tier: str, flagship_tier: s
         status=JobItem.Status.DONE,
         tier_name__in=[cheap_tier, flagship_tier],
     ).values_list(
-        "job_id", "row_index", "column_index", "tier_name", "output", "passed", "cost_usd"
+        "job_id",
+        "row_index",
+        "column_index",
+        "tier_name",
+        "output",
+        "passed",
+        "checks",
+        "cost_usd",
     )
     rows: dict[tuple[int, int], dict[str, tuple]] = defaultdict(dict)
-    for job_id, row_index, column, tier, output, item_passed, cost in items:
-        rows[(job_id, row_index)].setdefault(tier, (column, output, item_passed, cost))
+    for job_id, row_index, column, tier, output, item_passed, item_checks, cost in items:
+        rows[(job_id, row_index)].setdefault(
+            tier, (column, output, item_passed, item_checks or {}, cost)
+        )
     row_votes: dict[tuple[int, int], list[tuple[str, int | None]]] = defaultdict(list)
     for job_id, row_index, verdict, winner in RowVote.objects.filter(
         job__prompt_version__prompt=prompt
@@ -432,18 +443,21 @@ def recommendation_evidence(*, prompt: Prompt, cheap_tier: str, flagship_tier: s
     for key, by_tier in rows.items():
         if len(by_tier) != 2:
             continue
-        cheap_col, cheap_out, cheap_pass, cheap_cost = by_tier[cheap_tier]
-        flag_col, flag_out, flag_pass, flag_cost = by_tier[flagship_tier]
+        cheap_col, cheap_out, cheap_pass, cheap_checks, cheap_cost = by_tier[cheap_tier]
+        flag_col, flag_out, flag_pass, _, flag_cost = by_tier[flagship_tier]
         if key in row_votes:
             for verdict, winner in row_votes[key]:
                 match = _vote_case(verdict, winner, cheap_col, flag_col)
                 if match is not None:
                     cases.append(Case("vote", match, cheap_cost, flag_cost))
             continue
-        if cheap_pass is not None or flag_pass is not None:
-            match = bool(cheap_pass) or not flag_pass
+        no_worse = cheap_pass is not False or flag_pass is False
+        if CONTENT_CHECKS & set(cheap_checks):
+            # the row has a check on what the answer says: passing it is the evidence
+            match = no_worse
         else:
-            match = checks.outputs_agree(cheap_out, flag_out)
+            # JSON/schema checks only say the answer is well formed: the answers must agree
+            match = no_worse and checks.outputs_agree(cheap_out, flag_out)
         cases.append(Case("batch", match, cheap_cost, flag_cost))
     # shadow pairs: production on the cheap tier, re-run on the flagship
     for verdict, winner, agree, prod_cost, shadow_cost in ShadowPair.objects.filter(

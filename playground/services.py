@@ -358,6 +358,36 @@ def vote_cast(
     return vote
 
 
+def prompt_version_from_column(
+    *, version: PromptVersion, spec: ColumnSpec, actor: User, note: str
+) -> PromptVersion:
+    """ "Save as new version": the version's templates with a column's tier or model,
+    temperature and reasoning effort, as the prompt's next version. Editors only (the
+    prompts service checks), audited there."""
+    return _prompt_version_create(
+        prompt=version.prompt,
+        author=actor,
+        system_template=version.system_template,
+        user_template=version.user_template,
+        few_shot=version.few_shot,
+        variables=version.variables,
+        tier=spec.tier if not spec.model else "",
+        model_name=spec.model,
+        temperature=spec.temperature if spec.temperature is not None else version.temperature,
+        max_output_tokens=version.max_output_tokens,
+        reasoning_effort=spec.reasoning_effort or version.reasoning_effort,
+        tools=version.tools,
+        response_schema=version.response_schema,
+        change_note=note[:500],
+    )
+
+
+def _prompt_version_create(**kwargs: Any) -> PromptVersion:
+    from prompts.services import prompt_version_create
+
+    return prompt_version_create(**kwargs)
+
+
 # --- datasets ------------------------------------------------------------------------------
 
 

@@ -53,6 +53,7 @@ def _resume_jobs_when_a_worker_starts(sender=None, **kwargs) -> None:
     """A worker that starts (perhaps replacing one that died) picks up orphaned jobs as soon
     as their lease has expired, without waiting for the periodic sweep."""
     try:
+        jobs_resume_stale.delay()
         jobs_resume_stale.apply_async(countdown=settings.PLAYGROUND_JOB_LEASE_SECONDS + 1)
     except Exception:  # a broker hiccup at start-up must not stop the worker
         logger.exception("could not schedule the job resume sweep")

@@ -132,6 +132,7 @@ def _compare_context(request: HttpRequest, *, team, comparison: Comparison | Non
         "votes": list(comparison.votes.select_related("voter", "winner")) if comparison else [],
         "my_vote": comparison.votes.filter(voter=request.user).first() if comparison else None,
         "verdicts": Verdict,
+        "can_edit": selectors.user_can_edit(user=request.user, team=team),
     }
 
 
@@ -149,6 +150,15 @@ def comparison_detail(request: HttpRequest, pk: int) -> HttpResponse:
     comparison = selectors.comparison_get(user=request.user, pk=pk)
     context = _compare_context(request, team=comparison.team, comparison=comparison)
     return render(request, "playground/compare.html", context)
+
+
+@login_required
+@require_GET
+def comparison_extras(request: HttpRequest, pk: int) -> HttpResponse:
+    """Votes and sharing of a comparison the page has just created (an htmx partial)."""
+    comparison = selectors.comparison_get(user=request.user, pk=pk)
+    context = _compare_context(request, team=comparison.team, comparison=comparison)
+    return render(request, "playground/compare.html#extras", context)
 
 
 @login_required
@@ -324,6 +334,40 @@ def comparison_vote(request: HttpRequest, pk: int) -> HttpResponse:
             request, "playground/compare.html#votes", context, status=400 if error else 200
         )
     return redirect("playground:comparison", pk=comparison.pk)
+
+
+@login_required
+@require_POST
+def column_save_version(request: HttpRequest, pk: int, position: int) -> HttpResponse:
+    """Turn a column's settings into the prompt's next version."""
+    comparison = selectors.comparison_get(user=request.user, pk=pk)
+    column = comparison.columns.filter(position=position).first()
+    if column is None or comparison.prompt_version is None:
+        raise Http404("No such column of a prompt comparison.")
+    return _save_version(
+        request,
+        version=comparison.prompt_version,
+        spec=services.column_spec_of(column),
+        note=f"From playground comparison {comparison.pk}, column {column.letter}",
+        back=reverse("playground:comparison", args=[comparison.pk]),
+    )
+
+
+def _save_version(request, *, version, spec: ColumnSpec, note: str, back: str) -> HttpResponse:
+    try:
+        created = services.prompt_version_from_column(
+            version=version, spec=spec, actor=request.user, note=note
+        )
+    except AppError as exc:
+        if exc.status == 403:
+            raise PermissionDenied(exc.message) from None
+        messages.error(request, exc.message)
+        return redirect(back)
+    messages.success(
+        request,
+        f"Saved {created.prompt.slug} v{created.number} ({spec.label}). Publish it from the prompt page.",
+    )
+    return redirect(back)
 
 
 # --- batch compare -------------------------------------------------------------------------
@@ -570,18 +614,19 @@ def batch_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "variable_names": [
             v["name"] for v in (job.prompt_version.variables if job.prompt_version else [])
         ],
+        "can_edit": selectors.user_can_edit(user=request.user, team=job.team),
     }
     return render(request, "playground/batch_detail.html", context)
 
 
 @login_required
 def batch_progress(request: HttpRequest, pk: int) -> HttpResponse:
-    """The progress bar, polled by htmx; answers 286 (stop polling) once the job is over."""
+    """The progress bar, polled by htmx every second. Once the job is over, the poll reloads
+    the page so that the results table and its totals are complete."""
     job = _job_for_user(request, pk)
     response = render(request, "playground/batch_detail.html#progress", {"job": job})
-    if job.finished:
-        response.status_code = 286
-        response["HX-Refresh"] = "true" if request.GET.get("refresh") else "false"
+    if job.finished and request.GET.get("poll"):
+        response["HX-Refresh"] = "true"
     return response
 
 
@@ -634,6 +679,21 @@ def batch_row_vote(request: HttpRequest, pk: int, row: int) -> HttpResponse:
     return batch_row(request, pk, row)
 
 
+@login_required
+@require_POST
+def batch_save_version(request: HttpRequest, pk: int, column: int) -> HttpResponse:
+    job = _job_for_user(request, pk)
+    if job.prompt_version is None or not 0 <= column < len(job.columns):
+        raise Http404("No such column of a prompt batch.")
+    return _save_version(
+        request,
+        version=job.prompt_version,
+        spec=ColumnSpec.from_dict(job.columns[column]),
+        note=f"From playground batch {job.pk}, column {LETTERS[column]}",
+        back=reverse("playground:batch-detail", args=[job.pk]),
+    )
+
+
 def _export_rows(job: Job):
     rows, _ = selectors.job_result_rows(job=job, offset=0, limit=10**9)
     return rows
@@ -643,6 +703,8 @@ def _export_rows(job: Job):
 def batch_export(request: HttpRequest, pk: int, fmt: str) -> HttpResponse:
     """Every row with each column's output, figures and checks, and the votes."""
     job = _job_for_user(request, pk)
+    if fmt not in ("csv", "json"):
+        raise Http404("Export as csv or json.")
     labels = [t.label for t in selectors.job_column_totals(job=job)]
     rows = _export_rows(job)
     if fmt == "json":
@@ -792,7 +854,10 @@ def shadow(request: HttpRequest) -> HttpResponse:
         {
             "team": team,
             "teams": user_teams(user=request.user),
-            "prompts": team.prompts.all().order_by("slug"),
+            "prompts": [
+                (p, f"{p.shadow_sample_rate * 100:.1f}".removesuffix(".0"))
+                for p in team.prompts.all().order_by("slug")
+            ],
             "prompt": prompt,
             "pairs": selectors.shadow_pairs(team=team, prompt=prompt),
             "can_edit": selectors.user_can_edit(user=request.user, team=team),

@@ -81,6 +81,8 @@
     form.dataset.comparison = body.id; dirty = false;
     history.replaceState(null, "", body.url);
     for (const c of body.columns) stream(column(c.position), c.stream_url);
+    // votes and sharing belong to this new comparison
+    htmx.ajax("GET", `${body.url}extras`, { target: "#comparison-extras", swap: "innerHTML" });
   }
 
   async function runOne(col) {

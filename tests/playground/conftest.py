@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
 import pytest
 from django.core.cache import cache
 
@@ -23,6 +28,25 @@ TRIAGE_VARIABLES = [
     {"name": "channel", "type": "enum", "enum": ["email", "chat", "phone"], "default": "email"},
     {"name": "priority", "type": "integer", "required": False},
 ]
+
+
+@pytest.fixture(autouse=True)
+def _roles(request):
+    """The role groups come from a data migration, which a transactional test's flush
+    deletes; put them back before the people fixtures look them up."""
+    marker = request.node.get_closest_marker("django_db")
+    transactional = "transactional_db" in request.fixturenames or (
+        marker is not None and marker.kwargs.get("transaction")
+    )
+    if not (transactional or marker or "db" in request.fixturenames):
+        return
+    request.getfixturevalue("transactional_db" if transactional else "db")
+    from django.contrib.auth.models import Group
+
+    from accounts.models import Role
+
+    for role in Role.values:
+        Group.objects.get_or_create(name=role)
 
 
 @pytest.fixture(autouse=True)
@@ -67,3 +91,86 @@ def triage(team: Team, alice: User) -> PromptVersion:
 @pytest.fixture
 def triage_prompt(triage: PromptVersion) -> Prompt:
     return triage.prompt
+
+
+# --- real Celery workers ---------------------------------------------------------------------
+
+WORKER_ENV = {
+    # a short lease so that a killed worker's job is resumed within seconds
+    "PLAYGROUND_JOB_LEASE_SECONDS": "2",
+    "PLAYGROUND_BATCH_CONCURRENCY": "4",
+}
+
+
+def start_worker() -> subprocess.Popen:
+    """A Celery worker process on this run's broker and test database (see tests/conftest.py)."""
+    from django.conf import settings
+
+    from tests.conftest import ROOT, subprocess_env
+
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "config",
+            "worker",
+            "--pool=threads",
+            "-c",
+            "4",
+            "--loglevel=WARNING",
+            "-Q",
+            settings.CELERY_TASK_DEFAULT_QUEUE,
+            "--without-heartbeat",
+            "--without-gossip",
+            "--without-mingle",
+        ],
+        cwd=ROOT,
+        env=subprocess_env(**WORKER_ENV),
+    )
+
+
+def stop_worker(process: subprocess.Popen) -> None:
+    """The test is over and nothing in flight matters: kill (a warm or cold shutdown of a
+    worker on the filesystem broker takes 4-6 s)."""
+    if process.poll() is None:
+        process.kill()
+        process.wait()
+
+
+@pytest.fixture
+def job_worker(transactional_db, settings) -> Iterator[subprocess.Popen]:
+    """One worker with a 2 s job lease and a concurrency of 4; this process uses the same."""
+    settings.PLAYGROUND_JOB_LEASE_SECONDS = 2
+    settings.PLAYGROUND_BATCH_CONCURRENCY = 4
+    process = start_worker()
+    yield process
+    stop_worker(process)
+
+
+@pytest.fixture(scope="module")
+def slow_simulator_url() -> Iterator[str]:
+    """A second simulator with the catalog's per-model latency (mini ~0.5 s, flagship ~1.3 s)."""
+    from simulator.testing import SimulatorServer
+
+    with SimulatorServer(latency_scale=2.0) as server:
+        yield server.url
+
+
+def use_upstream(url: str) -> None:
+    from routing.models import Provider
+
+    provider = Provider.objects.get(name="openai")
+    provider.base_url = url
+    provider.save()  # a save (not an update) bumps the routing snapshot's version
+
+
+def wait_for(predicate, *, timeout: float = 60, interval: float = 0.2, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out waiting for {what}")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Iterator
 from decimal import Decimal
 
 import httpx
@@ -18,24 +17,9 @@ from playground.columns import ColumnSpec
 from playground.models import ComparisonColumn, RunStatus
 from routing.models import Model, Price, Provider
 from spend.models import Purpose, UsageRecord
-from tests.playground.conftest import make_triage
+from tests.playground.conftest import make_triage, use_upstream, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture(scope="module")
-def slow_simulator_url() -> Iterator[str]:
-    """A second simulator with the catalog's per-model latency (mini ~0.5 s, flagship ~1.3 s)."""
-    from simulator.testing import SimulatorServer
-
-    with SimulatorServer(latency_scale=2.0) as server:
-        yield server.url
-
-
-def _use_upstream(url: str) -> None:
-    provider = Provider.objects.get(name="openai")
-    provider.base_url = url
-    provider.save()  # a save (not an update) bumps the routing snapshot's version
 
 
 def _session_cookie(user) -> dict[str, str]:
@@ -83,7 +67,7 @@ def _run(base: str, cookies: dict, urls: list[str]) -> tuple[list[dict], float]:
 def test_columns_stream_at_the_same_time_and_cost_what_their_usage_records_say(
     live_site, slow_simulator_url, team, alice, catalog
 ):
-    _use_upstream(slow_simulator_url)
+    use_upstream(slow_simulator_url)
     version = make_triage(team, alice)
     comparison = services.comparison_create(
         team=team,
@@ -177,3 +161,48 @@ def test_a_stream_is_not_run_twice_and_an_outsider_cannot_open_it(
             return (await client.get(url)).status_code
 
     assert asyncio.run(outsider()) == 404
+
+
+def test_closing_a_columns_stream_stops_only_that_column(
+    live_site, slow_simulator_url, team, alice, catalog
+):
+    use_upstream(slow_simulator_url)
+    comparison = services.comparison_create(
+        team=team,
+        user=alice,
+        columns=[ColumnSpec(tier="mini"), ColumnSpec(tier="flagship")],
+        input_text="Write three paragraphs about lighthouses.",
+    )
+    mini_url, flagship_url = _stream_urls(live_site, comparison)
+    cookies = _session_cookie(alice)
+
+    async def main():
+        async with httpx.AsyncClient(cookies=cookies, timeout=30) as client:
+
+            async def stop_after_first_delta():
+                async with client.stream("GET", flagship_url) as response:
+                    async for line in response.aiter_lines():
+                        if line == "event: delta":
+                            return  # the user pressed Stop: the browser closes the stream
+
+            return await asyncio.gather(_read_stream(client, mini_url), stop_after_first_delta())
+
+    finished, _ = asyncio.run(main())
+    assert finished["events"][-1][0] == "done"
+    flagship = comparison.columns.get(position=1)
+
+    def stopped():
+        flagship.refresh_from_db()
+        return flagship.status == RunStatus.STOPPED
+
+    wait_for(stopped, timeout=10, what="the stopped column")
+    assert flagship.output  # what had arrived is kept
+    mini = comparison.columns.get(position=0)
+    assert mini.status == RunStatus.DONE
+    # the gateway recorded the cut stream as cancelled, with estimated tokens
+    record = wait_for(
+        lambda: UsageRecord.objects.filter(tier_name="flagship").first(),
+        timeout=10,
+        what="the cancelled usage record",
+    )
+    assert record.status == UsageRecord.Status.CANCELLED

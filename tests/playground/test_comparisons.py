@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pytest
 from django.urls import reverse
 
@@ -180,3 +182,23 @@ def test_running_from_the_form_creates_a_comparison_and_answers_stream_urls(
     )
     assert bad.status_code == 422
     assert bad.json()["error"]["details"] == {"priority": "Enter a whole number."}
+
+
+def test_an_editor_saves_a_column_as_the_prompts_next_version(client, comparison, alice, bob):
+    services.comparison_column_prepare(
+        comparison=comparison,
+        position=1,
+        spec=ColumnSpec(model="gpt-5.4-nano", temperature=Decimal("0.7"), reasoning_effort="low"),
+    )
+    url = reverse("playground:column-save-version", args=[comparison.pk, 1])
+    client.force_login(bob)
+    assert client.post(url).status_code == 403
+    client.force_login(alice)
+    assert client.post(url).status_code == 302
+    version = comparison.prompt_version.prompt.versions.order_by("-number").first()
+    assert version.number == 2
+    assert (version.model_name, version.tier) == ("gpt-5.4-nano", "")
+    assert (version.temperature, version.reasoning_effort) == (Decimal("0.7"), "low")
+    assert version.user_template == comparison.prompt_version.user_template
+    assert version.response_schema == comparison.prompt_version.response_schema
+    assert "comparison" in version.change_note

@@ -87,7 +87,9 @@ def _comparison(team, version, winner_tier: str | None, verdict: str, voter) -> 
     )
 
 
-def _batch(team, version, rows: list[tuple[str, str, bool | None, bool | None]]) -> Job:
+def _batch(
+    team, version, rows: list[tuple[str, str, bool | None, bool | None]], check: str = "exact"
+) -> Job:
     job = Job.objects.create(
         team=team,
         kind=Job.Kind.COMPARE,
@@ -107,6 +109,7 @@ def _batch(team, version, rows: list[tuple[str, str, bool | None, bool | None]])
                 tier_name=tier,
                 output=output,
                 passed=passed,
+                checks={} if passed is None else {check: passed},
                 cost_usd=Decimal(cost),
             )
     return job
@@ -116,7 +119,8 @@ def _batch(team, version, rows: list[tuple[str, str, bool | None, bool | None]])
 def evidence(team, alice, bob, triage, tiers):
     """Votes: mini better, tie, all bad (matches), flagship better (a miss).
     Batch without checks: 3 agreeing rows, 1 differing row, whose row vote says mini is better.
-    Batch with checks: mini fails where the flagship passes (a miss), and both fail (a match).
+    Batch with a content check: mini fails where the flagship passes (a miss), both fail (a match).
+    Batch with schema checks only: both valid but different (a miss), both valid and equal (a match).
     One shadow pair that agrees."""
     _comparison(team, triage, "mini", Verdict.WINNER, alice)
     _comparison(team, triage, None, Verdict.TIE, alice)
@@ -136,6 +140,10 @@ def evidence(team, alice, bob, triage, tiers):
         job=job, row_index=3, voter=alice, verdict=Verdict.WINNER, winner_column=0
     )
     _batch(team, triage, [("x", "y", False, True), ("x", "y", False, False)])
+    # schema checks alone: well-formed answers must also agree
+    _batch(
+        team, triage, [('{"a": 1}', '{"a": 2}', True, True), ("{}", "{ }", True, True)], "schema"
+    )
     ShadowPair.objects.create(
         team=team,
         prompt=triage.prompt,
@@ -181,14 +189,14 @@ def test_evidence_counts_votes_batch_rows_and_shadow_pairs(evidence):
         True,
         True,
     ]  # 4 comparisons + 1 row vote
-    assert sorted(by_source["batch"]) == [False, True, True, True, True]
+    assert sorted(by_source["batch"]) == [False, False, True, True, True, True, True]
     assert by_source["shadow"] == [True]
     [rec] = selectors.prompt_recommendations(prompt=evidence)
-    assert (rec.cheap_tier, rec.cases, rec.matches) == ("mini", 11, 9)
+    assert (rec.cheap_tier, rec.cases, rec.matches) == ("mini", 13, 10)
     # flagship spend of the last 30 days only: $30 + $70
     assert rec.flagship_spend_30d == Decimal("100")
-    cheap = Decimal("0.001") * 4 + Decimal("0.002") * 6 + Decimal("0.001")
-    flagship = Decimal("0.004") * 4 + Decimal("0.010") * 6 + Decimal("0.003")
+    cheap = Decimal("0.001") * 4 + Decimal("0.002") * 8 + Decimal("0.001")
+    flagship = Decimal("0.004") * 4 + Decimal("0.010") * 8 + Decimal("0.003")
     assert rec.cost_ratio == cheap / flagship
     assert rec.monthly_savings == (Decimal("100") * (1 - cheap / flagship)).quantize(
         Decimal("0.01")
@@ -200,7 +208,7 @@ def test_an_editor_turns_a_recommendation_into_an_audited_rule_at_the_top(client
     first_rule = Rule.objects.filter(policy=policy).order_by("position", "id").first()
     client.force_login(alice)
     page = client.get(reverse("playground:recommendations")).content.decode()
-    assert "mini matches flagship on 82% of 11 cases" in page
+    assert "mini matches flagship on 77% of 13 cases" in page
     response = client.post(
         reverse("playground:recommendation-apply", args=[evidence.pk]), {"tier": "mini"}
     )

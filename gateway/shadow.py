@@ -1,0 +1,62 @@
+"""Offer finished production answers to the playground's shadow sampling.
+
+Called once a production answer is complete. It never awaits and never raises: prompts that
+have not opted in (sample rate 0 on the resolved version's prompt) cost one attribute read;
+for the others the sampling decision, the pair and the Celery task are made in a background
+task on a fresh context, after the response has been handed back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+from decimal import Decimal
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.db import close_old_connections
+
+from spend.models import Purpose
+
+log = logging.getLogger(__name__)
+_background: set[asyncio.Task] = set()
+
+
+def _enqueue(**kwargs: Any) -> None:
+    from playground.services import shadow_maybe_enqueue
+
+    try:
+        shadow_maybe_enqueue(**kwargs)
+    finally:
+        close_old_connections()
+
+
+def shadow_offer(call: Any, *, model: str, tier: str, output: str, cost: Decimal) -> None:
+    try:
+        version = call.prompt_version
+        if call.purpose != Purpose.GATEWAY or version is None or not tier:
+            return
+        if not version.prompt.shadow_sample_rate:
+            return
+        work = sync_to_async(_enqueue, thread_sensitive=False)(
+            team_id=call.team_id,
+            prompt_version_id=version.pk,
+            tier_name=tier,
+            request_body=call.body,
+            output=output,
+            model_name=model,
+            cost_usd=cost,
+            request_id=call.request_id,
+        )
+        task = asyncio.get_running_loop().create_task(work, context=contextvars.Context())
+        _background.add(task)
+        task.add_done_callback(_background.discard)
+    except Exception:  # shadow sampling must never touch the production answer
+        log.exception("shadow sampling could not be offered %s", call.request_id)
+
+
+async def shadow_flush() -> None:
+    """Wait for the background offers of this process (tests, shutdown)."""
+    if _background:
+        await asyncio.gather(*list(_background), return_exceptions=True)
