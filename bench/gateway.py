@@ -207,7 +207,11 @@ def make_client(base_url: str, api_key: str):
         max_retries=0,
         timeout=60,
         http_client=openai.DefaultAsyncHttpxClient(
-            limits=httpx2.Limits(max_connections=2000, max_keepalive_connections=2000)
+            # Idle connections are dropped before the servers' 5 s keep-alive ends, so that a
+            # request never goes out on a connection the server is closing.
+            limits=httpx2.Limits(
+                max_connections=2000, max_keepalive_connections=2000, keepalive_expiry=2.0
+            )
         ),
     )
 
@@ -274,6 +278,7 @@ async def measure(args, simulator_url: str, site_url: str, keys: tuple[str, str]
 async def soak(base_url: str, key: str, model: str, in_flight: int, label: str) -> dict:
     """`in_flight` requests at once, the upstream taking about 1 s each."""
     client = make_client(base_url, key)
+    await load(client, model, 50, 10)  # steady state: caches and connections warm
     run = Run()
     started = time.perf_counter()
     await asyncio.gather(*(one(client, model, run) for _ in range(in_flight)))
