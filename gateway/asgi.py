@@ -115,12 +115,13 @@ def with_gateway(site):
 
 
 async def _lifespan(receive, send) -> None:
-    from gateway.upstream import clients_close
+    from gateway.upstream import clients_close, serving
     from gateway.usage import usage_flush
 
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
+            serving()
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
             try:
