@@ -13,8 +13,8 @@ from asgiref.sync import async_to_sync
 from django.utils import timezone
 
 from playground import services
-from playground.runner import gateway_cleanup
 from playground.models import ShadowPair
+from playground.runner import gateway_cleanup
 from spend.models import Budget, Purpose, UsageRecord
 from tests.playground.conftest import make_triage, start_worker, stop_worker, wait_for
 
