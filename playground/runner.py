@@ -257,13 +257,16 @@ async def _heartbeat(ctx: _JobContext, token: str, stop: asyncio.Event) -> None:
 
 
 async def gateway_cleanup() -> None:
-    """Write pending usage records and close this event loop's upstream clients: a Celery
-    task's loop ends with the task."""
+    """Write pending usage records, then close this event loop's upstream clients and async
+    PostgreSQL pool: a Celery task's loop ends with the task, and what is bound to it would
+    leak."""
     from gateway.upstream import clients_close
     from gateway.usage import usage_flush
+    from spend.pg import pg_close
 
     await usage_flush()
     await clients_close()
+    await pg_close()
 
 
 async def job_run(job_id: int) -> str:

@@ -642,7 +642,9 @@ def job_submit(
 
 def _idempotent_replay(job: Job, body_hash: str) -> Job:
     if job.request_hash != body_hash:
-        raise Conflict(
+        from core.idempotency import IdempotencyKeyReused
+
+        raise IdempotencyKeyReused(
             "This Idempotency-Key was used with a different request body.",
             details={"job": job.pk},
         )

@@ -145,6 +145,7 @@
     }
   });
 
+  form.addEventListener("submit", (e) => e.preventDefault()); // Enter in a field runs nothing
   form.addEventListener("input", (e) => { if (!e.target.closest(".pg-column")) dirty = true; });
   document.body.addEventListener("htmx:afterSwap", () => { dirty = true; });
   form.addEventListener("keydown", (e) => {

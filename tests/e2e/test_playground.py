@@ -56,6 +56,14 @@ def worker(e2e_server: E2EServer) -> Iterator[subprocess.Popen]:
     process.wait()
 
 
+def _watch_console(page: Page) -> list[str]:
+    """Console errors (a CSP violation, a script error) collected while the test runs."""
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    return errors
+
+
 def _choose_version(page: Page, slug: str) -> None:
     select = page.locator("#version-select")
     label = select.locator("option", has_text=f"{slug} · v1").first.inner_text()
@@ -75,6 +83,7 @@ RECORD_GROWTH = """() => {
 
 def test_a_mini_vs_flagship_comparison_streams_in_and_takes_a_vote(logged_in_page):
     page = logged_in_page("engineer")
+    errors = _watch_console(page)
     page.goto("/playground/")
     columns = page.locator(".pg-column")
     expect(columns).to_have_count(2)
@@ -104,7 +113,7 @@ def test_a_mini_vs_flagship_comparison_streams_in_and_takes_a_vote(logged_in_pag
     costs = [float(columns.nth(i).locator(".pg-cost").get_attribute("data-cost")) for i in range(2)]
     assert costs[0] < costs[1]  # mini is visibly cheaper
     expect(columns.nth(0).locator(".pg-ratio")).to_have_text("cheapest")
-    expect(columns.nth(1).locator(".pg-ratio")).to_have_text(re.compile(r"^×\d+\.\d$"))
+    expect(columns.nth(1).locator(".pg-ratio")).to_have_text(re.compile(r"^\u00d7\d+\.\d$"))
     expect(columns.nth(0).locator(".pg-model, dd").first).to_contain_text("gpt-5.4-mini")
 
     page.fill("input[name=comment]", "Mini got the category right too.")
@@ -120,6 +129,7 @@ def test_a_mini_vs_flagship_comparison_streams_in_and_takes_a_vote(logged_in_pag
     expect(page.get_by_role("button", name="A better")).to_have_class(re.compile("primary"))
     # the outputs and their figures are stored with the comparison
     expect(columns.nth(1).locator(".pg-metrics")).to_contain_text("gpt-5.4")
+    assert [e for e in errors if "favicon" not in e] == []
 
 
 def test_columns_are_added_up_to_four_and_each_runs_and_stops_alone(logged_in_page):
@@ -155,9 +165,12 @@ def _csv(rows: int) -> bytes:
 
 def test_a_batch_job_progresses_to_done(logged_in_page, worker):
     page = logged_in_page("engineer")
+    errors = _watch_console(page)
     page.goto("/playground/batch/new")
     version = page.locator("select[name=version]")
-    version.select_option(label=version.locator("option", has_text="support-triage · v1").first.inner_text())
+    version.select_option(
+        label=version.locator("option", has_text="support-triage · v1").first.inner_text()
+    )
     page.set_input_files(
         "input[name=file]",
         files=[{"name": "tickets.csv", "mimeType": "text/csv", "buffer": _csv(CSV_ROWS)}],
@@ -209,3 +222,4 @@ def test_a_batch_job_progresses_to_done(logged_in_page, worker):
     page.fill("input[name=q]", "ticket 7)")
     page.get_by_role("button", name="Apply").click()
     expect(page).to_have_url(re.compile(r"q=ticket"))
+    assert [e for e in errors if "favicon" not in e] == []

@@ -53,7 +53,7 @@ def test_the_same_key_and_body_give_the_same_job_and_another_body_is_409(api, bo
         URL, {**body, "inputs": body["inputs"][:1]}, format="json", HTTP_IDEMPOTENCY_KEY="same"
     )
     assert changed.status_code == 409
-    assert changed.json()["error"]["code"] == "conflict"
+    assert changed.json()["error"]["code"] == "idempotency_key_reused"
     assert Job.objects.count() == 1
     assert JobItem.objects.count() == 2
     # without a key, each submission is a new job

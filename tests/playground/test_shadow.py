@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from playground import services
 from playground.models import ShadowPair
+from playground.runner import gateway_cleanup
 from spend.models import Budget, Purpose, UsageRecord
 from tests.playground.conftest import make_triage, start_worker, stop_worker, wait_for
 
@@ -22,6 +23,18 @@ BODY = {
     "instructions": "You triage support messages. Answer with JSON only.",
     "max_output_tokens": 200,
 }
+
+
+def _run(pair_id: int) -> ShadowPair:
+    """What the Celery task does: run the pair, then release this event loop's resources."""
+
+    async def run() -> ShadowPair:
+        try:
+            return await services.shadow_pair_run(pair_id=pair_id)
+        finally:
+            await gateway_cleanup()
+
+    return async_to_sync(run)()
 
 
 def _offer(version, tier: str = "mini", **kwargs):
@@ -90,7 +103,7 @@ def test_a_pair_runs_on_the_flagship_and_keeps_content_only_when_the_team_does(
     version.prompt.shadow_sample_rate = Decimal("1")
     version.prompt.save()
     forgotten = ShadowPair.objects.get(pk=_offer(version))
-    pair = async_to_sync(services.shadow_pair_run)(pair_id=forgotten.pk)
+    pair = _run(forgotten.pk)
     assert pair.status == ShadowPair.Status.DONE
     assert (pair.shadow_tier, pair.shadow_model) == ("flagship", "gpt-5.4")
     assert pair.agree is not None
@@ -102,7 +115,7 @@ def test_a_pair_runs_on_the_flagship_and_keeps_content_only_when_the_team_does(
 
     team.store_content = True
     team.save()
-    kept = async_to_sync(services.shadow_pair_run)(pair_id=_offer(version))
+    kept = _run(_offer(version))
     assert kept.content_retained
     assert kept.shadow_output
     assert kept.request_body == BODY
@@ -128,7 +141,7 @@ def test_a_shadow_run_stops_at_the_budgets_soft_threshold(team, alice, catalog):
         soft_threshold=Decimal("0.8"),
         period_start=timezone.now(),
     )
-    pair = async_to_sync(services.shadow_pair_run)(pair_id=_offer(version))
+    pair = _run(_offer(version))
     assert pair.status == ShadowPair.Status.SKIPPED
     assert "soft threshold" in pair.skip_reason
     assert not UsageRecord.objects.filter(purpose=Purpose.SHADOW).exists()
