@@ -157,9 +157,7 @@ def test_a_batch_job_progresses_to_done(logged_in_page, worker):
     page = logged_in_page("engineer")
     page.goto("/playground/batch/new")
     version = page.locator("select[name=version]")
-    version.select_option(
-        label=version.locator("option", has_text="support-triage · v1").first.inner_text()
-    )
+    version.select_option(label=version.locator("option", has_text="support-triage · v1").first.inner_text())
     page.set_input_files(
         "input[name=file]",
         files=[{"name": "tickets.csv", "mimeType": "text/csv", "buffer": _csv(CSV_ROWS)}],
