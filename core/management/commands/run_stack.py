@@ -76,10 +76,13 @@ class Command(BaseCommand):
         try:
             self._wait_until_up(f"{url}healthz", processes)
             self.stdout.write(self.style.SUCCESS(f"\nSwitchboard is running at {url}"))
-            self.stdout.write(
-                "Log in as 'admin' with the password printed when the demo data was "
-                "created (reset it with: .venv/bin/python manage.py changepassword admin)."
-            )
+            if "password '" in seed_output.getvalue():
+                self.stdout.write(seed_output.getvalue().strip())
+            else:
+                self.stdout.write(
+                    "Log in as 'admin' with the password printed by the first `make run` "
+                    "(reset it: .venv/bin/python manage.py changepassword admin)."
+                )
             self.stdout.write(
                 f"Simulator upstream on http://127.0.0.1:{simulator_port}/v1. Ctrl-C stops all."
             )
