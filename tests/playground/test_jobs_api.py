@@ -135,7 +135,7 @@ def test_a_signed_in_member_submits_for_their_team(client, bob, body, tiers):
 
 
 def test_a_malformed_or_unknown_job_id_is_a_json_404(api, tiers):
-    for path in ("abc", "99999", "1,2", "１"):
+    for path in ("abc", "99999", "1,2", "\uff11"):  # the last: a full-width digit one
         response = api.get(f"{URL}/{path}")
         assert response.status_code == 404, path
         assert response.json()["error"]["code"] == "not_found"
