@@ -30,6 +30,7 @@ import sys
 import time
 import urllib.request
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -61,6 +62,7 @@ class Run:
     latencies: list[float] = field(default_factory=list)
     errors: int = 0
     seconds: float = 0.0
+    error_kinds: dict[str, int] = field(default_factory=dict)
 
     @property
     def rps(self) -> float:
@@ -73,8 +75,9 @@ class Run:
 # ------------------------------------------------------------------------------ setup
 
 
-def prepare_database(database_url: str, simulator_url: str) -> str:
-    """Migrate and seed the benchmark database; return a fresh team key."""
+def prepare_database(database_url: str, simulator_url: str) -> tuple[str, str]:
+    """Migrate and seed the benchmark database; return fresh keys of two teams, the first
+    with a budget (every request reserves and settles) and the second without."""
     os.environ["DATABASE_URL"] = database_url
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.prod")
     os.environ.setdefault("SECRET_KEY", "bench-" + "x" * 40)
@@ -93,18 +96,22 @@ def prepare_database(database_url: str, simulator_url: str) -> str:
     from routing.models import Provider
     from routing.seed import seed_catalog
     from spend.budgets import budget_set
+    from spend.models import Budget
 
     seed_catalog(simulator_url=simulator_url)
     Provider.objects.filter(name="openai").update(base_url=simulator_url)
     team, _ = Team.objects.get_or_create(slug="bench", defaults={"name": "Benchmark"})
     seed_prompts(team=team, author=None)
     # A budget far above what the run spends: the reserve/settle path is part of the figures.
-    budget_set(team=team, limit_usd=__import__("decimal").Decimal("1000000"))
+    budget_set(team=team, limit_usd=Decimal("1000000"))
     _, raw_key = api_key_create(team=team, name=f"bench {time.time():.0f}")
+    free, _ = Team.objects.get_or_create(slug="bench-free", defaults={"name": "No budget"})
+    Budget.objects.filter(team=free).delete()
+    _, free_key = api_key_create(team=free, name=f"bench {time.time():.0f}")
     from django.db import connections
 
     connections.close_all()
-    return raw_key
+    return raw_key, free_key
 
 
 def _create_pg_database(url: str) -> None:
@@ -152,8 +159,10 @@ async def one(client, model: str, run: Run) -> None:
     started = time.perf_counter()
     try:
         await client.chat.completions.create(model=model, messages=MESSAGES, max_tokens=200)
-    except Exception:
+    except Exception as exc:
         run.errors += 1
+        kind = f"{type(exc).__name__} {getattr(exc, 'status_code', '')}".strip()
+        run.error_kinds[kind] = run.error_kinds.get(kind, 0) + 1
         return
     run.latencies.append(time.perf_counter() - started)
 
@@ -198,99 +207,113 @@ def make_client(base_url: str, api_key: str):
         max_retries=0,
         timeout=60,
         http_client=openai.DefaultAsyncHttpxClient(
-            limits=httpx2.Limits(max_connections=2000, max_keepalive_connections=2000)
+            # Idle connections are dropped before the servers' 5 s keep-alive ends, so that a
+            # request never goes out on a connection the server is closing.
+            limits=httpx2.Limits(
+                max_connections=2000, max_keepalive_connections=2000, keepalive_expiry=2.0
+            )
         ),
     )
 
 
-async def measure(args, simulator_url: str, site_url: str, api_key: str) -> dict:
-    direct = make_client(simulator_url, "direct")
-    gateway = make_client(f"{site_url}/v1", api_key)
+PATHS = ("direct", "gateway", "gateway_no_budget")
+
+
+async def measure(args, simulator_url: str, site_url: str, keys: tuple[str, str]) -> dict:
+    clients = {
+        "direct": (make_client(simulator_url, "direct"), "gpt-5.4-mini"),
+        "gateway": (make_client(f"{site_url}/v1", keys[0]), "tier:mini"),
+        "gateway_no_budget": (make_client(f"{site_url}/v1", keys[1]), "tier:mini"),
+    }
     results: dict = {"levels": []}
-    # Warm up connections, caches and the snapshot on both paths.
-    await load(direct, "gpt-5.4-mini", 200, 8)
-    await load(gateway, "tier:mini", 200, 8)
+    # Warm up connections, caches and the snapshot on every path.
+    for client, model in clients.values():
+        await load(client, model, 200, 8)
     for concurrency in args.concurrency:
         requests = max(args.requests, concurrency * 4)
-        direct_runs, gateway_runs = Run(), Run()
-        # Interleave slices so that both paths see the same machine state.
+        runs = {path: Run() for path in PATHS}
+        # Interleave slices so that every path sees the same machine state.
         for _ in range(args.slices):
-            for target, model, runs in (
-                (direct, "gpt-5.4-mini", direct_runs),
-                (gateway, "tier:mini", gateway_runs),
-            ):
-                run = await load(target, model, requests // args.slices, concurrency)
-                runs.latencies += run.latencies
-                runs.errors += run.errors
-                runs.seconds += run.seconds
-        level = {
-            "concurrency": concurrency,
-            "requests": len(gateway_runs.latencies) + gateway_runs.errors,
-            "direct_p50_ms": direct_runs.p(0.5),
-            "direct_p99_ms": direct_runs.p(0.99),
-            "gateway_p50_ms": gateway_runs.p(0.5),
-            "gateway_p99_ms": gateway_runs.p(0.99),
-            "added_p50_ms": gateway_runs.p(0.5) - direct_runs.p(0.5),
-            "added_p99_ms": gateway_runs.p(0.99) - direct_runs.p(0.99),
-            "direct_rps": direct_runs.rps,
-            "gateway_rps": gateway_runs.rps,
-            "direct_errors": direct_runs.errors,
-            "gateway_errors": gateway_runs.errors,
-        }
+            for path in PATHS:
+                client, model = clients[path]
+                run = await load(client, model, requests // args.slices, concurrency)
+                runs[path].latencies += run.latencies
+                runs[path].errors += run.errors
+                runs[path].seconds += run.seconds
+                for kind, count in run.error_kinds.items():
+                    runs[path].error_kinds[kind] = runs[path].error_kinds.get(kind, 0) + count
+        level: dict = {"concurrency": concurrency, "requests": requests}
+        for path, run in runs.items():
+            level[f"{path}_p50_ms"] = run.p(0.5)
+            level[f"{path}_p99_ms"] = run.p(0.99)
+            level[f"{path}_rps"] = run.rps
+            level[f"{path}_errors"] = run.errors
+            if run.error_kinds:
+                level[f"{path}_error_kinds"] = run.error_kinds
+        for path in PATHS[1:]:
+            level[f"{path}_added_p50_ms"] = level[f"{path}_p50_ms"] - level["direct_p50_ms"]
+            level[f"{path}_added_p99_ms"] = level[f"{path}_p99_ms"] - level["direct_p99_ms"]
         results["levels"].append(level)
         print_level(level)
-    direct_ttfb = await ttfb(direct, "gpt-5.4-mini", args.ttfb_samples)
-    gateway_ttfb = await ttfb(gateway, "tier:mini", args.ttfb_samples)
-    results["ttfb"] = {
-        "direct_p50_ms": percentile(direct_ttfb, 0.5) * 1000,
-        "gateway_p50_ms": percentile(gateway_ttfb, 0.5) * 1000,
-        "direct_p99_ms": percentile(direct_ttfb, 0.99) * 1000,
-        "gateway_p99_ms": percentile(gateway_ttfb, 0.99) * 1000,
-    }
+    ttfb_ms = {}
+    for path, (client, model) in clients.items():
+        values = await ttfb(client, model, args.ttfb_samples)
+        ttfb_ms[path] = {
+            "p50_ms": percentile(values, 0.5) * 1000,
+            "p99_ms": percentile(values, 0.99) * 1000,
+        }
+    results["ttfb"] = ttfb_ms
     print(
         "streams, time to first content chunk (concurrency 1): "
-        f"direct p50 {results['ttfb']['direct_p50_ms']:.2f} ms, "
-        f"gateway p50 {results['ttfb']['gateway_p50_ms']:.2f} ms "
-        f"(p99 {results['ttfb']['direct_p99_ms']:.2f} / {results['ttfb']['gateway_p99_ms']:.2f})"
+        + ", ".join(
+            f"{p} p50 {v['p50_ms']:.2f} / p99 {v['p99_ms']:.2f} ms" for p, v in ttfb_ms.items()
+        ),
+        flush=True,
     )
-    await direct.close()
-    await gateway.close()
+    for client, _model in clients.values():
+        await client.close()
     return results
 
 
-async def soak(site_url: str, api_key: str, in_flight: int) -> dict:
-    """`in_flight` requests at once through the gateway, the upstream taking about 1 s each."""
-    client = make_client(f"{site_url}/v1", api_key)
+async def soak(base_url: str, key: str, model: str, in_flight: int, label: str) -> dict:
+    """`in_flight` requests at once, the upstream taking about 1 s each."""
+    client = make_client(base_url, key)
+    await load(client, model, 50, 10)  # steady state: caches and connections warm
     run = Run()
     started = time.perf_counter()
-    await asyncio.gather(*(one(client, "tier:mini", run) for _ in range(in_flight)))
+    await asyncio.gather(*(one(client, model, run) for _ in range(in_flight)))
     run.seconds = time.perf_counter() - started
     await client.close()
     result = {
         "in_flight": in_flight,
         "ok": len(run.latencies),
         "errors": run.errors,
+        "error_kinds": run.error_kinds,
         "wall_s": run.seconds,
         "p50_ms": run.p(0.5),
         "p99_ms": run.p(0.99),
     }
     print(
-        f"soak: {in_flight} in flight against a ~1 s upstream: {result['ok']} ok, "
+        f"soak {label}: {in_flight} in flight against a ~1 s upstream: {result['ok']} ok, "
         f"{result['errors']} errors, wall {result['wall_s']:.2f} s, "
-        f"p50 {result['p50_ms']:.0f} ms, p99 {result['p99_ms']:.0f} ms"
+        f"p50 {result['p50_ms']:.0f} ms, p99 {result['p99_ms']:.0f} ms",
+        flush=True,
     )
     return result
 
 
 def print_level(level: dict) -> None:
-    print(
-        f"c={level['concurrency']:>3}  direct p50 {level['direct_p50_ms']:7.2f} p99 "
-        f"{level['direct_p99_ms']:7.2f} ms {level['direct_rps']:7.0f} rps | gateway p50 "
-        f"{level['gateway_p50_ms']:7.2f} p99 {level['gateway_p99_ms']:7.2f} ms "
-        f"{level['gateway_rps']:7.0f} rps | added p50 {level['added_p50_ms']:6.2f} p99 "
-        f"{level['added_p99_ms']:7.2f} ms | errors {level['direct_errors']}/{level['gateway_errors']}",
-        flush=True,
-    )
+    parts = [f"c={level['concurrency']:>3}"]
+    for path in PATHS:
+        added = f" (+{level[path + '_added_p50_ms']:.2f})" if path != "direct" else ""
+        parts.append(
+            f"{path} p50 {level[path + '_p50_ms']:.2f}{added} p99 {level[path + '_p99_ms']:.2f} ms "
+            f"{level[path + '_rps']:.0f} rps {level[path + '_errors']} err"
+        )
+    print(" | ".join(parts), flush=True)
+    for path in PATHS:
+        if level.get(f"{path}_error_kinds"):
+            print(f"      {path} errors: {level[path + '_error_kinds']}", flush=True)
 
 
 def calibrated_scale(simulator_url: str) -> float:
@@ -342,7 +365,7 @@ def main() -> None:
         "args": {k: v for k, v in vars(args).items() if k != "database_url"},
     }
     with SimulatorServer(latency_scale=0) as simulator:
-        api_key = prepare_database(args.database_url, simulator.url)
+        keys = prepare_database(args.database_url, simulator.url)
         env = {
             **os.environ,
             "DJANGO_SETTINGS_MODULE": "config.settings.prod",
@@ -356,7 +379,7 @@ def main() -> None:
         try:
             print(f"machine: {results['machine']}")
             results.update(
-                asyncio.run(measure(args, simulator.url, f"http://127.0.0.1:{port}", api_key))
+                asyncio.run(measure(args, simulator.url, f"http://127.0.0.1:{port}", keys))
             )
         finally:
             site.send_signal(signal.SIGTERM)
@@ -377,7 +400,12 @@ def main() -> None:
             site = start_site(port, env, args.workers)
             try:
                 time.sleep(1.5)  # past the snapshot's check interval
-                results["soak"] = asyncio.run(soak(f"http://127.0.0.1:{port}", api_key, args.soak))
+                results["soak_direct"] = asyncio.run(
+                    soak(slow.url, "direct", "gpt-5.4-mini", args.soak, "direct")
+                )
+                results["soak"] = asyncio.run(
+                    soak(f"http://127.0.0.1:{port}/v1", keys[0], "tier:mini", args.soak, "gateway")
+                )
                 results["soak"]["latency_scale"] = scale
             finally:
                 site.send_signal(signal.SIGTERM)

@@ -22,6 +22,7 @@ from django.urls import set_script_prefix, set_urlconf
 
 log = logging.getLogger(__name__)
 
+FAST_URLCONF = "gateway.fast_urls"
 GATEWAY_PATHS = re.compile(r"^/(v1/|api/v1/route$|api/v1/prompts/[-a-zA-Z0-9_]+/run$)")
 
 
@@ -57,6 +58,7 @@ class GatewayASGIHandler(ASGIHandler):
         # would cost a thread hop and a log line per request. Upstream failures are in the
         # usage records; uncaught exceptions are still logged by Django's exception handler.
         set_urlconf(settings.ROOT_URLCONF)
+        request.urlconf = FAST_URLCONF
         response = await self._middleware_chain(request)
         response._resource_closers.append(request.close)
         return response
@@ -113,12 +115,13 @@ def with_gateway(site):
 
 
 async def _lifespan(receive, send) -> None:
-    from gateway.upstream import clients_close
+    from gateway.upstream import clients_close, serving
     from gateway.usage import usage_flush
 
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
+            serving()
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
             try:

@@ -11,6 +11,8 @@ LocMem in another process, still converges).
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -48,17 +50,34 @@ async def _current_version(now: float) -> None:
 
 
 async def hot_get(key: Any, load: Callable[[], Awaitable[T]]) -> T:
-    """The cached value for `key`, or `await load()` (exceptions are not cached)."""
+    """The cached value for `key`, or `await load()` (exceptions are not cached).
+
+    Concurrent misses for one key share one load: a cold process hit by hundreds of
+    requests at once makes one query per key, not one per request."""
     now = time.monotonic()
     await _current_version(now)
     found = _state.entries.get(key)
     if found is not None and found[0] > now:
         return found[1]
+    loop = asyncio.get_running_loop()
+    pending = _inflight.get((loop, key))
+    if pending is None:
+        pending = _inflight[(loop, key)] = loop.create_task(
+            _load(key, load, now), context=contextvars.Context()
+        )
+        pending.add_done_callback(lambda _task: _inflight.pop((loop, key), None))
+    return await asyncio.shield(pending)
+
+
+async def _load(key: Any, load: Callable[[], Awaitable[T]], now: float) -> T:
     value = await load()
     if len(_state.entries) >= MAX_ENTRIES:
         _state.entries = {}
     _state.entries[key] = (now + TTL_SECONDS, value)
     return value
+
+
+_inflight: dict[tuple[asyncio.AbstractEventLoop, Any], asyncio.Task] = {}
 
 
 def hot_clear() -> None:

@@ -34,7 +34,7 @@ from gateway.conf import setting
 from gateway.payloads import Output, check_output, output_of, usage_of
 from gateway.shadow import shadow_offer
 from gateway.upstream import RESPONSES, AttemptFailed, post_json, post_stream
-from gateway.usage import Ledger
+from gateway.usage import Ledger, UsageRow
 from routing import classifier
 from routing.router import Decision, RequestFeatures, TierPlan, downgrade, route
 from routing.snapshot import ModelInfo, Snapshot, snapshot_get
@@ -55,6 +55,7 @@ class Prepared:
     decision: Decision
     ledger: Ledger
     notes: list[str] = field(default_factory=list)
+    worst: dict[int, Decimal] = field(default_factory=dict)  # model id → worst-case cost
 
     @property
     def reason(self) -> str:
@@ -72,7 +73,7 @@ class Answer:
     output: Output
     usage: Usage
     cost: Decimal
-    record: UsageRecord
+    record: UsageRow
 
 
 @dataclass(slots=True)
@@ -150,7 +151,10 @@ async def _ensure(prepared: Prepared, model: ModelInfo) -> tuple[BudgetInfo | No
     hold = prepared.ledger.hold
     if hold is None:
         return None, ZERO
-    need = prepared.ledger.committed + worst_case(prepared.call, model, timezone.now())
+    worst = prepared.worst.get(model.id)
+    if worst is None:
+        worst = prepared.worst[model.id] = worst_case(prepared.call, model, timezone.now())
+    need = prepared.ledger.committed + worst
     return await hold.ensure(need), need
 
 
@@ -172,10 +176,10 @@ def _record(
     error_message: str = "",
     ttft: float | None = None,
     response_body: Any = None,
-) -> UsageRecord:
+) -> UsageRow:
     usage = usage or Usage()
     version = call.prompt_version
-    record = UsageRecord(
+    record = UsageRow(
         created_at=started_at,
         request_id=call.request_id,
         team_id=call.team_id,
@@ -505,7 +509,7 @@ class OpenStream:
     started_at: dt.datetime
     t0: float
 
-    def record(self, **kwargs: Any) -> UsageRecord:
+    def record(self, **kwargs: Any) -> UsageRow:
         return _record(
             self.prepared,
             self.prepared.call,

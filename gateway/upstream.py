@@ -22,6 +22,11 @@ from openai import AsyncOpenAI
 from gateway.conf import setting
 from routing.snapshot import ModelInfo, ProviderInfo
 
+try:
+    import aiohttp as _aiohttp
+except ImportError:  # the SDK's default transport then
+    _aiohttp = None
+
 CHAT, RESPONSES = "chat", "responses"
 PATHS = {CHAT: "/chat/completions", RESPONSES: "/responses"}
 
@@ -37,6 +42,27 @@ class Upstream:
 
 
 _upstreams: dict[tuple[int, int, str, str], Upstream] = {}
+
+
+_server = {"long_lived": False}
+
+
+def serving() -> None:
+    """Called at ASGI lifespan startup: this process serves requests on one long-lived loop,
+    and closes its clients at shutdown (`clients_close`)."""
+    _server["long_lived"] = True
+
+
+def _http_client() -> httpx2.AsyncClient:
+    """In the server, the SDK's aiohttp transport when installed (`openai[aiohttp]`): its C
+    HTTP parser and single write per request cost about half the CPU of the default
+    pure-Python one (measured: ~0.38 vs ~0.70 ms per call). Elsewhere (Celery tasks, tests:
+    short-lived loops whose clients nobody closes) the default transport, which an
+    unclosed client does not make complain."""
+    limits = httpx2.Limits(max_connections=2000, max_keepalive_connections=1000)
+    if _aiohttp is not None and _server["long_lived"]:
+        return openai.DefaultAioHttpClient(limits=limits)
+    return openai.DefaultAsyncHttpxClient(limits=limits)
 
 
 def client_for(provider: ProviderInfo) -> AsyncOpenAI:
@@ -56,9 +82,7 @@ def upstream_for(provider: ProviderInfo) -> Upstream:
             timeout=httpx2.Timeout(
                 provider.timeout_seconds, connect=setting("GATEWAY_CONNECT_TIMEOUT_SECONDS")
             ),
-            http_client=openai.DefaultAsyncHttpxClient(
-                limits=httpx2.Limits(max_connections=2000, max_keepalive_connections=1000),
-            ),
+            http_client=_http_client(),
         )
         headers = {k: v for k, v in client.default_headers.items() if isinstance(v, str)}
         headers.update(client.auth_headers)
@@ -113,7 +137,27 @@ def _retry_after(headers: Any) -> float | None:
     return None
 
 
+def _transport_kind(exc: BaseException) -> str | None:
+    """What the aiohttp error under an httpx2 one was: its bridge maps a dropped connection
+    to a connect *timeout*, which would turn a cut into a 504."""
+    if _aiohttp is None:
+        return None
+    cause = exc.__cause__
+    while cause is not None:
+        if isinstance(cause, TimeoutError):  # aiohttp's timeouts subclass it
+            return "timeout"
+        if isinstance(cause, _aiohttp.ClientError):
+            return "connection_error"
+        cause = cause.__cause__
+    return None
+
+
 def classify_error(exc: Exception) -> AttemptFailed:
+    kind = _transport_kind(exc)
+    if kind == "timeout":
+        return AttemptFailed("timeout", "The upstream did not answer in time.")
+    if kind == "connection_error":
+        return AttemptFailed("connection_error", f"Upstream connection failed: {exc.__cause__}")
     if isinstance(exc, openai.APITimeoutError):
         return AttemptFailed("timeout", "The upstream did not answer in time.")
     if isinstance(exc, openai.APIConnectionError):

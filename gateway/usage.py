@@ -19,6 +19,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.db import transaction
@@ -41,16 +42,58 @@ _MAX_BATCH = 500
 
 
 @dataclass(slots=True)
+class UsageRow:
+    """One upstream call, as `spend.models.UsageRecord` will store it (same attribute names).
+
+    Building a Django model instance costs ~0.1-0.3 ms per record; the hot path fills this
+    instead and the writer turns a batch of them into rows."""
+
+    created_at: dt.datetime
+    request_id: str
+    team_id: int
+    model_name: str
+    api_key_id: int | None = None
+    prompt_version_id: int | None = None
+    purpose: str = "gateway"
+    rule: str = ""
+    route_reason: str = ""
+    model_id: int | None = None
+    tier_name: str = ""
+    service_tier: str = "default"
+    attempt: int = 1
+    stream: bool = False
+    input_tokens: int = 0
+    cached_input_tokens: int = 0
+    cache_write_tokens: int = 0
+    output_tokens: int = 0
+    reasoning_tokens: int = 0
+    cost_usd: Decimal = ZERO
+    latency_ms: int = 0
+    ttft_ms: int | None = None
+    status: str = "success"
+    error_code: str = ""
+    error_message: str = ""
+    request_body: Any = None
+    response_body: Any = None
+
+    def model_instance(self) -> UsageRecord:
+        return UsageRecord(**{name: getattr(self, name) for name in _ROW_FIELDS})
+
+
+_ROW_FIELDS = tuple(UsageRow.__dataclass_fields__)
+
+
+@dataclass(slots=True)
 class Ledger:
     """What one request cost: its usage records and the budget hold they settle."""
 
     hold: BudgetHold | None = None
-    records: list[UsageRecord] = field(default_factory=list)
+    records: list[UsageRow | UsageRecord] = field(default_factory=list)
     committed: Decimal = ZERO
     api_key_id: int | None = None
     closed: bool = False
 
-    def add(self, record: UsageRecord) -> UsageRecord:
+    def add(self, record: UsageRow | UsageRecord) -> UsageRow | UsageRecord:
         record.attempt = len(self.records) + 1
         self.records.append(record)
         self.committed += record.cost_usd
@@ -75,7 +118,13 @@ def _write(ledgers: list[Ledger], key_ids: set[int]) -> None:
     now = timezone.now()
     try:
         with transaction.atomic():
-            UsageRecord.objects.bulk_create([r for ledger in ledgers for r in ledger.records])
+            UsageRecord.objects.bulk_create(
+                [
+                    r if isinstance(r, UsageRecord) else r.model_instance()
+                    for ledger in ledgers
+                    for r in ledger.records
+                ]
+            )
             for ledger in ledgers:
                 if ledger.hold is not None and ledger.hold.active:
                     budget_settle(hold=ledger.hold, actual_usd=ledger.committed, now=now)

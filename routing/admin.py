@@ -1,6 +1,15 @@
 from django.contrib import admin
 
-from routing.models import Model, Policy, Price, Provider, Rule, Tier, TierModel
+from routing.models import (
+    Model,
+    Policy,
+    Price,
+    Provider,
+    Rule,
+    ShutdownAlert,
+    Tier,
+    TierModel,
+)
 
 
 @admin.register(Provider)
@@ -11,6 +20,19 @@ class ProviderAdmin(admin.ModelAdmin):
 class PriceInline(admin.TabularInline):
     model = Price
     extra = 0
+    readonly_fields = ["created_at"]
+    fields = [
+        "effective_from",
+        "input_per_mtok",
+        "cached_input_per_mtok",
+        "cache_write_per_mtok",
+        "output_per_mtok",
+        "long_context_threshold",
+        "long_context_input_multiplier",
+        "long_context_output_multiplier",
+        "source",
+        "created_at",
+    ]
 
 
 @admin.register(Model)
@@ -43,3 +65,12 @@ class RuleInline(admin.StackedInline):
 class PolicyAdmin(admin.ModelAdmin):
     list_display = ["name", "is_active", "updated_at"]
     inlines = [RuleInline]
+
+
+@admin.register(ShutdownAlert)
+class ShutdownAlertAdmin(admin.ModelAdmin):
+    list_display = ["model", "shutdown_date", "days_before", "sent_at"]
+    readonly_fields = ["model", "shutdown_date", "days_before", "sent_at", "recipients"]
+
+    def has_add_permission(self, request):
+        return False  # written by the lifecycle task only

@@ -97,7 +97,7 @@ def tiers_with_models() -> QuerySet[Tier]:
 def policy_for_page(*, policy_id: int | str | None = None) -> Policy | None:
     """The policy a page shows: the one asked for, else the active one, else the first."""
     policies = Policy.objects.order_by("-is_active", "name")
-    if policy_id:
+    if policy_id and str(policy_id).isdigit():
         return policies.filter(pk=policy_id).first()
     return policies.first()
 

@@ -251,7 +251,8 @@ def model_remap_to_replacement(*, model: Model, actor: User | None) -> RemapResu
     if replacement.pk == model.pk:
         raise BadRequest(f"{model} cannot replace itself.")
     result = RemapResult(model=model, replacement=replacement)
-    for member in TierModel.objects.select_for_update().filter(model=model).select_related("tier"):
+    members = TierModel.objects.select_for_update(of=("self",)).filter(model=model)
+    for member in members.select_related("tier"):
         tier = member.tier
         before = tier_snapshot(tier)
         TierModel.objects.filter(tier=tier, model=replacement).delete()
@@ -262,7 +263,8 @@ def model_remap_to_replacement(*, model: Model, actor: User | None) -> RemapResu
         audit_record(actor=actor, action="tier.remap", obj=tier, before=before, after=after)
         result.tiers.append(tier.name)
     for rule in (
-        Rule.objects.select_for_update()
+        # of=self: PostgreSQL cannot lock the nullable joined rows (team, prompt, tier)
+        Rule.objects.select_for_update(of=("self",))
         .filter(target_model=model)
         .select_related("policy", "target_model", "target_tier", "team", "prompt")
     ):

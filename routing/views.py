@@ -81,6 +81,7 @@ def _moves(ids: list[int]) -> dict[int, dict[str, str]]:
 
 def _tiers_context() -> dict[str, Any]:
     tiers = list(selectors.tiers_with_models())
+    models = _all_models()
     for tier in tiers:
         ids = [member.model_id for member in tier.ordered_members]
         moves = _moves(ids)
@@ -88,7 +89,7 @@ def _tiers_context() -> dict[str, Any]:
             member.move_up = moves[member.model_id]["up"]
             member.move_down = moves[member.model_id]["down"]
         tier.order = ",".join(map(str, ids))
-        tier.addable = [m for m in _all_models() if m.pk not in ids]
+        tier.addable = [m for m in models if m.pk not in ids]
     return {"tiers": tiers}
 
 
@@ -433,5 +434,10 @@ def route_test(request: HttpRequest) -> HttpResponse:
         except AppError as error:
             context["route_error"] = error.message
         else:
-            context.update(decision=decision, features=features, policy_name=snapshot.policy_name)
+            context.update(
+                decision=decision,
+                features=features,
+                needs=sorted(features.required_capabilities),
+                policy_name=snapshot.policy_name,
+            )
     return render(request, "routing/index.html#route-result", context)

@@ -1,6 +1,14 @@
 from django.contrib import admin
 
-from spend.models import Budget, BudgetReservation, UsageRecord
+from spend.models import (
+    AlertDelivery,
+    AlertEvent,
+    AlertTarget,
+    Budget,
+    BudgetReservation,
+    DailyRollup,
+    UsageRecord,
+)
 
 
 @admin.register(UsageRecord)
@@ -29,3 +37,46 @@ class BudgetAdmin(admin.ModelAdmin):
 @admin.register(BudgetReservation)
 class BudgetReservationAdmin(admin.ModelAdmin):
     list_display = ["budget", "request_id", "amount_usd", "created_at", "settled_at"]
+
+
+@admin.register(AlertTarget)
+class AlertTargetAdmin(admin.ModelAdmin):
+    """Where alerts go. The webhook's signing secret is not here: it is read from the
+    environment variable named by settings.SPEND_ALERT_WEBHOOK_SECRET_ENV."""
+
+    list_display = ["name", "team", "emails", "webhook_url", "notify_budget", "notify_error_spike"]
+    list_filter = ["is_active", "team"]
+
+
+class AlertDeliveryInline(admin.TabularInline):
+    model = AlertDelivery
+    extra = 0
+    can_delete = False
+    readonly_fields = ["target", "channel", "status", "attempts", "response_status", "error"]
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(AlertEvent)
+class AlertEventAdmin(admin.ModelAdmin):
+    list_display = ["created_at", "threshold", "team", "subject", "message"]
+    list_filter = ["threshold", "team"]
+    inlines = [AlertDeliveryInline]
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(DailyRollup)
+class DailyRollupAdmin(admin.ModelAdmin):
+    """Derived data, rebuilt by the rollup task: read-only."""
+
+    list_display = ["day", "team", "prompt", "model_name", "tier_name", "purpose", "requests"]
+    list_filter = ["day", "team", "tier_name", "purpose"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False

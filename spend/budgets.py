@@ -26,6 +26,8 @@ numeric is exact.
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import datetime as dt
 import logging
 import time
@@ -141,11 +143,27 @@ async def budgets_for(*, team_id: int, api_key_id: int | None) -> tuple[BudgetIn
     now = time.monotonic()
     cached = _config.get(team_id)
     if cached is None or cached[0] < now:
-        budgets = await sync_to_async(_load_team_budgets)(team_id)
-        _config[team_id] = (now + CONFIG_TTL_SECONDS, budgets)
+        # Concurrent misses for one team share one query (a cold process under load).
+        loop = asyncio.get_running_loop()
+        pending = _loading.get((loop, team_id))
+        if pending is None:
+            pending = _loading[(loop, team_id)] = loop.create_task(
+                _load(team_id, now), context=contextvars.Context()
+            )
+            pending.add_done_callback(lambda _task: _loading.pop((loop, team_id), None))
+        budgets = await asyncio.shield(pending)
     else:
         budgets = cached[1]
     return tuple(b for b in budgets if b.api_key_id is None or b.api_key_id == api_key_id)
+
+
+async def _load(team_id: int, now: float) -> tuple[BudgetInfo, ...]:
+    budgets = await sync_to_async(_load_team_budgets)(team_id)
+    _config[team_id] = (now + CONFIG_TTL_SECONDS, budgets)
+    return budgets
+
+
+_loading: dict[tuple[asyncio.AbstractEventLoop, int], asyncio.Task] = {}
 
 
 def budgets_forget(team_id: int | None = None) -> None:
@@ -227,7 +245,6 @@ SETTLE_SQL = (
     "reserved_usd = ROUND(reserved_usd - %(released)s, 10), updated_at = %(now)s "
     "WHERE id = %(id)s"
 )
-
 
 
 def _money(value: Decimal) -> object:

@@ -10,12 +10,14 @@ import csv
 import io
 from collections.abc import Iterable, Iterator
 
+from django.db.models import Q
+
 from accounts.models import Team
 from prompts.models import Prompt
 from spend.rollups import local_tz
 from spend.selectors import Figures, UsageFilters, context_load, usage_breakdown
 
-CHUNK_ROWS = 2000
+CHUNK_ROWS = 5000
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 USAGE_COLUMNS = [
@@ -43,6 +45,8 @@ USAGE_COLUMNS = [
     ("latency_ms", "latency_ms"),
     ("ttft_ms", "ttft_ms"),
 ]
+
+FREE_TEXT_COLUMNS = {"request_id", "api_key", "model", "tier", "service_tier", "rule", "error_code"}
 
 ROLLUP_COLUMNS = [
     "day",
@@ -86,20 +90,35 @@ def _chunks(header: list[str], rows: Iterable[list]) -> Iterator[str]:
     yield buffer.getvalue()
 
 
+def _record_batches(filters: UsageFilters, fields: list[str]) -> Iterator[tuple]:
+    """The records in (created_at, id) order, CHUNK_ROWS per query: keyset pages ride the
+    (team, created_at) index and hold no cursor open between chunks."""
+    base = filters.records().order_by("created_at", "id")
+    after: tuple | None = None
+    while True:
+        page = base
+        if after is not None:
+            page = page.filter(Q(created_at__gt=after[0]) | Q(created_at=after[0], id__gt=after[1]))
+        batch = list(page.values_list("created_at", "id", *fields)[:CHUNK_ROWS])
+        for row in batch:
+            yield row[2:]
+        if len(batch) < CHUNK_ROWS:
+            return
+        after = batch[-1][:2]
+
+
 def usage_csv_rows(filters: UsageFilters) -> Iterator[str]:
     tz = local_tz()
     fields = [field for _name, field in USAGE_COLUMNS]
-    records = (
-        filters.records()
-        .order_by("created_at", "id")
-        .values_list(*fields)
-        .iterator(chunk_size=CHUNK_ROWS)
-    )
+    # free text a caller or an operator chose: the rest are slugs, numbers and enums
+    text = [i for i, (name, _f) in enumerate(USAGE_COLUMNS) if name in FREE_TEXT_COLUMNS]
 
     def rows() -> Iterator[list]:
-        for record in records:
-            row = [safe_text(value) for value in record]
+        for record in _record_batches(filters, fields):
+            row = list(record)
             row[0] = record[0].astimezone(tz).isoformat()
+            for i in text:
+                row[i] = safe_text(row[i])
             yield row
 
     return _chunks([name for name, _field in USAGE_COLUMNS], rows())
@@ -117,6 +136,7 @@ def rollup_csv_rows(filters: UsageFilters) -> Iterator[str]:
             day, team_id, prompt_id, model, tier, purpose = key
             figures = Figures(key=key, label="", totals=breakdown[key])
             totals = figures.totals
+            avg, p95 = figures.avg_latency_ms, figures.p95_latency_ms
             yield [
                 day.isoformat(),
                 teams.get(team_id, team_id),
@@ -135,8 +155,8 @@ def rollup_csv_rows(filters: UsageFilters) -> Iterator[str]:
                 totals["cost_usd"],
                 totals["flagship_cost_usd"],
                 figures.savings,
-                figures.avg_latency_ms if figures.avg_latency_ms is not None else "",
-                figures.p95_latency_ms if figures.p95_latency_ms is not None else "",
+                "" if avg is None else avg,
+                "" if p95 is None else p95,
             ]
 
     return _chunks(ROLLUP_COLUMNS, rows())

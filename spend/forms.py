@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from accounts.models import Team
 from prompts.models import Prompt
+from routing.models import Policy
 from spend.models import Purpose
 from spend.rollups import local_day
 from spend.selectors import UsageFilters
@@ -111,3 +112,28 @@ class UsageFilterForm(forms.Form):
             tier_name=data.get("tier") or "",
             purpose=data.get("purpose") or "",
         )
+
+
+class ReplayForm(forms.Form):
+    """A what-if replay: a proposed policy over the last N days of the user's teams."""
+
+    policy = forms.ModelChoiceField(queryset=Policy.objects.order_by("-is_active", "name"))
+    days = forms.TypedChoiceField(
+        choices=[(1, "1 day"), (7, "7 days"), (14, "14 days"), (30, "30 days"), (90, "90 days")],
+        coerce=int,
+        initial=7,
+    )
+    team = forms.SlugField(required=False, max_length=64)
+
+    def __init__(self, *args, teams: list[Team], **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.teams = teams
+
+    def clean_team(self) -> list[Team]:
+        slug = self.cleaned_data.get("team")
+        if not slug:
+            return self.teams
+        chosen = [t for t in self.teams if t.slug == slug]
+        if not chosen:
+            raise Http404("No such team.")
+        return chosen

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from django.conf import settings
 from django.db import models
 
 from core.money import COST_DIGITS, cost_field
@@ -363,3 +364,34 @@ class AlertDelivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.event} → {self.target} ({self.channel}: {self.status})"
+
+
+class ReplayRun(models.Model):
+    """A what-if replay: the last `days` of usage routed again under a proposed policy."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        DONE = "done"
+        FAILED = "failed"
+
+    policy = models.ForeignKey("routing.Policy", on_delete=models.CASCADE, related_name="+")
+    days = models.PositiveSmallIntegerField(default=7)
+    # the teams replayed (access: a viewer must see every one of them)
+    team_ids = models.JSONField(default=list)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    window_start = models.DateTimeField(null=True, blank=True)
+    window_end = models.DateTimeField(null=True, blank=True)
+    result = models.JSONField(null=True, blank=True)
+    error = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"replay {self.policy} over {self.days} days ({self.status})"

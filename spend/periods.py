@@ -23,6 +23,10 @@ def default_tz() -> dt.tzinfo:
     return zoneinfo.ZoneInfo(settings.TIME_ZONE)
 
 
+# The last answer per (period, zone): the hot path asks many times within one period.
+_recent: dict[tuple[str, object], tuple[dt.datetime, dt.datetime]] = {}
+
+
 def period_bounds(
     period: str, now: dt.datetime, tz: dt.tzinfo | None = None
 ) -> tuple[dt.datetime, dt.datetime | None]:
@@ -31,7 +35,16 @@ def period_bounds(
         raise ValueError("period_bounds needs an aware datetime")
     if period == TOTAL:
         return TOTAL_START, None
-    local = now.astimezone(tz or default_tz())
+    key = (period, tz if tz is not None else settings.TIME_ZONE)
+    found = _recent.get(key)
+    if found is not None and found[0] <= now < found[1]:
+        return found
+    found = _recent[key] = _bounds(period, now, tz or default_tz())
+    return found
+
+
+def _bounds(period: str, now: dt.datetime, tz: dt.tzinfo) -> tuple[dt.datetime, dt.datetime]:
+    local = now.astimezone(tz)
     midnight = dt.datetime.combine(local.date(), dt.time.min)
     if period == DAILY:
         start, end = midnight, midnight + dt.timedelta(days=1)

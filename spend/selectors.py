@@ -3,7 +3,8 @@
 The dashboard never scans the whole ledger: every figure is a SUM over `DailyRollup` rows for
 the range plus the same SUM over the raw records created after the rollup watermark (a few
 minutes' worth while Celery beat runs the rollup). Each breakdown is two queries, whatever
-the number of rows, and the page issues a fixed set of breakdowns.
+the number of rows; the page needs two breakdowns (day x model for the chart, and team x
+prompt x model x tier folded into every table), plus one for a single team's budget burn.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from django.db.models import F, QuerySet
+from django.db.models import F, Q, QuerySet
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
@@ -146,7 +147,7 @@ def usage_breakdown(
         for row in filters.rollups().values(*dims).annotate(**rollup_aggregates(fields)):
             results[tuple(row[d] for d in dims)] = add_totals(empty_totals(), row)
     raw_start = filters.start_at if watermark is None else max(filters.start_at, watermark)
-    raw_end = min(filters.end_at, context.now + dt.timedelta(days=1))
+    raw_end = filters.end_at
     if raw_start < raw_end:
         records = filters.records().annotate(prompt_id=F("prompt_version__prompt_id"))
         if "day" in dims:
@@ -403,14 +404,16 @@ def dashboard_build(
     context = context_load(now=now)
     team_names = {team.id: team.name for team in teams}
 
-    def breakdown(*dims: str, fields: tuple[str, ...] | None = BASIC_FIELDS) -> dict:
-        return usage_breakdown(filters=filters, dims=list(dims), context=context, fields=fields)
-
-    by_day_model = breakdown("day", "model_name")
-    by_team = breakdown("team_id")
-    by_prompt = breakdown("prompt_id")
-    by_model = breakdown("model_name", fields=None)  # every sum: the cards add these up
-    by_tier = breakdown("tier_name")
+    # Two scans of the range, however many tables: one by day x model (the chart), one by
+    # team x prompt x model x tier (a few thousand groups at most) folded here into the tables.
+    by_day_model = usage_breakdown(
+        filters=filters, dims=["day", "model_name"], context=context, fields=DAILY_FIELDS
+    )
+    combined = usage_breakdown(filters=filters, dims=COMBINED_DIMS, context=context)
+    by_team = _fold(combined, COMBINED_DIMS.index("team_id"), BASIC_FIELDS)
+    by_prompt = _fold(combined, COMBINED_DIMS.index("prompt_id"), BASIC_FIELDS)
+    by_model = _fold(combined, COMBINED_DIMS.index("model_name"))  # every sum: cards, latency
+    by_tier = _fold(combined, COMBINED_DIMS.index("tier_name"), BASIC_FIELDS)
 
     prompt_ids = [key[0] for key in by_prompt if key[0] is not None]
     prompts = Prompt.objects.filter(id__in=prompt_ids).select_related("team")
@@ -438,8 +441,11 @@ def dashboard_build(
         row.slug = slugs.get(row.key, "")
         row.budget = team_budgets.get(row.key)
 
+    # the teams' budget alerts, and upstream error spikes (site-wide, no team data in them)
     alerts = list(
-        AlertEvent.objects.filter(team_id__in=filters.team_ids).select_related("team")[:10]
+        AlertEvent.objects.filter(Q(team_id__in=filters.team_ids) | Q(team__isnull=True))
+        .select_related("team")
+        .order_by("-created_at", "-id")[:10]
     )
     burn = None
     if len(filters.team_ids) == 1 and filters.team_ids[0] in team_budgets:
@@ -463,6 +469,23 @@ def dashboard_build(
         flagship_model=context.flagship.model_name,
         tier_names=list(Tier.objects.order_by("rank").values_list("name", flat=True)),
     )
+
+
+COMBINED_DIMS = ["team_id", "prompt_id", "model_name", "tier_name"]
+DAILY_FIELDS = ("requests", "input_tokens", "output_tokens", "cost_usd")
+
+
+def _fold(
+    combined: dict[tuple, dict], index: int, fields: tuple[str, ...] | None = None
+) -> dict[tuple, dict]:
+    """Re-key totals by one of their dimensions, summing `fields` (or every sum)."""
+    folded: dict[tuple, dict] = {}
+    for key, totals in combined.items():
+        into = folded.get((key[index],))
+        if into is None:
+            into = folded[(key[index],)] = empty_totals()
+        add_totals(into, totals, fields)
+    return folded
 
 
 def _daily(

@@ -7,7 +7,7 @@ import datetime as dt
 
 from celery import shared_task
 
-from spend import alerts
+from spend import alerts, replay
 from spend.budgets import budget_reservations_sweep
 from spend.rollups import usage_rollup_run
 from spend.services import usage_content_purge
@@ -57,3 +57,9 @@ def alert_deliver(delivery_id: int) -> str | None:
 def content_purge() -> int:
     """Drop stored request/response bodies past each team's retention period."""
     return usage_content_purge()
+
+
+@shared_task(soft_time_limit=20 * 60, time_limit=25 * 60)
+def replay_run(run_id: int) -> str:
+    """Compute a what-if replay (queued from the what-if page)."""
+    return replay.replay_run_execute(run_id=run_id).status

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
-from django.shortcuts import render
+from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET
 
+from accounts.models import Team
 from spend.exports import rollup_csv_rows, usage_csv_rows
-from spend.forms import Range, UsageFilterForm
+from spend.forms import Range, ReplayForm, UsageFilterForm
+from spend.models import ReplayRun
+from spend.replay import replay_run_create, replay_runs_visible
 from spend.selectors import dashboard_build, visible_teams
 
 
@@ -54,3 +57,44 @@ def export_usage(request: HttpRequest) -> HttpResponse:
 def export_rollups(request: HttpRequest) -> HttpResponse:
     """Daily totals per team x prompt x model x tier x purpose (rollups + today's records)."""
     return _csv_response(request, "usage-daily", rollup_csv_rows)
+
+
+def _replay_context(request: HttpRequest, form: ReplayForm, teams: list) -> dict:
+    return {
+        "form": form,
+        "teams": teams,
+        "runs": replay_runs_visible(team_ids={t.id for t in teams}),
+    }
+
+
+@login_required
+def whatif(request: HttpRequest) -> HttpResponse:
+    """Pick a proposed policy and a window; the replay runs as a background job."""
+    teams = list(visible_teams(user=request.user))
+    if request.method == "POST":
+        form = ReplayForm(request.POST, teams=teams)
+        if form.is_valid():
+            run = replay_run_create(
+                policy=form.cleaned_data["policy"],
+                days=form.cleaned_data["days"],
+                teams=form.cleaned_data["team"],
+                user=request.user,
+            )
+            return redirect("spend:whatif-run", run_id=run.id)
+        return render(
+            request, "spend/whatif.html", _replay_context(request, form, teams), status=400
+        )
+    form = ReplayForm(teams=teams, initial={"days": 7})
+    return render(request, "spend/whatif.html", _replay_context(request, form, teams))
+
+
+@login_required
+@require_GET
+def whatif_run(request: HttpRequest, run_id: int) -> HttpResponse:
+    teams = {t.id for t in visible_teams(user=request.user)}
+    run = get_object_or_404(ReplayRun.objects.select_related("policy"), id=run_id)
+    if not set(run.team_ids) <= teams:
+        raise Http404("No such replay.")
+    names = dict(Team.objects.filter(id__in=run.team_ids).values_list("id", "name"))
+    template = "spend/whatif_run.html#run" if request.htmx else "spend/whatif_run.html"
+    return render(request, template, {"run": run, "team_names": sorted(names.values())})

@@ -82,7 +82,10 @@ async def test_hot_cache_loads_once_and_forgets_on_clear():
 
 
 @pytest.mark.django_db(transaction=True)
-async def test_shutdown_flushes_the_usage_not_yet_written(team):
+async def test_shutdown_flushes_the_usage_not_yet_written(team, monkeypatch):
+    from gateway import upstream
+
+    monkeypatch.setitem(upstream._server, "long_lived", False)
     record = UsageRecord(
         created_at=timezone.now(), request_id="req_flush", team_id=team.id, model_name="m"
     )
@@ -108,3 +111,18 @@ async def test_shutdown_flushes_the_usage_not_yet_written(team):
 
     assert sent == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
     assert await UsageRecord.objects.filter(request_id="req_flush").aexists()
+
+
+def test_the_fast_lane_resolves_the_same_views_under_the_same_names():
+    from django.urls import resolve
+
+    for path in ("/v1/chat/completions", "/v1/models", "/api/v1/route", "/api/v1/prompts/x/run"):
+        site, fast = resolve(path), resolve(path, urlconf="gateway.fast_urls")
+        assert (fast.func, fast.view_name, fast.route) == (site.func, site.view_name, site.route)
+
+
+def test_usage_rows_carry_only_usage_record_fields():
+    from gateway.usage import UsageRow
+
+    columns = {f.attname for f in UsageRecord._meta.concrete_fields}
+    assert set(UsageRow.__dataclass_fields__) == columns - {"id"}

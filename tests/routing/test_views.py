@@ -115,9 +115,9 @@ def test_the_catalog_shows_current_prices_and_the_history(client, bob):
     assert response.status_code == 200
     row = html[html.index('id="model-gpt-5.4-mini"') :]
     assert "$0.75" in row[:2000]
-    assert "$4.5" in row[:2000]
+    assert "$4.50" in row[:2000]
     assert "scheduled" in row
-    assert "$0.7<" in row
+    assert "$0.70<" in row
     assert "$1.25" in html  # terra's cache write price
     assert "Import a price sheet" not in html
 
@@ -414,3 +414,16 @@ def test_the_test_box_offers_only_the_users_teams(client, bob, other_team):
     assert "Team B" not in box
     response = _route(client, team=str(other_team.pk))
     assert "Select a valid choice" in response.content.decode()
+
+
+def test_a_page_for_another_policy_shows_its_rules(client, bob):
+    other = Policy.objects.create(name="experiment")
+    Rule.objects.create(
+        policy=other, name="All to nano", action="tier", target_tier=Tier.objects.get(name="nano")
+    )
+    client.force_login(bob)
+    html = client.get(reverse("routing:index"), {"policy": other.pk}).content.decode()
+    assert "All to nano" in html
+    assert "Routine tasks to mini" not in html
+    assert "inactive" in html
+    assert client.get(reverse("routing:index"), {"policy": "abc"}).status_code == 200

@@ -242,3 +242,33 @@ def test_alert_entries_are_listed_for_the_users_teams_only(client, alice, budget
     html = client.get(URL).content.decode()
     assert "A at 80%" in html
     assert "B at 80%" not in html
+
+
+def test_a_key_with_its_own_budget_at_its_limit_shows_blocked(client, alice, budget, team, now):
+    key, _raw = api_key_create(team=team, name="batch-jobs")
+    Budget.objects.create(
+        team=team,
+        api_key=key,
+        limit_usd=Decimal("2"),
+        spent_usd=Decimal("2"),
+        period="daily",
+        period_start=period_start("daily", now),
+    )
+    client.force_login(alice)
+    keys = re.search(
+        r'data-testid="keys-table".*?</table>', client.get(URL).content.decode(), re.S
+    ).group(0)
+    row = re.search(r"batch-jobs.*?</tr>", keys, re.S).group(0)
+    assert "own budget" in row
+    assert "$2.00" in row
+    assert "blocked" in row
+
+
+def test_a_user_without_teams_sees_an_empty_dashboard(client, week):
+    loner = User.objects.create_user("loner", "l@example.com", "pw")
+    client.force_login(loner)
+    response = client.get(URL)
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert card_usd(html) == 0
+    assert "Team A" not in html

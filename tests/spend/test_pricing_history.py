@@ -116,6 +116,7 @@ def test_the_cached_lookup_agrees_with_the_database(seeded):
 @pytest.mark.django_db(transaction=True)
 async def test_the_async_lookup_returns_the_row_in_force():
     from asgiref.sync import sync_to_async
+    from django.db import connections
 
     await sync_to_async(seed_catalog)(simulator_url="http://127.0.0.1:9/v1")
     model = await Model.objects.aget(name="gpt-5.4")
@@ -124,6 +125,8 @@ async def test_the_async_lookup_returns_the_row_in_force():
     assert (await aprice_at(model, MID_MARCH)).input_per_mtok == D("3.00")
     with pytest.raises(PriceNotFound):
         await aprice_at(model, dt.datetime(2020, 1, 1, tzinfo=UTC))
+    # hand back the connection the ORM opened in its worker thread (test DB teardown)
+    await sync_to_async(connections.close_all)()
 
 
 def test_a_mid_month_price_change_leaves_earlier_costs_as_they_were(seeded, team):

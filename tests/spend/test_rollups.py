@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import io
 from decimal import Decimal
 
 import pytest
@@ -246,3 +247,32 @@ def test_a_record_imported_days_late_recomputes_its_day(make_usage, team):
     assert dt.date(2026, 11, 18) in result.days
     assert DailyRollup.objects.get(day=dt.date(2026, 11, 18)).requests == 2
     assert RollupState.objects.get().last_record_id == UsageRecord.objects.order_by("-id")[0].id
+
+
+def test_rollup_command_rebuilds_from_the_ledger(make_usage, team):
+    from django.core.management import call_command
+
+    make_usage(team=team, at=at(20, 10))
+    usage_rollup_run(now=at(23, 12))
+    DailyRollup.objects.update(requests=99)  # damaged
+
+    out = io.StringIO()
+    call_command("rollup_usage", "--rebuild", stdout=out)
+
+    assert DailyRollup.objects.get().requests == 1
+    assert "Rolled up" in out.getvalue()
+
+
+def test_rebuilding_some_days_keeps_the_watermark(make_usage, team):
+    from spend.rollups import usage_rollup_rebuild
+
+    make_usage(team=team, at=at(20, 10))
+    make_usage(team=team, at=at(21, 10))
+    usage_rollup_run(now=at(23, 12))
+    watermark = RollupState.objects.get().rolled_until
+    DailyRollup.objects.filter(day=dt.date(2026, 11, 20)).delete()
+
+    usage_rollup_rebuild(days=[dt.date(2026, 11, 20)])
+
+    assert DailyRollup.objects.count() == 2
+    assert RollupState.objects.get().rolled_until == watermark

@@ -1,3 +1,6 @@
+// Routing pages: drag-to-reorder, confirm before a remap, a policy picker that submits.
+// No inline handlers: everything is delegated from the document.
+//
 // Drag-to-reorder for [data-sortable] lists (HTML5 drag and drop, no library).
 // Items are the container's direct [data-id] children; on drop the new order of ids is
 // POSTed with htmx to data-sort-url as `order=3,1,2`, and the answer replaces
@@ -51,5 +54,18 @@
       swap: "outerHTML",
       values: { order: order },
     });
+  });
+
+  // <form data-confirm="question"> asks before it submits.
+  document.addEventListener("submit", (event) => {
+    const question = event.target.dataset && event.target.dataset.confirm;
+    if (question && !window.confirm(question)) event.preventDefault();
+  });
+
+  // <select data-autosubmit> submits its form on change.
+  document.addEventListener("change", (event) => {
+    if (event.target.matches && event.target.matches("select[data-autosubmit]")) {
+      event.target.form.submit();
+    }
   });
 })();
