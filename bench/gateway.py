@@ -219,7 +219,15 @@ def make_client(base_url: str, api_key: str):
 PATHS = ("direct", "gateway", "gateway_no_budget")
 
 
-async def measure(args, simulator_url: str, site_url: str, keys: tuple[str, str]) -> dict:
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def measure(
+    args, simulator_url: str, site_url: str, keys: tuple[str, str], site_pid: int
+) -> dict:
     clients = {
         "direct": (make_client(simulator_url, "direct"), "gpt-5.4-mini"),
         "gateway": (make_client(f"{site_url}/v1", keys[0]), "tier:mini"),
@@ -232,11 +240,16 @@ async def measure(args, simulator_url: str, site_url: str, keys: tuple[str, str]
     for concurrency in args.concurrency:
         requests = max(args.requests, concurrency * 4)
         runs = {path: Run() for path in PATHS}
+        cpu = dict.fromkeys(PATHS, 0.0)
         # Interleave slices so that every path sees the same machine state.
         for _ in range(args.slices):
             for path in PATHS:
                 client, model = clients[path]
+                before = process_cpu_seconds(site_pid)
                 run = await load(client, model, requests // args.slices, concurrency)
+                # The site's CPU for these requests (its usage writer may finish a little later).
+                await asyncio.sleep(0.2)
+                cpu[path] += process_cpu_seconds(site_pid) - before
                 runs[path].latencies += run.latencies
                 runs[path].errors += run.errors
                 runs[path].seconds += run.seconds
@@ -251,6 +264,9 @@ async def measure(args, simulator_url: str, site_url: str, keys: tuple[str, str]
             if run.error_kinds:
                 level[f"{path}_error_kinds"] = run.error_kinds
         for path in PATHS[1:]:
+            level[f"{path}_site_cpu_ms_per_request"] = (
+                1000 * cpu[path] / max(len(runs[path].latencies), 1)
+            )
             level[f"{path}_added_p50_ms"] = level[f"{path}_p50_ms"] - level["direct_p50_ms"]
             level[f"{path}_added_p99_ms"] = level[f"{path}_p99_ms"] - level["direct_p99_ms"]
         results["levels"].append(level)
@@ -305,7 +321,12 @@ async def soak(base_url: str, key: str, model: str, in_flight: int, label: str) 
 def print_level(level: dict) -> None:
     parts = [f"c={level['concurrency']:>3}"]
     for path in PATHS:
-        added = f" (+{level[path + '_added_p50_ms']:.2f})" if path != "direct" else ""
+        added = (
+            f" (+{level[path + '_added_p50_ms']:.2f}, site cpu "
+            f"{level[path + '_site_cpu_ms_per_request']:.2f} ms/req)"
+            if path != "direct"
+            else ""
+        )
         parts.append(
             f"{path} p50 {level[path + '_p50_ms']:.2f}{added} p99 {level[path + '_p99_ms']:.2f} ms "
             f"{level[path + '_rps']:.0f} rps {level[path + '_errors']} err"
@@ -379,7 +400,9 @@ def main() -> None:
         try:
             print(f"machine: {results['machine']}")
             results.update(
-                asyncio.run(measure(args, simulator.url, f"http://127.0.0.1:{port}", keys))
+                asyncio.run(
+                    measure(args, simulator.url, f"http://127.0.0.1:{port}", keys, site.pid)
+                )
             )
         finally:
             site.send_signal(signal.SIGTERM)

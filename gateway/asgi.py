@@ -117,16 +117,19 @@ def with_gateway(site):
 async def _lifespan(receive, send) -> None:
     from gateway.upstream import clients_close, serving
     from gateway.usage import usage_flush
+    from spend import pg
 
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
             serving()
+            pg.serving()
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
             try:
                 await usage_flush()
                 await clients_close()
+                await pg.pg_close()
             except Exception:  # shutting down: log it, do not hang the server
                 log.exception("flushing usage on shutdown failed")
             await send({"type": "lifespan.shutdown.complete"})

@@ -22,10 +22,24 @@ POOL_MIN, POOL_MAX = 1, 8
 _pools: dict[asyncio.AbstractEventLoop, Any] = {}
 
 
+_serving = {"on": False}
+
+
+def serving(on: bool = True) -> None:
+    """Use the async pool in this process: the web server calls it at ASGI lifespan startup
+    (one long-lived event loop, pools closed at shutdown). Short-lived loops (Celery tasks,
+    `async_to_sync`, tests) keep Django's connection: a pool left open on a loop that is
+    being torn down would hold that teardown up."""
+    _serving["on"] = on
+
+
 def pg_enabled() -> bool:
     # Read from the settings, not `connection.vendor`: that goes through Django's
     # per-thread connection proxy, which costs more than this whole check on the hot path.
-    return settings.DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
+    return (
+        _serving["on"]
+        and settings.DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
+    )
 
 
 def _connect_kwargs() -> dict[str, Any]:

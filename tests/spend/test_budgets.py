@@ -27,16 +27,19 @@ from spend.budgets import (
 )
 from spend.models import Budget, BudgetReservation, UsageRecord
 from spend.periods import period_bounds
-from spend.pg import pg_close
+from spend.pg import pg_close, serving
 
 D = Decimal
 
 
 @pytest.fixture
 async def async_db() -> AsyncIterator[None]:
-    """Closes this test's event-loop pool, so the test database can be dropped later."""
+    """The server's async PostgreSQL path (as under uvicorn); its pool is closed after the
+    test, so the test database can be dropped later."""
     budgets_forget()
+    serving(True)
     yield
+    serving(False)
     await pg_close()
 
 
