@@ -9,8 +9,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    PolymorphicProxySerializer,
+    extend_schema,
+    extend_schema_field,
+)
 from rest_framework import serializers, status
+from rest_framework.parsers import JSONParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -21,26 +28,64 @@ from core.errors import BadRequest, NotFound
 from playground import selectors, services
 from playground.columns import AUTO, column_spec_parse
 from playground.models import Job, JobItem
+from prompts.api import ERROR
 from prompts.selectors import prompt_version_resolve_sync
 
 MAX_ITEMS_PAGE = 1000
+
+
+RAW_INPUT_SCHEMA = {
+    "oneOf": [
+        {"type": "string", "pattern": "\\S", "description": "A raw input."},
+        {
+            "type": "array",
+            "minItems": 1,
+            "description": "Raw input messages.",
+            "items": {
+                "type": "object",
+                "required": ["role", "content"],
+                "properties": {"role": {"type": "string"}, "content": {}},
+            },
+        },
+    ]
+}
+
+
+@extend_schema_field(RAW_INPUT_SCHEMA)
+class RawInputField(serializers.JSONField):
+    pass
+
+
+@extend_schema_field({"type": "object", "description": "A variable set for the prompt."})
+class VariablesField(serializers.JSONField):
+    pass
 
 
 class JobSubmitSerializer(serializers.Serializer):
     prompt = serializers.SlugField(
         required=False, help_text="Prompt slug; `inputs` are then variable sets."
     )
-    version = serializers.IntegerField(required=False, min_value=1)
-    label = serializers.SlugField(required=False, help_text="Default: production.")
+    version = serializers.IntegerField(
+        required=False, min_value=1, help_text="With `prompt`: a version number."
+    )
+    label = serializers.SlugField(
+        required=False, help_text="With `prompt`: a label (default production)."
+    )
     inputs = serializers.ListField(
         child=serializers.JSONField(),
         allow_empty=False,
+        min_length=1,
         help_text="Variable sets (with `prompt`), or raw inputs: strings or message lists.",
     )
     tier = serializers.CharField(required=False, allow_blank=True)
     model = serializers.CharField(required=False, allow_blank=True)
     temperature = serializers.DecimalField(
-        required=False, max_digits=3, decimal_places=2, min_value=0, max_value=2
+        required=False,
+        max_digits=3,
+        decimal_places=2,
+        min_value=0,
+        max_value=2,
+        coerce_to_string=False,
     )
     reasoning_effort = serializers.CharField(required=False, allow_blank=True)
     name = serializers.CharField(required=False, allow_blank=True, max_length=200)
@@ -49,9 +94,45 @@ class JobSubmitSerializer(serializers.Serializer):
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if attrs.get("tier") and attrs.get("model"):
             raise serializers.ValidationError("Give a tier or a model, not both.")
-        if ("version" in attrs or "label" in attrs) and "prompt" not in attrs:
-            raise serializers.ValidationError("`version` and `label` need `prompt`.")
         return attrs
+
+
+class _Column(serializers.Serializer):
+    tier = serializers.CharField(required=False, allow_blank=True)
+    model = serializers.CharField(required=False, allow_blank=True)
+    temperature = serializers.DecimalField(
+        required=False,
+        max_digits=3,
+        decimal_places=2,
+        min_value=0,
+        max_value=2,
+        coerce_to_string=False,
+    )
+    reasoning_effort = serializers.CharField(required=False, allow_blank=True)
+    name = serializers.CharField(required=False, allow_blank=True, max_length=200)
+    team = serializers.SlugField(required=False)
+
+
+class PromptJobSerializer(_Column):
+    """A job over a stored prompt: each input is a variable set."""
+
+    prompt = serializers.SlugField()
+    version = serializers.IntegerField(required=False, min_value=1)
+    label = serializers.SlugField(required=False)
+    inputs = serializers.ListField(child=VariablesField(), min_length=1)
+
+
+class RawJobSerializer(_Column):
+    """A job over raw inputs: text or message lists."""
+
+    inputs = serializers.ListField(child=RawInputField(), min_length=1)
+
+
+JOB_SUBMIT_DOC = PolymorphicProxySerializer(
+    component_name="JobSubmit",
+    serializers=[PromptJobSerializer, RawJobSerializer],
+    resource_type_field_name=None,
+)
 
 
 class JobItemSerializer(serializers.ModelSerializer):
@@ -103,7 +184,7 @@ def _job_body(job: Job, request: Request, *, offset: int = 0, limit: int = 100) 
             "cancelled": job.cancelled_items,
             "percent": job.progress_percent,
         },
-        "cost_usd": str(job.cost_usd),
+        "cost_usd": f"{job.cost_usd:f}",
         "created_at": job.created_at,
         "started_at": job.started_at,
         "finished_at": job.finished_at,
@@ -142,11 +223,28 @@ def _visible_teams(request: Request):
 
 
 JOB_RESPONSE = OpenApiResponse(description="The job with its progress and a page of items.")
+ERRORS = {
+    400: OpenApiResponse(ERROR, "Malformed request"),
+    401: OpenApiResponse(ERROR, "No or invalid credentials"),
+    403: OpenApiResponse(ERROR, "Not allowed"),
+    404: OpenApiResponse(ERROR, "Not found (or another team's)"),
+}
+# drf-spectacular names a `pk` path part `id` (SCHEMA_COERCE_PATH_PK); describe it as a number.
+ID_PARAM = OpenApiParameter("id", int, OpenApiParameter.PATH)
+
+
+def _pk(value: str) -> int:
+    """Path ids are matched as text so that a malformed one gets our JSON 404."""
+    if not (value.isascii() and value.isdigit()) or len(value) > 18:
+        raise NotFound("No such job.")
+    return int(value)
 
 
 class JobListView(APIView):
+    parser_classes = [JSONParser]
+
     @extend_schema(
-        request=JobSubmitSerializer,
+        request=JOB_SUBMIT_DOC,
         parameters=[
             OpenApiParameter(
                 "Idempotency-Key",
@@ -155,7 +253,13 @@ class JobListView(APIView):
                 description="Same key and body: the same job. Same key, other body: 409.",
             )
         ],
-        responses={202: JOB_RESPONSE, 409: OpenApiResponse(description="Key reused")},
+        responses={
+            202: JOB_RESPONSE,
+            **ERRORS,
+            409: OpenApiResponse(ERROR, "Idempotency-Key reused with another body"),
+            413: OpenApiResponse(ERROR, "Too many inputs"),
+            422: OpenApiResponse(ERROR, "Inputs that do not fit the prompt's variables"),
+        },
         summary="Submit a job",
         operation_id="jobs_create",
     )
@@ -205,7 +309,9 @@ class JobListView(APIView):
         )
 
     @extend_schema(
-        summary="List recent jobs", operation_id="jobs_list", responses={200: JOB_RESPONSE}
+        summary="List recent jobs",
+        operation_id="jobs_list",
+        responses={200: JOB_RESPONSE, 401: ERRORS[401], 403: ERRORS[403]},
     )
     def get(self, request: Request) -> Response:
         jobs = Job.objects.filter(team__in=_visible_teams(request)).select_related(
@@ -219,19 +325,20 @@ class JobDetailView(APIView):
         summary="A job's status, progress, cost and results",
         operation_id="jobs_retrieve",
         parameters=[
+            ID_PARAM,
             OpenApiParameter("offset", int, description="First item (default 0)."),
             OpenApiParameter(
                 "limit", int, description=f"Items (default 100, at most {MAX_ITEMS_PAGE})."
             ),
         ],
-        responses={200: JOB_RESPONSE, 404: OpenApiResponse(description="Not found")},
+        responses={200: JOB_RESPONSE, **ERRORS},
     )
-    def get(self, request: Request, pk: int) -> Response:
-        job = selectors.job_get(team_ids=_visible_teams(request), pk=pk)
+    def get(self, request: Request, pk: str) -> Response:
+        job = selectors.job_get(team_ids=_visible_teams(request), pk=_pk(pk))
         try:
-            offset = max(0, int(request.query_params.get("offset", 0)))
+            offset = min(max(0, int(request.query_params.get("offset", 0))), 10**9)
             limit = min(MAX_ITEMS_PAGE, max(0, int(request.query_params.get("limit", 100))))
-        except ValueError:
+        except (TypeError, ValueError):
             raise BadRequest("offset and limit are integers.") from None
         return Response(_job_body(job, request, offset=offset, limit=limit))
 
@@ -241,9 +348,10 @@ class JobCancelView(APIView):
         summary="Cancel a job",
         operation_id="jobs_cancel",
         request=None,
-        responses={200: JOB_RESPONSE},
+        parameters=[ID_PARAM],
+        responses={200: JOB_RESPONSE, **ERRORS},
     )
-    def post(self, request: Request, pk: int) -> Response:
-        job = selectors.job_get(team_ids=_visible_teams(request), pk=pk)
+    def post(self, request: Request, pk: str) -> Response:
+        job = selectors.job_get(team_ids=_visible_teams(request), pk=_pk(pk))
         job = services.job_cancel(job=job, actor=request.user)
         return Response(_job_body(job, request, limit=0))

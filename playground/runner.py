@@ -47,10 +47,12 @@ def _lease_take(job_id: int, token: str) -> bool:
         Job.objects.filter(pk=job_id, status=Job.Status.QUEUED).update(
             status=Job.Status.RUNNING, started_at=now
         )
-        # Items left running by a runner that died go back to pending. One that finished its
-        # call before the crash is recognised by its request id and not charged again.
+        # Items left running by a runner that died go back to pending (or are cancelled, if
+        # the job was being cancelled). One that finished its call before the crash is
+        # recognised by its request id and not charged again.
+        cancelling = Job.objects.filter(pk=job_id, status=Job.Status.CANCELLING).exists()
         JobItem.objects.filter(job_id=job_id, status=JobItem.Status.RUNNING).update(
-            status=JobItem.Status.PENDING
+            status=JobItem.Status.CANCELLED if cancelling else JobItem.Status.PENDING
         )
     return True
 

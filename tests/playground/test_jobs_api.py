@@ -132,3 +132,16 @@ def test_a_signed_in_member_submits_for_their_team(client, bob, body, tiers):
     job = Job.objects.get(pk=response.json()["id"])
     assert job.created_by == bob
     assert job.api_key is None
+
+
+def test_a_malformed_or_unknown_job_id_is_a_json_404(api, tiers):
+    for path in ("abc", "99999", "1,2", "\uff11"):  # the last: a full-width digit one
+        response = api.get(f"{URL}/{path}")
+        assert response.status_code == 404, path
+        assert response.json()["error"]["code"] == "not_found"
+    assert api.post(f"{URL}/abc/cancel").status_code == 404
+
+
+def test_a_job_is_submitted_as_json_only(api, tiers):
+    response = api.post(URL, {"inputs": "hello"}, format="multipart")
+    assert response.status_code == 415

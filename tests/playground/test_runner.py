@@ -1,0 +1,102 @@
+"""The batch runner in this process (no Celery): adoption of a call that finished before its
+runner died, an orphaned cancel, the lease, and the concurrency bound."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+import pytest
+from asgiref.sync import async_to_sync
+from django.utils import timezone
+
+from playground.columns import ColumnSpec
+from playground.models import Job, JobItem
+from playground.runner import gateway_cleanup, job_run
+from spend.models import Purpose, UsageRecord
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _run(job_id: int) -> str:
+    async def run() -> str:
+        try:
+            return await job_run(job_id)
+        finally:
+            await gateway_cleanup()
+
+    return async_to_sync(run)()
+
+
+def _orphan(team, *, items: int, status: str = Job.Status.RUNNING) -> Job:
+    """A job whose runner died 10 minutes ago with every item in flight."""
+    long_ago = timezone.now() - dt.timedelta(minutes=10)
+    job = Job.objects.create(
+        team=team,
+        kind=Job.Kind.API,
+        columns=[ColumnSpec(tier="nano").to_dict()],
+        status=status,
+        total_items=items,
+        runner_token="dead",
+        heartbeat_at=long_ago,
+        started_at=long_ago,
+    )
+    JobItem.objects.bulk_create(
+        JobItem(job=job, row_index=i, input={"input": f"Say {i}."}, status="running")
+        for i in range(items)
+    )
+    return job
+
+
+def test_a_call_that_finished_before_its_runner_died_is_adopted_not_rerun(team, catalog):
+    job = _orphan(team, items=3)
+    first = job.items.get(row_index=0)
+    record = UsageRecord.objects.create(
+        created_at=timezone.now(),
+        request_id=f"job{job.pk}-item{first.pk}",
+        team=team,
+        purpose=Purpose.BATCH,
+        model_name="gpt-5.4-nano",
+        tier_name="nano",
+        input_tokens=7,
+        output_tokens=3,
+        cost_usd=Decimal("0.0000052"),
+        response_body={"output_text": "Zero."},
+    )
+    assert _run(job.pk) == Job.Status.DONE
+    first.refresh_from_db()
+    assert (first.status, first.usage_record_id, first.output) == ("done", record.pk, "Zero.")
+    assert UsageRecord.objects.filter(request_id=record.request_id).count() == 1
+    assert UsageRecord.objects.filter(purpose=Purpose.BATCH).count() == 3
+    job.refresh_from_db()
+    assert (job.done_items, job.runner_token) == (3, "")
+    assert job.cost_usd == sum(UsageRecord.objects.values_list("cost_usd", flat=True))
+
+
+def test_an_orphaned_cancel_finishes_without_calling_anything(team, catalog):
+    job = _orphan(team, items=4, status=Job.Status.CANCELLING)
+    assert _run(job.pk) == Job.Status.CANCELLED
+    job.refresh_from_db()
+    assert job.cancelled_items == 4
+    assert not UsageRecord.objects.exists()
+
+
+def test_a_job_with_a_live_lease_is_left_to_its_runner(team, catalog):
+    job = _orphan(team, items=1)
+    Job.objects.filter(pk=job.pk).update(heartbeat_at=timezone.now())
+    assert _run(job.pk) == "busy"
+    assert not UsageRecord.objects.exists()
+
+
+def test_no_more_calls_than_the_concurrency_bound_are_in_flight(team, catalog, settings):
+    settings.PLAYGROUND_BATCH_CONCURRENCY = 3
+    job = _orphan(team, items=12)
+    assert _run(job.pk) == Job.Status.DONE
+    # every call's [start, end] interval, from its usage record
+    spans = [
+        (r.created_at, r.created_at + dt.timedelta(milliseconds=r.latency_ms))
+        for r in UsageRecord.objects.filter(purpose=Purpose.BATCH)
+    ]
+    assert len(spans) == 12
+    peak = max(sum(1 for s, e in spans if s <= t < e) for t, _ in spans)
+    assert 1 <= peak <= 3
