@@ -298,7 +298,10 @@ def load(args: argparse.Namespace, fixtures: dict, now: dt.datetime) -> dict:
     table = UsageRecord._meta.db_table
     rng = random.Random(args.seed)
     with connection.cursor() as cursor:
-        cursor.execute(f"TRUNCATE {table}, {DailyRollup._meta.db_table} RESTART IDENTITY")
+        # CASCADE: playground comparisons point at usage records (none in the bench database)
+        cursor.execute(
+            f"TRUNCATE {table}, {DailyRollup._meta.db_table} RESTART IDENTITY CASCADE"
+        )
         RollupState.objects.all().delete()
         cursor.execute(
             "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = %s "
