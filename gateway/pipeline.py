@@ -38,7 +38,7 @@ from gateway.usage import Ledger, UsageRow
 from routing import classifier
 from routing.router import Decision, RequestFeatures, TierPlan, downgrade, route
 from routing.snapshot import ModelInfo, Snapshot, snapshot_get
-from spend.budgets import BudgetHold, BudgetInfo, budgets_for
+from spend.budgets import BudgetHold, BudgetInfo, budget_limit_alert, budgets_for
 from spend.models import Budget, Purpose, UsageRecord
 from spend.pricing import cost_usd, worst_case_cost_usd
 
@@ -145,6 +145,12 @@ def budget_error(budget: BudgetInfo, needed: Decimal) -> BudgetExceeded:
             "limit_usd": str(budget.limit_usd),
         },
     )
+
+
+def _limit_reached(prepared: Prepared, budget: BudgetInfo, action: str) -> None:
+    """A budget's hard limit blocked (`block`) or downgraded (`downgrade`) the request."""
+    record_budget_block(team=str(prepared.call.team_id), action=action)
+    budget_limit_alert(budget=budget)
 
 
 async def _ensure(prepared: Prepared, model: ModelInfo) -> tuple[BudgetInfo | None, Decimal]:
@@ -282,6 +288,7 @@ async def run_classifier(parent: Prepared, version: Any, text: str) -> str:
     prepared = Prepared(call=sub, snapshot=parent.snapshot, decision=decision, ledger=parent.ledger)
     refused, need = await _ensure(prepared, decision.model)  # type: ignore[arg-type]
     if refused is not None:
+        _limit_reached(prepared, refused, "block")
         raise budget_error(refused, need)
     answer = await _attempt_plan(prepared, close=False)
     return answer.output.text
@@ -307,10 +314,10 @@ async def _reserve_first(prepared: Prepared) -> None:
             prepared.decision = lowered
             refused_again, need = await _ensure(prepared, lowered.model)
             if refused_again is None:
-                record_budget_block(team=str(prepared.call.team_id), action="downgrade")
+                _limit_reached(prepared, refused, "downgrade")
                 return
             refused = refused_again
-    record_budget_block(team=str(prepared.call.team_id), action="block")
+    _limit_reached(prepared, refused, "block")
     raise budget_error(refused, need)
 
 
@@ -418,6 +425,7 @@ async def _attempt_plan(prepared: Prepared, *, close: bool = True) -> Answer:
                         if rejected is not None:
                             prepared.notes.append("no budget left to escalate")
                             return rejected
+                        _limit_reached(prepared, refused, "block")
                         raise budget_error(refused, need)
                     try:
                         answer = await _call_once(prepared, model, plan)
@@ -586,6 +594,7 @@ async def open_stream(prepared: Prepared) -> OpenStream:
                 for retry in range(retries + 1):
                     refused, need = await _ensure(prepared, model)
                     if refused is not None:
+                        _limit_reached(prepared, refused, "block")
                         raise budget_error(refused, need)
                     try:
                         stream = await _open_once(prepared, model, plan)

@@ -405,6 +405,45 @@ def budget_charge(*, budget_id: int, amount_usd: Decimal) -> None:
     Budget.objects.filter(id=budget_id).update(spent_usd=Round(F("spent_usd") + amount_usd, 10))
 
 
+# ---------------------------------------------------------------- the hard-limit alert
+
+# budget id → the period start whose hard-limit alert this process has already queued
+_limit_alerted: dict[int, dt.datetime] = {}
+_alert_enqueues: set[asyncio.Future] = set()
+
+
+def budget_limit_alert(*, budget: BudgetInfo, now: dt.datetime | None = None) -> None:
+    """A request was refused (or downgraded) at `budget`'s hard limit: queue the hard-limit
+    alert (`spend.alerts.budget_limit_reached`) once per budget and period in this process.
+
+    Fire and forget: the broker round trip runs on an executor thread, so the refused
+    request does not wait for it. The alert itself fires once per period across processes
+    (AlertEvent's unique constraint); this only keeps a blocked stream of requests from
+    queueing a task each.
+    """
+    now = now or timezone.now()
+    start, _end = period_bounds(budget.period, now)
+    if _limit_alerted.get(budget.id) == start:
+        return
+    _limit_alerted[budget.id] = start
+    future = asyncio.get_running_loop().run_in_executor(
+        None, _limit_alert_enqueue, budget.id, start, now
+    )
+    _alert_enqueues.add(future)
+    future.add_done_callback(_alert_enqueues.discard)
+
+
+def _limit_alert_enqueue(budget_id: int, start: dt.datetime, now: dt.datetime) -> None:
+    from spend.tasks import budget_limit_alert as task
+
+    try:
+        task.delay(budget_id, now.isoformat())
+    except Exception:  # a broker outage: log it, and let the next refusal try again
+        log.exception("could not queue the hard-limit alert of budget %s", budget_id)
+        if _limit_alerted.get(budget_id) == start:
+            del _limit_alerted[budget_id]
+
+
 # ---------------------------------------------------------------- sweeper
 
 

@@ -42,6 +42,13 @@ def alerts_check() -> dict:
     return {"budget": len(budget_events), "error_spike": len(spike_events), "requeued": requeued}
 
 
+@shared_task
+def budget_limit_alert(budget_id: int, at: str) -> int | None:
+    """The gateway refused or downgraded a request at the budget's hard limit at `at`."""
+    event = alerts.budget_limit_reached(budget_id=budget_id, now=dt.datetime.fromisoformat(at))
+    return event.id if event else None
+
+
 @shared_task(
     autoretry_for=(alerts.DeliveryFailed,),
     retry_backoff=30,

@@ -7,9 +7,11 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -21,6 +23,7 @@ from accounts.models import Membership, Role, Team, User
 from accounts.services import api_key_create
 
 ROOT = Path(__file__).resolve().parent.parent
+WEBHOOK_SECRET = "whsec_test_0123456789"
 
 
 def free_port() -> int:
@@ -137,6 +140,59 @@ def celery_worker(transactional_db) -> Iterator[subprocess.Popen]:
     time.sleep(1.5)
     yield process
     stop(process)
+
+
+class Receiver:
+    """A webhook receiver on loopback: records each request, answers with `statuses` in turn."""
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[dict, bytes]] = []
+        self.statuses: list[int] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                receiver.requests.append((dict(self.headers), body))
+                status = receiver.statuses.pop(0) if receiver.statuses else 204
+                self.send_response(status)
+                self.end_headers()
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/switchboard"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def wait_for(self, count: int, timeout: float = 20) -> None:
+        deadline = time.monotonic() + timeout
+        while len(self.requests) < count and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    r = Receiver()
+    r.thread.start()
+    yield r
+    r.server.shutdown()
+
+
+@pytest.fixture
+def secret_env(monkeypatch, settings) -> str:
+    """The webhook signing secret, in the environment (subprocesses started later inherit it)."""
+    monkeypatch.setenv(settings.SPEND_ALERT_WEBHOOK_SECRET_ENV, WEBHOOK_SECRET)
+    return WEBHOOK_SECRET
+
+
+@pytest.fixture
+def mail_dir(monkeypatch, tmp_path: Path) -> Path:
+    """Where subprocesses started later (the site, a Celery worker) write the mail they send,
+    one file per message (see config/settings/test_server.py)."""
+    folder = tmp_path / "mail"
+    monkeypatch.setenv("EMAIL_FILE_PATH", str(folder))
+    return folder
 
 
 def _user(username: str, team: Team | None, *roles: str) -> User:

@@ -1,23 +1,38 @@
 """Budgets on the hot path, through the running site: block (402), downgrade, exactness under
-200 simultaneous requests, and the sweeper after a server killed mid-request."""
+200 simultaneous requests, the sweeper after a server killed mid-request, and the hard-limit
+alert that blocked and downgraded requests raise."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import datetime as dt
+import email
 import signal
 import threading
+import time
 from decimal import Decimal
+from pathlib import Path
 
 import httpx
 import openai
 import pytest
+from django.conf import settings
 from django.db.models import Sum
 
+from config.celery import app as celery_app
 from routing.models import Tier, TierModel
+from spend.alerts import webhook_verify
 from spend.budgets import budget_reservations_sweep, budget_set
-from spend.models import Budget, BudgetReservation, UsageRecord
+from spend.models import (
+    AlertDelivery,
+    AlertEvent,
+    AlertTarget,
+    Budget,
+    BudgetReservation,
+    UsageRecord,
+)
+from tests.conftest import Receiver
 from tests.gateway.conftest import add_model, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -65,20 +80,23 @@ def test_a_blocking_budget_answers_402_on_both_surfaces(tiny_budget, site, api_k
     assert tiny_budget.reserved_usd == tiny_budget.spent_usd == 0
 
 
-def test_a_downgrade_budget_routes_to_the_cheaper_tier_and_says_so(team, catalog, site, api_key):
-    mini = explain_worst_case(site, api_key, {"prompt": "support-triage", "variables": TRIAGE})
+def downgrade_budget(team, site: str, key: str) -> Budget:
+    """A budget that fits one triage run at nano, not one at mini, and downgrades to nano."""
+    mini = explain_worst_case(site, key, {"prompt": "support-triage", "variables": TRIAGE})
     nano = explain_worst_case(
-        site, api_key, {"prompt": "support-triage", "variables": TRIAGE, "tier": "nano"}
+        site, key, {"prompt": "support-triage", "variables": TRIAGE, "tier": "nano"}
     )
     assert nano < mini
-    budget_set(
+    return budget_set(
         team=team,
         limit_usd=(mini + nano) / 2,
         action=Budget.Action.DOWNGRADE,
         downgrade_tier="nano",
     )
-    import time
 
+
+def test_a_downgrade_budget_routes_to_the_cheaper_tier_and_says_so(team, catalog, site, api_key):
+    downgrade_budget(team, site, api_key)
     time.sleep(2.1)  # the server caches budget settings for 2 s
 
     body = run(site, api_key).json()
@@ -116,8 +134,6 @@ def test_200_simultaneous_requests_never_take_spend_past_the_limit(team, catalog
     body = {"model": "tier:mini", "messages": HELLO, "max_tokens": 400}
     worst = explain_worst_case(site, api_key, body)
     budget = budget_set(team=team, limit_usd=worst * 50 + worst / 2)  # fits about 50
-    import time
-
     time.sleep(2.1)  # the server caches budget settings for 2 s
 
     statuses = asyncio.run(_fire(site, api_key, 200, body))
@@ -187,3 +203,97 @@ def _model_id(name: str) -> int:
     from routing.models import Model
 
     return Model.objects.get(name=name).id
+
+
+# ------------------------------------------------------------------ the hard-limit alert
+
+
+def queued_limit_alerts(budget_id: int, wait: float) -> int:
+    """Drain this run's Celery queue (no worker consumes it here) for `wait` seconds; how many
+    hard-limit alert tasks for the budget were queued."""
+    found = 0
+    deadline = time.monotonic() + wait
+    with celery_app.connection_for_read() as connection:
+        queue = connection.SimpleQueue(settings.CELERY_TASK_DEFAULT_QUEUE)
+        while time.monotonic() < deadline:
+            try:
+                message = queue.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            args = message.decode()[0]
+            if message.headers["task"] == "spend.tasks.budget_limit_alert" and args[0] == budget_id:
+                found += 1
+            message.ack()
+        queue.close()
+    return found
+
+
+def test_blocked_requests_queue_one_hard_limit_alert_not_one_each(tiny_budget, site, api_key):
+    client = openai.OpenAI(base_url=f"{site}/v1", api_key=api_key, max_retries=0)
+
+    for _ in range(8):
+        with pytest.raises(openai.APIStatusError) as error:
+            client.chat.completions.create(model="tier:mini", messages=HELLO, max_tokens=500)
+        assert error.value.status_code == 402
+    statuses = [run(site, api_key).status_code for _ in range(4)]
+
+    assert statuses == [402] * 4
+    assert queued_limit_alerts(tiny_budget.id, wait=3) == 1
+    assert not AlertEvent.objects.exists()  # no worker here: queued, not sent
+
+
+def sent_mail(folder: Path) -> list[email.message.Message]:
+    files = sorted(folder.glob("*.log")) if folder.exists() else []
+    return [
+        email.message_from_string(text)
+        for path in files
+        # the file backend appends every message of one connection to one file
+        for text in path.read_text().split("-" * 79 + "\n")
+        if text.strip()
+    ]
+
+
+@pytest.fixture
+def alert_targets(team, receiver: Receiver) -> AlertTarget:
+    return AlertTarget.objects.create(
+        team=team, name="A leads", emails="lead@a.example", webhook_url=receiver.url
+    )
+
+
+@pytest.mark.celery_worker
+@pytest.mark.parametrize("action", ["block", "downgrade"])
+def test_requests_at_the_hard_limit_send_one_alert_by_email_and_signed_webhook(
+    action, team, site, api_key, alert_targets, receiver, secret_env, mail_dir, celery_worker
+):
+    if action == "block":
+        budget = budget_set(team=team, limit_usd=Decimal("0.0001"))
+    else:
+        budget = downgrade_budget(team, site, api_key)
+        time.sleep(2.1)  # the server caches budget settings for 2 s
+
+    bodies = [run(site, api_key) for _ in range(6)]
+
+    if action == "block":
+        assert {r.status_code for r in bodies} == {402}
+    else:
+        assert bodies[0].status_code == 200
+        assert bodies[0].json()["tier"] == "nano"
+        assert "budget limit reached: downgraded from mini to nano" in bodies[0].text
+    assert wait_for(lambda: AlertDelivery.objects.filter(status="sent").count() == 2, timeout=20)
+    time.sleep(1.5)  # time for a second alert, if the gateway had queued one per request
+    event = AlertEvent.objects.get()
+    assert (event.threshold, event.budget_id) == ("hard", budget.id)
+    assert event.details["trigger"] == "request refused at the limit"
+    messages = sent_mail(mail_dir)
+    assert len(messages) == 1
+    assert messages[0]["To"] == "lead@a.example"
+    assert messages[0]["Subject"].startswith("[Switchboard] Hard limit: Team A (team)")
+    assert len(receiver.requests) == 1
+    headers, body = receiver.requests[0]
+    assert headers["X-Switchboard-Event"] == "budget.hard_limit"
+    assert webhook_verify(
+        secret=secret_env.encode(),
+        body=body,
+        timestamp=headers["X-Switchboard-Timestamp"],
+        signature=headers["X-Switchboard-Signature"],
+    )

@@ -4,11 +4,8 @@ import datetime as dt
 import hashlib
 import hmac
 import json
-import threading
 import time
-from collections.abc import Iterator
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from django.core import mail
@@ -17,52 +14,9 @@ from django.db import IntegrityError, transaction
 from spend import alerts
 from spend.models import AlertDelivery, AlertEvent, AlertTarget, Budget, UsageRecord
 from spend.periods import period_start
+from tests.conftest import WEBHOOK_SECRET as SECRET
 
-SECRET = "whsec_test_0123456789"
 NOW = dt.datetime(2026, 11, 20, 12, tzinfo=dt.UTC)
-
-
-class Receiver:
-    """A webhook receiver on loopback: records each request, answers with `statuses` in turn."""
-
-    def __init__(self) -> None:
-        self.requests: list[tuple[dict, bytes]] = []
-        self.statuses: list[int] = []
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                receiver.requests.append((dict(self.headers), body))
-                status = receiver.statuses.pop(0) if receiver.statuses else 204
-                self.send_response(status)
-                self.end_headers()
-
-            def log_message(self, *args) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/switchboard"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def wait_for(self, count: int, timeout: float = 20) -> None:
-        deadline = time.monotonic() + timeout
-        while len(self.requests) < count and time.monotonic() < deadline:
-            time.sleep(0.05)
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    r = Receiver()
-    r.thread.start()
-    yield r
-    r.server.shutdown()
-
-
-@pytest.fixture
-def secret_env(monkeypatch, settings) -> str:
-    monkeypatch.setenv(settings.SPEND_ALERT_WEBHOOK_SECRET_ENV, SECRET)
-    return SECRET
 
 
 @pytest.fixture
