@@ -293,14 +293,15 @@ def generate(args: argparse.Namespace, fixtures: dict, now: dt.datetime, rng: ra
 def load(args: argparse.Namespace, fixtures: dict, now: dt.datetime) -> dict:
     from django.db import connection
 
-    from spend.models import DailyRollup, RollupState, UsageRecord
+    from spend.models import DailyRollup, DailySummary, RollupState, UsageRecord
 
     table = UsageRecord._meta.db_table
     rng = random.Random(args.seed)
     with connection.cursor() as cursor:
         # CASCADE: playground comparisons point at usage records (none in the bench database)
         cursor.execute(
-            f"TRUNCATE {table}, {DailyRollup._meta.db_table} RESTART IDENTITY CASCADE"
+            f"TRUNCATE {table}, {DailyRollup._meta.db_table}, {DailySummary._meta.db_table} "
+            "RESTART IDENTITY CASCADE"
         )
         RollupState.objects.all().delete()
         cursor.execute(
@@ -396,7 +397,7 @@ def main() -> None:
     from django.utils import timezone
 
     import spend.views  # noqa: F401  (load every module now: edits during a long run can't mix in)
-    from spend.models import DailyRollup, RollupState, UsageRecord
+    from spend.models import DailyRollup, DailySummary, RollupState, UsageRecord
     from spend.rollups import local_day, usage_rollup_run
 
     now = timezone.now()
@@ -411,6 +412,7 @@ def main() -> None:
         )
     if not args.skip_load or args.rebuild_rollups:
         DailyRollup.objects.all().delete()
+        DailySummary.objects.all().delete()
         RollupState.objects.all().delete()
         print("rolling up…", file=sys.stderr)
         started = time.perf_counter()
@@ -418,7 +420,8 @@ def main() -> None:
         full = time.perf_counter() - started
         report.append(
             f"- rollup from scratch: {full:.1f} s for {len(result.days)} days → "
-            f"{DailyRollup.objects.count():,} rollup rows"
+            f"{DailyRollup.objects.count():,} rollup rows, "
+            f"{DailySummary.objects.count():,} summary rows (without purpose)"
         )
     started = time.perf_counter()
     usage_rollup_run()
@@ -430,12 +433,14 @@ def main() -> None:
     ledger_total = UsageRecord.objects.aggregate(t=Sum("cost_usd"))["t"]
     watermark = RollupState.objects.get().rolled_until
     rolled = DailyRollup.objects.aggregate(t=Sum("cost_usd"), n=Sum("requests"))
+    summed = DailySummary.objects.aggregate(t=Sum("cost_usd"), n=Sum("requests"))
     in_rollups = UsageRecord.objects.filter(created_at__lt=watermark).aggregate(t=Sum("cost_usd"))
-    assert rolled["t"] == in_rollups["t"], (rolled, in_rollups)
+    assert rolled["t"] == summed["t"] == in_rollups["t"], (rolled, summed, in_rollups)
+    assert rolled["n"] == summed["n"], (rolled, summed)
     report.append(
         f"- check: rollups hold {rolled['n']:,} of {records:,} records; their cost "
-        f"${rolled['t']:,} equals the ledger's before the watermark exactly (ledger total "
-        f"${ledger_total:,.2f})"
+        f"${rolled['t']:,} (and the summaries') equals the ledger's before the watermark "
+        f"exactly (ledger total ${ledger_total:,.2f})"
     )
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_size_pretty(pg_total_relation_size('spend_usagerecord'))")
@@ -484,6 +489,7 @@ def main() -> None:
     # Worst case: beat stopped at midnight, so all of today is read from the raw ledger.
     midnight = dt.datetime.combine(local_day(now), dt.time.min).replace(tzinfo=now.tzinfo)
     DailyRollup.objects.filter(day=local_day(now)).delete()
+    DailySummary.objects.filter(day=local_day(now)).delete()
     RollupState.objects.update(rolled_until=midnight)
     today_raw = UsageRecord.objects.filter(created_at__gte=midnight).count()
     for name, client, params in [

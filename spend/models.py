@@ -173,12 +173,10 @@ def _count_field() -> models.PositiveIntegerField:
     return models.PositiveIntegerField(default=0)
 
 
-class DailyRollup(models.Model):
-    """Usage records summed per day (in settings.TIME_ZONE) x team x prompt x model x tier x purpose.
-
-    Written only by `spend.rollups.usage_rollup_run`: a day's rows are replaced as a whole, so a
-    row's key is unique by construction. `RollupState.rolled_until` says which records they cover.
-    """
+class DailySums(models.Model):
+    """A daily rollup row: its key (local day x team x prompt x model x tier) and what the
+    usage records under it add up to: status counts, token sums, cost, the all-flagship
+    counterfactual and a latency histogram."""
 
     day = models.DateField()
     team = models.ForeignKey("accounts.Team", on_delete=models.CASCADE, related_name="+")
@@ -187,7 +185,6 @@ class DailyRollup(models.Model):
     )
     model_name = models.CharField(max_length=100)
     tier_name = models.CharField(max_length=32, blank=True)
-    purpose = models.CharField(max_length=16, choices=Purpose.choices, default=Purpose.GATEWAY)
     requests = models.PositiveIntegerField(default=0)
     errors = models.PositiveIntegerField(default=0)
     cancelled = models.PositiveIntegerField(default=0)
@@ -220,6 +217,7 @@ class DailyRollup(models.Model):
     lat_ge_60000 = _count_field()
 
     class Meta:
+        abstract = True
         ordering = ["day"]
         indexes = [
             # the dashboard for finance/admin (every team) over a range of days
@@ -227,15 +225,40 @@ class DailyRollup(models.Model):
             # the dashboard for a member: their teams over a range of days
             models.Index(fields=["team", "day"]),
         ]
-        constraints = [
-            models.CheckConstraint(
-                condition=models.Q(cost_usd__gte=0) & models.Q(flagship_cost_usd__gte=0),
-                name="rollup_cost_non_negative",
-            ),
-        ]
 
     def __str__(self) -> str:
         return f"{self.day} {self.team_id} {self.model_name} ${self.cost_usd}"
+
+
+def _costs_non_negative(name: str) -> models.CheckConstraint:
+    return models.CheckConstraint(
+        condition=models.Q(cost_usd__gte=0) & models.Q(flagship_cost_usd__gte=0), name=name
+    )
+
+
+class DailyRollup(DailySums):
+    """Usage records summed per day (in settings.TIME_ZONE) x team x prompt x model x tier x purpose.
+
+    Written only by `spend.rollups.usage_rollup_run`: a day's rows are replaced as a whole, so a
+    row's key is unique by construction. `RollupState.rolled_until` says which records they cover.
+    """
+
+    purpose = models.CharField(max_length=16, choices=Purpose.choices, default=Purpose.GATEWAY)
+
+    class Meta(DailySums.Meta):
+        constraints = [_costs_non_negative("rollup_cost_non_negative")]
+
+
+class DailySummary(DailySums):
+    """`DailyRollup`'s rows summed over purpose (day x team x prompt x model x tier).
+
+    The dashboard reads these unless it filters on purpose: the same figures from less than
+    half as many rows. Written with the day's DailyRollup rows, in the same transaction.
+    """
+
+    class Meta(DailySums.Meta):
+        verbose_name_plural = "daily summaries"
+        constraints = [_costs_non_negative("summary_cost_non_negative")]
 
 
 class RollupState(models.Model):

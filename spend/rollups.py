@@ -2,7 +2,8 @@
 
 `DailyRollup` rows sum the usage records per local day x team x prompt x model x tier x
 purpose, with status counts, token sums, cost, the all-flagship counterfactual and a latency
-histogram. `RollupState.rolled_until` is the invariant that makes the dashboard exact: the
+histogram; `DailySummary` rows are the same sums without purpose, written with them (the
+dashboard reads those unless it filters on purpose). `RollupState.rolled_until` is the invariant that makes the dashboard exact: the
 rollups hold exactly the records created before it, and the dashboard adds the raw records
 from it on. `usage_rollup_run` (Celery beat, every few minutes) recomputes the days from the
 watermark's day to now minus a settling lag, one transaction per day, moving the watermark in
@@ -50,6 +51,7 @@ from spend.models import (
     LATENCY_BOUNDS_MS,
     LATENCY_FIELDS,
     DailyRollup,
+    DailySummary,
     RollupState,
     UsageRecord,
 )
@@ -346,6 +348,42 @@ def usage_rollup_day(
     return rows
 
 
+def _summaries(day: dt.date, rows: list[DailyRollup]) -> list[DailySummary]:
+    """The day's rollup rows summed over purpose."""
+    folded: dict[tuple, dict] = {}
+    for row in rows:
+        key = (row.team_id, row.prompt_id, row.model_name, row.tier_name)
+        totals = folded.get(key)
+        if totals is None:
+            totals = folded[key] = empty_totals()
+        for name in SUM_FIELDS:
+            totals[name] += getattr(row, name)
+    return [
+        DailySummary(
+            day=day,
+            team_id=team_id,
+            prompt_id=prompt_id,
+            model_name=model_name,
+            tier_name=tier_name,
+            **totals,
+        )
+        for (team_id, prompt_id, model_name, tier_name), totals in folded.items()
+    ]
+
+
+def _day_replace(day: dt.date, rows: list[DailyRollup]) -> None:
+    """Replace a day's rollup rows and their summaries (in the caller's transaction)."""
+    DailyRollup.objects.filter(day=day).delete()
+    DailyRollup.objects.bulk_create(rows, batch_size=1000)
+    DailySummary.objects.filter(day=day).delete()
+    DailySummary.objects.bulk_create(_summaries(day, rows), batch_size=1000)
+
+
+def _rollups_clear() -> None:
+    DailyRollup.objects.all().delete()
+    DailySummary.objects.all().delete()
+
+
 @dataclass
 class RollupResult:
     days: list[dt.date]
@@ -386,7 +424,7 @@ def usage_rollup_run(
         state = _state_locked()
         if state.time_zone and state.time_zone != settings.TIME_ZONE:
             # Days were cut in another zone: they do not line up with today's days.
-            DailyRollup.objects.all().delete()
+            _rollups_clear()
             state.rolled_until, state.last_record_id = None, 0
         state.time_zone = settings.TIME_ZONE
         state.save()
@@ -417,8 +455,7 @@ def usage_rollup_run(
                 log.info("rollup: a newer run is ahead (%s); stopping", state.rolled_until)
                 break
             rows = usage_rollup_day(day=day, until=covered_until, flagship=flagship)
-            DailyRollup.objects.filter(day=day).delete()
-            DailyRollup.objects.bulk_create(rows, batch_size=1000)
+            _day_replace(day, rows)
             if state.rolled_until is None or covered_until >= state.rolled_until:
                 state.rolled_until = covered_until
                 state.save(update_fields=["rolled_until", "updated_at"])
@@ -433,6 +470,7 @@ def usage_rollup_run(
         # aggregates on hash plans instead of sorts spilling to disk.
         with connection.cursor() as cursor:
             cursor.execute(f"ANALYZE {DailyRollup._meta.db_table}")
+            cursor.execute(f"ANALYZE {DailySummary._meta.db_table}")
     return RollupResult(days=done, rows=written, rolled_until=rollup_watermark())
 
 
@@ -450,7 +488,7 @@ def usage_rollup_rebuild(*, days: Iterable[dt.date] | None = None) -> RollupResu
     with transaction.atomic():
         state = _state_locked()
         if days is None:
-            DailyRollup.objects.all().delete()
+            _rollups_clear()
             state.rolled_until, state.last_record_id = None, 0
             state.save(update_fields=["rolled_until", "last_record_id", "updated_at"])
     if days is None:
@@ -464,8 +502,7 @@ def usage_rollup_rebuild(*, days: Iterable[dt.date] | None = None) -> RollupResu
                 break
             _start, end = day_bounds(day)
             rows = usage_rollup_day(day=day, until=min(end, state.rolled_until), flagship=flagship)
-            DailyRollup.objects.filter(day=day).delete()
-            DailyRollup.objects.bulk_create(rows, batch_size=1000)
+            _day_replace(day, rows)
         done.append(day)
         written += len(rows)
     return RollupResult(days=done, rows=written, rolled_until=rollup_watermark())

@@ -1,8 +1,9 @@
 """Reads of the usage ledger: who may see which team, the dashboard's sums, budget status.
 
-The dashboard never scans the whole ledger: every figure is a SUM over `DailyRollup` rows for
-the range plus the same SUM over the raw records created after the rollup watermark (a few
-minutes' worth while Celery beat runs the rollup). Each breakdown is two queries, whatever
+The dashboard never scans the whole ledger: every figure is a SUM over rollup rows for the
+range (`DailySummary`, or `DailyRollup` when purpose matters) plus the same SUM over the raw
+records created after the rollup watermark (a few minutes' worth while Celery beat runs the
+rollup). Each breakdown is two queries, whatever
 the number of rows; the page needs two breakdowns (day x model for the chart, and team x
 prompt x model x tier folded into every table), plus one for a single team's budget burn.
 """
@@ -28,6 +29,8 @@ from spend.models import (
     AlertEvent,
     Budget,
     DailyRollup,
+    DailySummary,
+    DailySums,
     UsageRecord,
 )
 from spend.rollups import (
@@ -80,8 +83,11 @@ class UsageFilters:
     def end_at(self) -> dt.datetime:
         return day_bounds(self.end_day)[1]
 
-    def rollups(self) -> QuerySet[DailyRollup]:
-        qs = DailyRollup.objects.filter(
+    def rollups(self, dims: list[str] | tuple[str, ...] = ()) -> QuerySet[DailySums]:
+        """Rollup rows of the range: the summaries without purpose unless the filters or the
+        grouping `dims` need it."""
+        model = DailyRollup if self.purpose or "purpose" in dims else DailySummary
+        qs = model.objects.filter(
             day__gte=self.start_day, day__lte=self.end_day, team_id__in=self.team_ids
         )
         if self.prompt_id is not None:
@@ -144,8 +150,8 @@ def usage_breakdown(
         return results
     watermark = context.watermark
     if watermark is not None:
-        for row in filters.rollups().values(*dims).annotate(**rollup_aggregates(fields)):
-            results[tuple(row[d] for d in dims)] = add_totals(empty_totals(), row)
+        for row in filters.rollups(dims).values(*dims).annotate(**rollup_aggregates(fields)):
+            results[tuple(row[d] for d in dims)] = add_totals(empty_totals(), row, fields)
     raw_start = filters.start_at if watermark is None else max(filters.start_at, watermark)
     raw_end = filters.end_at
     if raw_start < raw_end:
@@ -154,7 +160,7 @@ def usage_breakdown(
             records = records.annotate(day=TruncDate("created_at", tzinfo=local_tz()))
         raw = priced_groups(records, dims, flagship=context.flagship, start=raw_start, end=raw_end)
         for key, totals in raw.items():
-            add_totals(results.setdefault(key, empty_totals()), totals)
+            add_totals(results.setdefault(key, empty_totals()), totals, fields)
     return results
 
 
@@ -500,7 +506,7 @@ def _daily(
         day += dt.timedelta(days=1)
     per_day = {d: empty_totals() for d in days}
     for (day, _model), totals in by_day_model.items():
-        add_totals(per_day.setdefault(day, empty_totals()), totals)
+        add_totals(per_day.setdefault(day, empty_totals()), totals, DAILY_FIELDS)
     day_rows = [
         {"day": d, "figures": Figures(key=d, label=d.isoformat(), totals=per_day[d])} for d in days
     ]

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import io
 from decimal import Decimal
@@ -8,9 +9,9 @@ import pytest
 from django.db.models import Sum
 
 from routing.models import Model
-from spend.models import DailyRollup, RollupState, UsageRecord
+from spend.models import DailyRollup, DailySummary, RollupState, UsageRecord
 from spend.pricing import cost_usd, price_at
-from spend.rollups import usage_rollup_run
+from spend.rollups import SUM_FIELDS, usage_rollup_rebuild, usage_rollup_run
 from spend.selectors import UsageFilters, context_load, usage_breakdown
 
 UTC = dt.UTC
@@ -264,8 +265,6 @@ def test_rollup_command_rebuilds_from_the_ledger(make_usage, team):
 
 
 def test_rebuilding_some_days_keeps_the_watermark(make_usage, team):
-    from spend.rollups import usage_rollup_rebuild
-
     make_usage(team=team, at=at(20, 10))
     make_usage(team=team, at=at(21, 10))
     usage_rollup_run(now=at(23, 12))
@@ -276,3 +275,58 @@ def test_rebuilding_some_days_keeps_the_watermark(make_usage, team):
 
     assert DailyRollup.objects.count() == 2
     assert RollupState.objects.get().rolled_until == watermark
+
+
+SUMMARY_KEY = ("day", "team_id", "prompt_id", "model_name", "tier_name")
+
+
+def summed_over_purpose() -> dict[tuple, dict]:
+    rows = DailyRollup.objects.values(*SUMMARY_KEY).annotate(**{f: Sum(f) for f in SUM_FIELDS})
+    return {tuple(row[k] for k in SUMMARY_KEY): row for row in rows.order_by()}
+
+
+def summaries() -> dict[tuple, dict]:
+    rows = DailySummary.objects.values(*SUMMARY_KEY, *SUM_FIELDS)
+    return {tuple(row[k] for k in SUMMARY_KEY): row for row in rows}
+
+
+def test_summaries_are_the_rollups_summed_over_purpose_after_every_run(ledger, make_usage, team):
+    make_usage(team=team, at=at(20, 2), prompt="triage", latency_ms=120, purpose="batch")
+    usage_rollup_run(now=at(22, 9))
+    make_usage(team=team, at=at(21, 23), prompt="triage", purpose="playground")  # late
+    usage_rollup_run(now=at(23, 12))
+
+    expected = summed_over_purpose()
+    assert summaries() == expected
+    assert DailySummary.objects.count() < DailyRollup.objects.count()
+    assert sum(row["requests"] for row in expected.values()) == UsageRecord.objects.count()
+
+    DailySummary.objects.update(requests=99)  # damaged
+    usage_rollup_rebuild(days=[dt.date(2026, 11, 20), dt.date(2026, 11, 21)])
+    assert DailySummary.objects.filter(requests=99).count() == len(
+        [key for key in expected if key[0] == dt.date(2026, 11, 22)]
+    )
+    usage_rollup_rebuild()
+    assert summaries() == expected
+
+
+def test_the_dashboard_reads_summaries_unless_purpose_matters(ledger, team):
+    usage_rollup_run(now=at(23, 12))
+    # Tell the tables apart: the per-purpose rows now say something else.
+    DailyRollup.objects.update(requests=7)
+    filters = UsageFilters(
+        start_day=dt.date(2026, 11, 20), end_day=dt.date(2026, 11, 22), team_ids=(team.id,)
+    )
+    context = context_load(now=at(23, 12))
+
+    everything = usage_breakdown(filters=filters, dims=["team_id"], context=context)
+    by_purpose = usage_breakdown(filters=filters, dims=["purpose"], context=context)
+    classifier = dataclasses.replace(filters, purpose="classifier")
+    only = usage_breakdown(filters=classifier, dims=["team_id"], context=context)
+
+    assert everything[(team.id,)]["requests"] == 8  # team A's records, from the summaries
+    assert {key: totals["requests"] for key, totals in by_purpose.items()} == {
+        ("gateway",): 7 * DailyRollup.objects.filter(team=team, purpose="gateway").count(),
+        ("classifier",): 7,
+    }
+    assert only[(team.id,)]["requests"] == 7
