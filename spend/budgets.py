@@ -409,7 +409,6 @@ def budget_charge(*, budget_id: int, amount_usd: Decimal) -> None:
 
 # budget id → the period start whose hard-limit alert this process has already queued
 _limit_alerted: dict[int, dt.datetime] = {}
-_alert_enqueues: set[asyncio.Future] = set()
 
 
 def budget_limit_alert(*, budget: BudgetInfo, now: dt.datetime | None = None) -> None:
@@ -426,22 +425,18 @@ def budget_limit_alert(*, budget: BudgetInfo, now: dt.datetime | None = None) ->
     if _limit_alerted.get(budget.id) == start:
         return
     _limit_alerted[budget.id] = start
-    future = asyncio.get_running_loop().run_in_executor(
-        None, _limit_alert_enqueue, budget.id, start, now
-    )
-    _alert_enqueues.add(future)
-    future.add_done_callback(_alert_enqueues.discard)
+    asyncio.get_running_loop().run_in_executor(None, _limit_alert_enqueue, budget.id, now)
 
 
-def _limit_alert_enqueue(budget_id: int, start: dt.datetime, now: dt.datetime) -> None:
+def _limit_alert_enqueue(budget_id: int, now: dt.datetime) -> None:
     from spend.tasks import budget_limit_alert as task
 
     try:
         task.delay(budget_id, now.isoformat())
-    except Exception:  # a broker outage: log it, and let the next refusal try again
+    except Exception:
+        # Not retried per refused request (a broker outage would tie up the executor);
+        # beat's budget_alerts_check still raises the hard alert once spend is at the limit.
         log.exception("could not queue the hard-limit alert of budget %s", budget_id)
-        if _limit_alerted.get(budget_id) == start:
-            del _limit_alerted[budget_id]
 
 
 # ---------------------------------------------------------------- sweeper
