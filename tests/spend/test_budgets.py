@@ -33,9 +33,11 @@ D = Decimal
 
 
 @pytest.fixture
-async def async_db() -> AsyncIterator[None]:
-    """The server's async PostgreSQL path (as under uvicorn); its pool is closed after the
-    test, so the test database can be dropped later."""
+async def async_db(settings) -> AsyncIterator[None]:
+    """The server's async PostgreSQL path (as under uvicorn), with per-request reservations
+    (leases: test_budget_leases.py); its pool is closed after the test, so the test
+    database can be dropped later."""
+    settings.BUDGET_LEASES = False
     budgets_forget()
     serving(True)
     yield
