@@ -188,9 +188,7 @@ def hanging_tier(timeout: str) -> None:
     TierModel.objects.create(tier=tier, model_id=_model_id("gpt-5.4-mini@hang"), position=0)
 
 
-def test_the_sweeper_releases_what_a_killed_server_had_reserved(
-    team, killable_site, api_key, mode
-):
+def test_the_sweeper_releases_what_a_killed_server_had_reserved(team, killable_site, api_key, mode):
     url, process = killable_site
     hanging_tier(timeout="60")
     body = {"model": "tier:hangs", "messages": HELLO, "max_tokens": 100}
