@@ -7,8 +7,8 @@
 It creates (or reuses) a benchmark database, migrates and seeds it (catalog, a team, a key,
 a budget, the sample prompts), starts the simulator with zero latency and the site under
 uvicorn (production settings; budget leases on unless BUDGET_LEASES=false), then, for each
-concurrency level, sends the same chat completion straight to the simulator and through the gateway (`model="tier:mini"`,
-non-streamed), interleaving the two so both see the same machine load. It reports latency
+concurrency level, sends the same chat completion straight to the simulator and through
+the gateway (`model="tier:mini"`, non-streamed), interleaving the two so both see the same machine load. It reports latency
 p50/p99 of both paths, the added latency (gateway minus direct, per percentile),
 requests per second and errors; then time to first byte for streams; then a soak: 500
 requests in flight at once against a simulator whose answers take about 1 s.
