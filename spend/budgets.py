@@ -353,11 +353,14 @@ class Lease:
         self.renewed_at = time.monotonic()
         return True
 
+    def untake(self, amount: Decimal) -> None:
+        self.held -= amount
+        self._close_if_done()
+
     async def give_back(self, amount: Decimal) -> None:
         """Undo a `take` that another budget of the same request refused."""
-        self.held -= amount
+        self.untake(amount)
         if self.shared:
-            self._close_if_done()
             return
         self.amount -= amount
         params = {"amount": amount, "id": self.budget.id, "rid": self.reservation_id}
@@ -567,17 +570,29 @@ class BudgetHold:
         now = timezone.now()
         shared = leasing()
         taken: list[Lease] = []
-        for budget in self.budgets:
-            lease = self.leases.get(budget.id)
-            if lease is None:
-                lease = _shared_lease(budget, now) if shared else self._private(budget, now)
-            served = await lease.take(delta)
-            if served is None:
-                for held in taken:
-                    await held.give_back(delta)
-                return budget
-            self.leases[budget.id] = served
-            taken.append(served)
+        refused = None
+        try:
+            for budget in self.budgets:
+                lease = self.leases.get(budget.id)
+                if lease is None:
+                    lease = _shared_lease(budget, now) if shared else self._private(budget, now)
+                served = await lease.take(delta)
+                if served is None:
+                    refused = budget
+                    break
+                self.leases[budget.id] = served
+                taken.append(served)
+        except BaseException:
+            # Cancelled (the client went away) or failed: a private reservation is closed
+            # when the request settles; a shared lease must not keep the hold.
+            for held in taken:
+                if held.shared:
+                    held.untake(delta)
+            raise
+        if refused is not None:
+            for held in taken:
+                await held.give_back(delta)
+            return refused
         self.reserved += delta
         return None
 
