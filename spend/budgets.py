@@ -536,7 +536,7 @@ def _shared_lease(budget: BudgetInfo, now: dt.datetime) -> Lease:
 
 
 def budget_leases_return() -> None:
-    """Return this loop's leases (server shutdown); the usage writer writes it."""
+    """Return this loop's leases (server shutdown), through its usage writer."""
     for lease in list(_leases.get(asyncio.get_running_loop(), {}).values()):
         lease.retire()
 
