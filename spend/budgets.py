@@ -233,11 +233,11 @@ SETTLE_SQL = (
 )
 
 
+_PLACES = Decimal(1).scaleb(-COST_DIGITS["decimal_places"])
+
+
 def _decimal(value: object) -> Decimal:
     return Decimal(str(value)).quantize(_PLACES)
-
-
-_PLACES = Decimal(1).scaleb(-COST_DIGITS["decimal_places"])
 
 
 def _adapt(value: object, sqlite: bool) -> object:
