@@ -507,7 +507,7 @@ def _submit(settlements: list[Settlement]) -> None:
 
 
 _leases: dict[asyncio.AbstractEventLoop, dict[int, Lease]] = {}
-_HOST = socket.gethostname()[:32]
+_HOST = socket.gethostname()[:24]  # the name fits BudgetReservation.request_id (64)
 
 
 def _shared_lease(budget: BudgetInfo, now: dt.datetime) -> Lease:
