@@ -255,6 +255,17 @@ def _params(budget: BudgetInfo, now: dt.datetime, *, sqlite: bool, **values: obj
     return {name: _adapt(value, sqlite) for name, value in values.items()}
 
 
+def _top_up_params(lease: Lease, now: dt.datetime, amounts: dict, *, sqlite: bool) -> dict:
+    return _params(
+        lease.budget,
+        now,
+        sqlite=sqlite,
+        rid=lease.reservation_id,
+        request_id=lease.request_id,
+        **amounts,
+    )
+
+
 # ---------------------------------------------------------------- leases
 
 
@@ -443,14 +454,7 @@ _MAX_FRACTION = Decimal("0.5")
 def _top_up(lease: Lease, now: dt.datetime, amounts: dict) -> tuple | None:
     """A top-up on Django's connection (SQLite; PostgreSQL outside the web server)."""
     sqlite = connection.vendor == "sqlite"
-    params = _params(
-        lease.budget,
-        now,
-        sqlite=sqlite,
-        rid=lease.reservation_id,
-        request_id=lease.request_id,
-        **amounts,
-    )
+    params = _top_up_params(lease, now, amounts, sqlite=sqlite)
     with connection.cursor() as cursor:
         if not sqlite:
             cursor.execute(PG_TOPUP_SQL, params)
@@ -479,14 +483,7 @@ def _top_up(lease: Lease, now: dt.datetime, amounts: dict) -> tuple | None:
 
 async def _atop_up(lease: Lease, now: dt.datetime, amounts: dict) -> tuple | None:
     """`_top_up` on a native async PostgreSQL connection (no worker-thread hop)."""
-    params = _params(
-        lease.budget,
-        now,
-        sqlite=False,
-        rid=lease.reservation_id,
-        request_id=lease.request_id,
-        **amounts,
-    )
+    params = _top_up_params(lease, now, amounts, sqlite=False)
     async with pg_connection() as conn:
         cursor = await conn.execute(PG_TOPUP_SQL, params)
         return await cursor.fetchone()
