@@ -9,14 +9,19 @@ from collections.abc import Iterator
 from decimal import Decimal
 
 import pytest
-from django.db.models import Sum
 
 from routing.models import Provider
 from spend.budgets import budget_set
 from spend.models import Budget, BudgetReservation, UsageRecord
 from tests.conftest import serve_site, stop
 from tests.gateway.conftest import wait_for
-from tests.gateway.test_budgets_live import HELLO, _fire, explain_worst_case, hanging_tier
+from tests.gateway.test_budgets_live import (
+    HELLO,
+    _fire,
+    explain_worst_case,
+    hanging_tier,
+    usage_total,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -67,8 +72,7 @@ def test_three_servers_never_take_spend_past_the_limit(team, sites, api_key):
         )
     )  # every lease was returned once idle
     budget.refresh_from_db()
-    ledger = UsageRecord.objects.filter(team=team).aggregate(total=Sum("cost_usd"))["total"]
-    assert budget.spent_usd == ledger  # the ledger equals the sum of the usage records
+    assert budget.spent_usd == usage_total(team)  # the ledger equals the sum of the records
     assert budget.spent_usd <= budget.limit_usd
     assert UsageRecord.objects.count() == admitted
     assert UsageRecord.objects.values("request_id").distinct().count() == admitted

@@ -37,6 +37,12 @@ def run(site: str, key: str, **body) -> httpx.Response:
     )
 
 
+def usage_total(team) -> Decimal:
+    """The sum of the team's usage records, at the column's 10 places (SQLite sums REALs)."""
+    total = UsageRecord.objects.filter(team=team).aggregate(total=Sum("cost_usd"))["total"]
+    return Decimal(total or 0).quantize(Decimal("1e-10"))
+
+
 def explain_worst_case(site: str, key: str, body: dict) -> Decimal:
     response = httpx.post(
         f"{site}/api/v1/route", headers={"Authorization": f"Bearer {key}"}, json=body
@@ -145,8 +151,7 @@ def test_200_simultaneous_requests_never_take_spend_past_the_limit(
     )
     budget.refresh_from_db()
     assert settled  # with leases: the idle lease was returned
-    ledger = UsageRecord.objects.filter(team=team).aggregate(total=Sum("cost_usd"))["total"]
-    assert budget.spent_usd == ledger  # the ledger equals the sum of the usage records
+    assert budget.spent_usd == usage_total(team)  # the ledger equals the sum of the records
     assert budget.spent_usd <= budget.limit_usd
     assert UsageRecord.objects.count() == admitted  # one record per admitted request
     assert not BudgetReservation.objects.filter(settled_at=None).exists()

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 from decimal import Decimal
 
 import pytest
-from asgiref.sync import sync_to_async
+from asgiref.sync import async_to_sync, sync_to_async
 from django.db.models import Sum
 from django.utils import timezone
 
@@ -64,8 +64,9 @@ async def open_rows() -> list[BudgetReservation]:
 
 
 async def ledger_total(team) -> Decimal:
+    """The sum of the usage records, at the column's 10 places (SQLite sums REALs)."""
     total = await UsageRecord.objects.filter(team=team).aaggregate(total=Sum("cost_usd"))
-    return total["total"] or D(0)
+    return D(total["total"] or 0).quantize(D("1e-10"))
 
 
 async def test_one_top_up_then_requests_are_held_from_memory(team, leases):
@@ -319,7 +320,7 @@ def test_independent_lease_holders_never_pass_the_limit(team, lease_settings):
     admitted = run_holders(team, worst, cost=lambda rng: worst * D(rng.randint(0, 100)) / 100)
 
     budget.refresh_from_db()
-    ledger = UsageRecord.objects.aggregate(total=Sum("cost_usd"))["total"]
+    ledger = async_to_sync(ledger_total)(team)
     assert admitted > 300  # more than the limit's worth of worst cases: costs are lower
     assert budget.spent_usd == ledger  # the ledger equals the sum of the usage records
     assert budget.spent_usd <= budget.limit_usd
