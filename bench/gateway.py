@@ -2,12 +2,13 @@
 
     python bench/gateway.py                      # PostgreSQL at DATABASE_URL (see below)
     python bench/gateway.py --requests 2000 --concurrency 1,16,64,256 --json out.json
+    BUDGET_LEASES=false python bench/gateway.py  # per-request budget reservations
 
 It creates (or reuses) a benchmark database, migrates and seeds it (catalog, a team, a key,
 a budget, the sample prompts), starts the simulator with zero latency and the site under
-uvicorn (production settings), then, for each concurrency level, sends the same chat
-completion straight to the simulator and through the gateway (`model="tier:mini"`,
-non-streamed), interleaving the two so both see the same machine load. It reports latency
+uvicorn (production settings; budget leases on unless BUDGET_LEASES=false), then, for each
+concurrency level, sends the same chat completion straight to the simulator and through
+the gateway (`model="tier:mini"`, non-streamed), interleaving the two so both see the same machine load. It reports latency
 p50/p99 of both paths, the added latency (gateway minus direct, per percentile),
 requests per second and errors; then time to first byte for streams; then a soak: 500
 requests in flight at once against a simulator whose answers take about 1 s.
@@ -384,6 +385,9 @@ def main() -> None:
     results: dict = {
         "machine": machine(),
         "args": {k: v for k, v in vars(args).items() if k != "database_url"},
+        # The machine may be shared: the load average says how much the figures waited.
+        "budget_leases": os.environ.get("BUDGET_LEASES", "on (default)"),
+        "load_average_start": os.getloadavg(),
     }
     with SimulatorServer(latency_scale=0) as simulator:
         keys = prepare_database(args.database_url, simulator.url)
@@ -398,7 +402,7 @@ def main() -> None:
         port = free_port()
         site = start_site(port, env, args.workers)
         try:
-            print(f"machine: {results['machine']}")
+            print(f"machine: {results['machine']}, budget leases: {results['budget_leases']}")
             results.update(
                 asyncio.run(
                     measure(args, simulator.url, f"http://127.0.0.1:{port}", keys, site.pid)
@@ -433,6 +437,12 @@ def main() -> None:
             finally:
                 site.send_signal(signal.SIGTERM)
                 site.wait(timeout=30)
+    results["load_average_end"] = os.getloadavg()
+    print(
+        f"load average (1, 5, 15 min): {results['load_average_start']} at the start, "
+        f"{results['load_average_end']} at the end",
+        flush=True,
+    )
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
 

@@ -1,4 +1,5 @@
-"""The gateway's fast lane, and the lifespan that flushes usage on shutdown.
+"""The gateway's fast lane, and the lifespan that returns budget leases and flushes usage
+on shutdown.
 
 `/v1/*`, `/api/v1/prompts/<slug>/run` and `/api/v1/route` authenticate with team keys and
 need none of the site's middleware (sessions, CSRF, auth, messages, clickjacking). Django's
@@ -118,6 +119,7 @@ async def _lifespan(receive, send) -> None:
     from gateway.upstream import clients_close, serving
     from gateway.usage import usage_flush
     from spend import pg
+    from spend.budgets import budget_leases_return
 
     while True:
         message = await receive()
@@ -127,6 +129,7 @@ async def _lifespan(receive, send) -> None:
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
             try:
+                budget_leases_return()
                 await usage_flush()
                 await clients_close()
                 await pg.pg_close()

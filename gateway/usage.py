@@ -1,12 +1,14 @@
 """Usage records and budget settlement, written off the response path but never lost.
 
 A request collects one `UsageRecord` per upstream call in its `Ledger`. When the request
-ends (answered, failed, streamed to the end, or cancelled by a client that went away) the
-ledger is handed to the loop's `UsageWriter` without awaiting anything, so even a cancelled
-stream's `finally` can do it. The writer drains its queue in batches: one transaction per
-batch inserts the records (one multi-row INSERT) and settles the budgets they were charged
-to, so the ledger on a budget always equals the sum of its usage records. On shutdown the
-ASGI lifespan handler flushes every writer (gateway.asgi).
+ends (answered, failed, streamed to the end, or cancelled by a client that went away) its
+budget hold is released and the ledger is handed to the loop's `UsageWriter` without
+awaiting anything, so even a cancelled stream's `finally` can do it. The writer drains its
+queue in order, in batches: one transaction per batch inserts the records (one multi-row
+INSERT) and applies the budget settlements (spend.budgets.Settlement), so the ledger on a
+budget always equals the sum of its usage records; budget leases send their returns through
+the same queue. On shutdown the ASGI lifespan handler returns the leases and flushes every
+writer (gateway.asgi).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from accounts.models import ApiKey
 from core.metrics import record_ledger
 from core.money import ZERO
 from gateway.conf import setting
-from spend.budgets import BudgetHold, budget_settle
+from spend.budgets import BudgetHold, Settlement, budget_settle
 from spend.models import UsageRecord
 from spend.periods import period_bounds
 from spend.pg import pg_connection, pg_enabled
@@ -92,6 +94,7 @@ class Ledger:
     committed: Decimal = ZERO
     api_key_id: int | None = None
     closed: bool = False
+    settlements: list[Settlement] = field(default_factory=list)
 
     def add(self, record: UsageRow | UsageRecord) -> UsageRow | UsageRecord:
         record.attempt = len(self.records) + 1
@@ -105,8 +108,15 @@ class Ledger:
             return
         self.closed = True
         record_ledger(self.records)  # upstream errors, fallbacks, spend (core.metrics)
-        if self.records or (self.hold is not None and self.hold.reservation_ids):
+        if self.hold is not None:
+            self.settlements = self.hold.settle(self.committed)
+        if self.records or self.settlements:
             writer().submit(self)
+
+
+def settlements_submit(settlements: list[Settlement]) -> None:
+    """Queue budget changes that are not a request's (a lease given back or renewed)."""
+    writer().submit(Ledger(closed=True, settlements=settlements))
 
 
 def _touch_keys(key_ids: set[int], now: dt.datetime) -> None:
@@ -125,9 +135,9 @@ def _write(ledgers: list[Ledger], key_ids: set[int]) -> None:
                     for r in ledger.records
                 ]
             )
-            for ledger in ledgers:
-                if ledger.hold is not None and ledger.hold.active:
-                    budget_settle(hold=ledger.hold, actual_usd=ledger.committed, now=now)
+            budget_settle(
+                settlements=[s for ledger in ledgers for s in ledger.settlements], now=now
+            )
             _touch_keys(key_ids, now)
     except Exception:
         if len(ledgers) == 1:
@@ -149,10 +159,11 @@ _JSON_COLUMNS = frozenset(i for i, f in enumerate(_FIELDS) if isinstance(f, JSON
 
 def _batch_sql() -> str:
     """One PostgreSQL statement for a whole batch (atomic, one round trip, and always the
-    same text, so psycopg prepares it): insert the records from column arrays, close the
-    reservations, settle each budget once with the batch's total (PostgreSQL applies only
-    one update of a row per statement, so amounts are summed per budget first), and touch
-    the keys' last_used_at."""
+    same text, so psycopg prepares it): insert the records from column arrays; take the
+    settled amounts off the reservation rows, closing those that are done and renewing the
+    others; settle each budget once with the batch's total (PostgreSQL applies only one
+    update of a row per statement, so amounts are summed per row first); and touch the
+    keys' last_used_at. A row the sweeper already closed releases nothing."""
     from django.db import connection
 
     columns = ", ".join(f'"{f.column}"' for f in _FIELDS)
@@ -160,13 +171,18 @@ def _batch_sql() -> str:
     return (
         f"WITH ins AS (INSERT INTO spend_usagerecord ({columns}) "  # noqa: S608 - model columns
         f"SELECT * FROM unnest({arrays})), "
-        "r AS (UPDATE spend_budgetreservation SET settled_at = %s "
-        "WHERE id = ANY(%s::bigint[]) AND settled_at IS NULL RETURNING budget_id, amount_usd), "
+        "r AS (UPDATE spend_budgetreservation AS r SET "
+        "amount_usd = CASE WHEN v.close THEN r.amount_usd ELSE r.amount_usd - v.release END, "
+        "settled_at = CASE WHEN v.close THEN %s::timestamptz END, "
+        "created_at = CASE WHEN v.close THEN r.created_at ELSE %s END "
+        "FROM unnest(%s::bigint[], %s::numeric[], %s::boolean[]) AS v(id, release, close) "
+        "WHERE r.id = v.id AND r.settled_at IS NULL "
+        "RETURNING r.budget_id, CASE WHEN v.close THEN r.amount_usd ELSE v.release END AS released), "
         "b AS (UPDATE spend_budget AS b SET "
         "spent_usd = (CASE WHEN b.period_start < v.start THEN 0 ELSE b.spent_usd END) + v.amount, "
         "period_start = CASE WHEN b.period_start < v.start THEN v.start ELSE b.period_start END, "
         "reserved_usd = b.reserved_usd - COALESCE("
-        "(SELECT sum(r.amount_usd) FROM r WHERE r.budget_id = b.id), 0), updated_at = %s "
+        "(SELECT sum(r.released) FROM r WHERE r.budget_id = b.id), 0), updated_at = %s "
         "FROM unnest(%s::bigint[], %s::numeric[], %s::timestamptz[]) AS v(id, amount, start) "
         "WHERE b.id = v.id), "
         "k AS (UPDATE accounts_apikey SET last_used_at = %s WHERE id = ANY(%s::bigint[])) "
@@ -192,24 +208,24 @@ def _batch_statement(
                 columns[index].append(value)
     spent: dict[int, Decimal] = {}
     starts: dict[int, dt.datetime] = {}
-    reservation_ids: list[int] = []
+    rows: dict[int, tuple[Decimal, bool]] = {}  # reservation id → (release, close)
     for ledger in ledgers:
-        hold = ledger.hold
-        if hold is None or not hold.active:
-            continue
-        for budget in hold.budgets:
-            rid = hold.reservation_ids.get(budget.id)
-            if rid is None and ledger.committed == 0:
-                continue
+        for settlement in ledger.settlements:
+            budget, rid = settlement.budget, settlement.reservation_id
             if rid is not None:
-                reservation_ids.append(rid)
-            spent[budget.id] = spent.get(budget.id, ZERO) + ledger.committed
-            starts[budget.id] = period_bounds(budget.period, now)[0]
+                release, close = rows.get(rid, (ZERO, False))
+                rows[rid] = (release + settlement.release, close or settlement.close)
+            if settlement.spend or settlement.release or settlement.close:
+                spent[budget.id] = spent.get(budget.id, ZERO) + settlement.spend
+                starts[budget.id] = period_bounds(budget.period, now)[0]
     budget_ids = list(spent)
     params = [
         *columns,
         now,
-        reservation_ids,
+        now,
+        list(rows),
+        [release for release, _close in rows.values()],
+        [close for _release, close in rows.values()],
         now,
         budget_ids,
         [spent[i] for i in budget_ids],
@@ -222,7 +238,7 @@ def _batch_statement(
 
 async def _awrite(ledgers: list[Ledger], key_ids: set[int]) -> None:
     """`_write` on a native async PostgreSQL connection: the batch in one statement."""
-    if not any(ledger.records or ledger.hold for ledger in ledgers) and not key_ids:
+    if not any(ledger.records or ledger.settlements for ledger in ledgers) and not key_ids:
         return
     sql, params = _batch_statement(ledgers, key_ids, timezone.now())
     async with pg_connection() as conn:

@@ -1,22 +1,39 @@
-"""Budget enforcement on the hot path: reserve the worst case, settle the actual cost, sweep.
+"""Budget enforcement on the hot path: hold the worst case, settle the actual cost, sweep.
 
-Every budget row holds `spent_usd` and `reserved_usd` for its current period. A request
-reserves its worst-case cost with one conditional UPDATE
+Every budget row holds `spent_usd` and `reserved_usd` for its current period. Budget is
+reserved with one conditional UPDATE
 
-    UPDATE budget SET reserved = reserved + :cost
-    WHERE id = :id AND spent + reserved + :cost <= limit
+    UPDATE budget SET reserved = reserved + :grant
+    WHERE id = :id AND spent + reserved + :need <= limit
 
-so that no interleaving of concurrent requests can take spend past the limit, on PostgreSQL
-(row lock + re-check of the WHERE) as on SQLite (one writer at a time). The same statement
-rolls the period over: when the row's `period_start` is before the current period's start,
-`spent` counts as zero and `period_start` moves; the CASE is idempotent, so two requests at
-the boundary cannot reset twice. A reservation row is written in the same statement on
-PostgreSQL (a data-modifying CTE) and in the same IMMEDIATE transaction on SQLite; the
-sweeper releases the ones a crashed process left behind.
+so that no interleaving of concurrent requests, in any number of processes, can take spend
+past the limit, on PostgreSQL (row lock + re-check of the WHERE) as on SQLite (one writer at
+a time). The reservation row (`BudgetReservation`) grows by the same grant in the same
+statement (PostgreSQL) or IMMEDIATE transaction (SQLite). The same statement rolls the period
+over: when the row's `period_start` is before the current period's start, `spent` counts as
+zero and `period_start` moves; the CASE is idempotent, so two requests at the boundary
+cannot reset twice.
 
-Settling moves the actual cost into `spent` and releases the reservation; it runs in the
-usage writer's transaction, together with the usage records it accounts for, so the ledger
-always equals the sum of the usage records.
+Leases (`BUDGET_LEASES`, on in the web server). A process reserves a chunk of the budget
+(a `Lease`: one reservation row per event loop and budget) and holds each request's worst
+case from the chunk in memory, with no round trip; when the chunk cannot cover a request it
+tops up with one UPDATE. A top-up grants the shortfall plus `BUDGET_LEASE_FRACTION` of the
+headroom left after it, at most `BUDGET_LEASE_REQUESTS` times the request's worst case: the
+chunk shrinks as the budget nears its limit and is exactly the request's worst case at the
+limit. Within one process a lease never refuses what per-request reservation would admit;
+across processes, a request can be refused while other processes' unused chunks still hold
+the headroom it needed (docs/gateway.md, "Leases", for the bound). A lease is replaced when
+its budget's settings change (seen within CONFIG_TTL_SECONDS) or its period ends, returned
+after `BUDGET_LEASE_IDLE_SECONDS` unused, and its row renewed while in use, so the sweeper only
+ever releases the leases of dead processes. Off (and in short-lived event loops such as
+Celery tasks) every request has a private lease of exactly its worst case: the per-request
+reservation, through the same code.
+
+Settling moves a request's actual cost into `spent` and takes it off its reservation (a
+private one is closed, releasing the rest); it runs in the usage writer's transaction,
+together with the usage records it accounts for, so the ledger always equals the sum of the
+usage records. Lease returns go through the same writer, after the settlements queued before
+them. The sweeper releases reservations not renewed for `BUDGET_RESERVATION_TIMEOUT_SECONDS`.
 
 SQLite stores decimals as REAL: its arithmetic is binary floating point, so every sum is
 rounded to the column's 10 places in SQL (ROUND), which keeps it exact at that precision
@@ -30,9 +47,11 @@ import asyncio
 import contextvars
 import datetime as dt
 import logging
+import os
+import socket
 import time
 from dataclasses import dataclass, field
-from decimal import Decimal
+from decimal import ROUND_CEILING, Decimal
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -44,7 +63,7 @@ from django.utils import timezone
 from core.money import COST_DIGITS, ZERO
 from spend.models import Budget, BudgetReservation
 from spend.periods import period_bounds
-from spend.pg import pg_connection, pg_enabled
+from spend.pg import is_serving, pg_connection, pg_enabled
 
 log = logging.getLogger(__name__)
 
@@ -66,55 +85,6 @@ class BudgetInfo:
     @property
     def scope(self) -> str:
         return "key" if self.api_key_id else "team"
-
-
-@dataclass(slots=True)
-class BudgetState:
-    """The amounts seen by this request's last successful reservation, for 'budget left'."""
-
-    limit_usd: Decimal
-    spent_usd: Decimal
-    reserved_usd: Decimal
-
-
-@dataclass(slots=True)
-class BudgetHold:
-    """One request's reservations, one per applicable budget, grown as attempts need more."""
-
-    request_id: str
-    budgets: tuple[BudgetInfo, ...]
-    reserved: Decimal = ZERO
-    reservation_ids: dict[int, int] = field(default_factory=dict)  # budget id → reservation id
-    states: dict[int, BudgetState] = field(default_factory=dict)
-
-    @property
-    def active(self) -> bool:
-        return bool(self.budgets)
-
-    async def ensure(self, total: Decimal) -> BudgetInfo | None:
-        """Hold at least `total` on every budget; the refusing budget, or None when held."""
-        delta = total - self.reserved
-        if not self.budgets or delta <= 0:
-            return None
-        if pg_enabled():
-            refused = await _areserve_all(self, delta)
-        else:
-            refused = await sync_to_async(_reserve_all)(self, delta)
-        if refused is None:
-            self.reserved += delta
-        return refused
-
-    def remaining_usd(self, spent_by_request: Decimal) -> Decimal | None:
-        """What is left on the tightest budget once this request is settled."""
-        left = None
-        for budget in self.budgets:
-            state = self.states.get(budget.id)
-            if state is None:
-                continue
-            others = state.spent_usd + state.reserved_usd - self.reserved
-            value = state.limit_usd - others - spent_by_request
-            left = value if left is None else min(left, value)
-        return None if left is None else max(left, ZERO)
 
 
 # ---------------------------------------------------------------- configuration (cached)
@@ -179,17 +149,56 @@ def budgets_forget(team_id: int | None = None) -> None:
 assert Budget._meta.db_table == "spend_budget"
 assert BudgetReservation._meta.db_table == "spend_budgetreservation"
 
-# The period rolls over inside the statement: a row whose period_start is before the current
+# The period rolls over inside the statements: a row whose period_start is before the current
 # period's start counts its spend as zero and moves period_start (idempotent at the boundary).
+_SPENT = "(CASE WHEN period_start < %(start)s THEN 0 ELSE spent_usd END)"
+_ROLL_OVER = (
+    f"spent_usd = {_SPENT}, "
+    "period_start = CASE WHEN period_start < %(start)s THEN %(start)s ELSE period_start END"
+)
+# What a top-up grants: the shortfall `need`, plus a share of the headroom left after it
+# (`fraction`, at most `cap`): a lease grows less the closer the budget is to its limit, and
+# never past it (fraction ≤ 0.5 keeps the rounded share within the headroom). Parameters are
+# only used in arithmetic: SQLite compares a number with a text parameter as text.
+_LEFT = f"ROUND(limit_usd - {_SPENT} - reserved_usd - %(need)s, 10)"
+_SHARE = f"ROUND({_LEFT} * %(fraction)s, 10)"
+_GRANT = f"(%(need)s + CASE WHEN {_SHARE} - %(cap)s < 0 THEN {_SHARE} ELSE %(cap)s + 0 END)"
+
+# PostgreSQL, one round trip: lock the lease's row (it must still be open: the sweeper may
+# have released it) and the budget row, which must have room for `need`; move the budget's
+# reserved up by the grant, and create or grow the reservation row by the same amount. The
+# locked budget row is re-read after any concurrent update, so the grant is computed from
+# the amounts it is added to.
+PG_TOPUP_SQL = (
+    "WITH lk AS (SELECT id FROM spend_budgetreservation "  # noqa: S608 - constant fragments
+    "WHERE id = %(rid)s AND settled_at IS NULL FOR UPDATE), "
+    f"cur AS (SELECT id, {_GRANT} AS granted FROM spend_budget "
+    f"WHERE id = %(id)s AND {_LEFT} >= 0 "
+    "AND (%(rid)s::bigint IS NULL OR EXISTS (SELECT 1 FROM lk)) FOR UPDATE), "
+    f"b AS (UPDATE spend_budget AS t SET {_ROLL_OVER}, "
+    "reserved_usd = t.reserved_usd + cur.granted, updated_at = %(now)s "
+    "FROM cur WHERE t.id = cur.id "
+    "RETURNING t.id, t.limit_usd, t.spent_usd, t.reserved_usd, cur.granted), "
+    "new AS (INSERT INTO spend_budgetreservation (budget_id, request_id, amount_usd, created_at) "
+    "SELECT b.id, %(request_id)s, b.granted, %(now)s FROM b "
+    "WHERE %(rid)s::bigint IS NULL RETURNING id), "
+    "grow AS (UPDATE spend_budgetreservation "
+    "SET amount_usd = amount_usd + (SELECT granted FROM b), created_at = %(now)s "
+    "WHERE id = %(rid)s AND EXISTS (SELECT 1 FROM b) RETURNING id) "
+    "SELECT b.limit_usd, b.spent_usd, b.reserved_usd, b.granted, "
+    "COALESCE((SELECT id FROM new), (SELECT id FROM grow)) FROM b"
+)
+# SQLite: the same steps as separate statements inside one IMMEDIATE transaction, which
+# holds the database's write lock from its first statement.
+RENEW_OPEN_RESERVATION_SQL = (
+    "UPDATE spend_budgetreservation SET created_at = %(now)s "
+    "WHERE id = %(rid)s AND settled_at IS NULL"
+)
+GRANT_SQL = f"SELECT {_GRANT} FROM spend_budget WHERE id = %(id)s AND {_LEFT} >= 0"  # noqa: S608
 RESERVE_SQL = (
-    "UPDATE spend_budget SET "
-    "spent_usd = (CASE WHEN period_start < %(start)s THEN 0 ELSE spent_usd END), "
-    "period_start = CASE WHEN period_start < %(start)s THEN %(start)s ELSE period_start END, "
+    f"UPDATE spend_budget SET {_ROLL_OVER}, "  # noqa: S608 - constant fragments
     "reserved_usd = ROUND(reserved_usd + %(amount)s, 10), updated_at = %(now)s "
-    "WHERE id = %(id)s "
-    "AND ROUND((CASE WHEN period_start < %(start)s THEN 0 ELSE spent_usd END) "
-    "+ reserved_usd + %(amount)s, 10) <= limit_usd "
-    "RETURNING id, limit_usd, spent_usd, reserved_usd"
+    "WHERE id = %(id)s RETURNING limit_usd, spent_usd, reserved_usd"
 )
 NEW_RESERVATION_SQL = (
     "INSERT INTO spend_budgetreservation (budget_id, request_id, amount_usd, created_at) "
@@ -199,33 +208,6 @@ GROW_RESERVATION_SQL = (
     "UPDATE spend_budgetreservation SET amount_usd = ROUND(amount_usd + %(amount)s, 10) "
     "WHERE id = %(rid)s"
 )
-# PostgreSQL: the budget UPDATE and the reservation row in one statement (one round trip).
-PG_RESERVE_NEW_SQL = (
-    "WITH b AS (UPDATE spend_budget SET "
-    "spent_usd = (CASE WHEN period_start < %(start)s THEN 0 ELSE spent_usd END), "
-    "period_start = CASE WHEN period_start < %(start)s THEN %(start)s ELSE period_start END, "
-    "reserved_usd = ROUND(reserved_usd + %(amount)s, 10), updated_at = %(now)s "
-    "WHERE id = %(id)s "
-    "AND ROUND((CASE WHEN period_start < %(start)s THEN 0 ELSE spent_usd END) "
-    "+ reserved_usd + %(amount)s, 10) <= limit_usd "
-    "RETURNING id, limit_usd, spent_usd, reserved_usd), "
-    "r AS (INSERT INTO spend_budgetreservation (budget_id, request_id, amount_usd, created_at) "
-    "SELECT id, %(request_id)s, %(amount)s, %(now)s FROM b RETURNING id) "
-    "SELECT b.limit_usd, b.spent_usd, b.reserved_usd, r.id FROM b, r"
-)
-PG_RESERVE_GROW_SQL = (
-    "WITH b AS (UPDATE spend_budget SET "
-    "spent_usd = (CASE WHEN period_start < %(start)s THEN 0 ELSE spent_usd END), "
-    "period_start = CASE WHEN period_start < %(start)s THEN %(start)s ELSE period_start END, "
-    "reserved_usd = ROUND(reserved_usd + %(amount)s, 10), updated_at = %(now)s "
-    "WHERE id = %(id)s "
-    "AND ROUND((CASE WHEN period_start < %(start)s THEN 0 ELSE spent_usd END) "
-    "+ reserved_usd + %(amount)s, 10) <= limit_usd "
-    "RETURNING id, limit_usd, spent_usd, reserved_usd), "
-    "r AS (UPDATE spend_budgetreservation SET amount_usd = amount_usd + %(amount)s "
-    "WHERE id = %(rid)s AND EXISTS (SELECT 1 FROM b) RETURNING id) "
-    "SELECT b.limit_usd, b.spent_usd, b.reserved_usd, r.id FROM b, r"
-)
 UNRESERVE_BUDGET_SQL = (
     "UPDATE spend_budget SET reserved_usd = ROUND(reserved_usd - %(amount)s, 10) WHERE id = %(id)s"
 )
@@ -233,171 +215,457 @@ UNRESERVE_RESERVATION_SQL = (
     "UPDATE spend_budgetreservation SET amount_usd = ROUND(amount_usd - %(amount)s, 10) "
     "WHERE id = %(rid)s"
 )
+# Settling (the usage writer). A row the sweeper already closed releases nothing.
 CLOSE_RESERVATION_SQL = (
     "UPDATE spend_budgetreservation SET settled_at = %(now)s "
-    "WHERE id = %(rid)s AND settled_at IS NULL"
+    "WHERE id = %(rid)s AND settled_at IS NULL RETURNING amount_usd"
+)
+SHRINK_RESERVATION_SQL = (
+    "UPDATE spend_budgetreservation SET amount_usd = ROUND(amount_usd - %(release)s, 10), "
+    "created_at = %(now)s WHERE id = %(rid)s AND settled_at IS NULL"
 )
 SETTLE_SQL = (
-    "UPDATE spend_budget SET "
-    "spent_usd = ROUND((CASE WHEN period_start < %(start)s THEN 0 ELSE spent_usd END) "
-    "+ %(amount)s, 10), "
+    "UPDATE spend_budget SET "  # noqa: S608 - constant fragments
+    f"spent_usd = ROUND({_SPENT} + %(amount)s, 10), "
     "period_start = CASE WHEN period_start < %(start)s THEN %(start)s ELSE period_start END, "
     "reserved_usd = ROUND(reserved_usd - %(released)s, 10), updated_at = %(now)s "
     "WHERE id = %(id)s"
 )
 
 
-def _money(value: Decimal) -> object:
-    return connection.ops.adapt_decimalfield_value(value, **COST_DIGITS)
-
-
-def _when(value: dt.datetime) -> object:
-    return connection.ops.adapt_datetimefield_value(value)
-
-
-def _params(budget: BudgetInfo, amount: Decimal, now: dt.datetime, **extra: object) -> dict:
-    start, _end = period_bounds(budget.period, now)
-    return {
-        "id": budget.id,
-        "amount": _money(amount),
-        "start": _when(start),
-        "now": _when(now),
-        **extra,
-    }
-
-
-def _reserve_one(budget: BudgetInfo, hold: BudgetHold, amount: Decimal, now: dt.datetime) -> bool:
-    """One conditional UPDATE (plus the reservation row); False when the budget refuses."""
-    rid = hold.reservation_ids.get(budget.id)
-    params = _params(budget, amount, now, request_id=hold.request_id, rid=rid)
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            cursor.execute(PG_RESERVE_NEW_SQL if rid is None else PG_RESERVE_GROW_SQL, params)
-            row = cursor.fetchone()
-        else:
-            # SQLite: the IMMEDIATE transaction holds the write lock across both statements.
-            with transaction.atomic():
-                cursor.execute(RESERVE_SQL, params)
-                budget_row = cursor.fetchone()
-                row = None
-                if budget_row is not None:
-                    if rid is None:
-                        cursor.execute(NEW_RESERVATION_SQL, params)
-                        rid = cursor.fetchone()[0]
-                    else:
-                        cursor.execute(GROW_RESERVATION_SQL, params)
-                    row = (*budget_row[1:], rid)
-    if row is None:
-        return False
-    limit, spent, reserved, reservation_id = row
-    hold.reservation_ids[budget.id] = reservation_id
-    hold.states[budget.id] = BudgetState(
-        limit_usd=_decimal(limit), spent_usd=_decimal(spent), reserved_usd=_decimal(reserved)
-    )
-    return True
+_PLACES = Decimal(1).scaleb(-COST_DIGITS["decimal_places"])
 
 
 def _decimal(value: object) -> Decimal:
-    return Decimal(str(value)).quantize(Decimal(1).scaleb(-COST_DIGITS["decimal_places"]))
+    return Decimal(str(value)).quantize(_PLACES)
 
 
-def _unreserve_one(budget: BudgetInfo, hold: BudgetHold, amount: Decimal) -> None:
-    """Give back an increment that another budget of the same request refused."""
-    params = {"amount": _money(amount), "id": budget.id, "rid": hold.reservation_ids.get(budget.id)}
+def _adapt(value: object, sqlite: bool) -> object:
+    """A parameter as Django adapts it for SQLite (decimals as text, naive UTC datetimes)."""
+    if sqlite and isinstance(value, Decimal):
+        return connection.ops.adapt_decimalfield_value(value, **COST_DIGITS)
+    if sqlite and isinstance(value, dt.datetime):
+        return connection.ops.adapt_datetimefield_value(value)
+    return value
+
+
+def _params(budget: BudgetInfo, now: dt.datetime, *, sqlite: bool, **values: object) -> dict:
+    start = period_bounds(budget.period, now)[0]
+    values = {"id": budget.id, "start": start, "now": now, **values}
+    return {name: _adapt(value, sqlite) for name, value in values.items()}
+
+
+def _top_up_params(lease: Lease, now: dt.datetime, amounts: dict, *, sqlite: bool) -> dict:
+    return _params(
+        lease.budget,
+        now,
+        sqlite=sqlite,
+        rid=lease.reservation_id,
+        request_id=lease.request_id,
+        **amounts,
+    )
+
+
+# ---------------------------------------------------------------- leases
+
+
+def leasing() -> bool:
+    """Shared leases need a long-lived event loop (the web server's, see `spend.pg.serving`):
+    a short-lived one (a Celery task, `async_to_sync`) would leave its leases to the sweeper."""
+    return settings.BUDGET_LEASES and is_serving()
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    """One change to a budget and its reservation row, written by the usage writer."""
+
+    budget: BudgetInfo
+    reservation_id: int | None
+    spend: Decimal = ZERO  # actual cost, into spent_usd
+    release: Decimal = ZERO  # taken off the row and off reserved_usd (if the row is open)
+    close: bool = False  # close the row, releasing all it still holds
+
+
+@dataclass(eq=False, slots=True)
+class Lease:
+    """Budget reserved in one `BudgetReservation` row and handed out to requests from memory.
+
+    Shared: this event loop's lease on a budget, used by all its requests. Private: one
+    request's own reservation of exactly its worst case (leasing off, or a short-lived loop),
+    closed when the request settles. Both reserve with the same statement.
+
+    Only code on the loop touches it, between awaits, so the amounts need no lock; the lock
+    queues the requests that need a top-up behind the one that is doing it."""
+
+    budget: BudgetInfo
+    period_start: dt.datetime
+    request_id: str
+    shared: bool
+    reservation_id: int | None = None
+    amount: Decimal = ZERO  # what the row holds, less what was handed to the usage writer
+    held: Decimal = ZERO  # worst cases of the requests in flight on it
+    limit: Decimal | None = None  # the budget's limit at the last top-up (None: none yet)
+    base: Decimal = ZERO  # at the last top-up: spent, and reserved outside this lease
+    settled: Decimal = ZERO  # costs settled here since the last top-up
+    spare: Decimal = ZERO  # what the last top-up granted beyond the shortfall
+    retired: bool = False  # no new requests; closed once the last one settles
+    closed: bool = False
+    used_at: float = 0.0
+    renewed_at: float = 0.0
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    @property
+    def free(self) -> Decimal:
+        return self.amount - self.held
+
+    async def take(self, amount: Decimal) -> Lease | None:
+        """Hold `amount` for a request: from memory if the lease covers it, else one top-up.
+        The lease that holds it (a new one if this one closed meanwhile), or None if the
+        budget refuses."""
+        self.used_at = time.monotonic()
+        if not self.closed and self.free >= amount:
+            self.held += amount
+            return self
+        async with self.lock:
+            if self.closed:
+                return await _shared_lease(self.budget, timezone.now()).take(amount)
+            claimed = self.free  # ours while we wait, so the shortfall is all we ask for
+            if claimed >= amount:
+                self.held += amount
+                return self
+            self.held += claimed
+            try:
+                granted = await self._top_up(amount - claimed, amount)
+            finally:
+                self.held -= claimed
+            if granted:
+                self.held += amount
+        self._close_if_done()
+        return self if granted else None
+
+    async def _top_up(self, need: Decimal, request: Decimal) -> bool:
+        share = self.shared and not self.retired
+        cap = request * settings.BUDGET_LEASE_REQUESTS if share else ZERO
+        fraction = Decimal(str(settings.BUDGET_LEASE_FRACTION)) if share else ZERO
+        amounts = {"need": need, "cap": cap, "fraction": min(fraction, _MAX_FRACTION)}
+        now = timezone.now()
+        if pg_enabled():
+            row = await _atop_up(self, now, amounts)
+        else:
+            row = await sync_to_async(_top_up)(self, now, amounts)
+        if row is None:
+            return False
+        limit, spent, reserved, grant, self.reservation_id = row
+        self.spare = _decimal(grant) - need
+        self.amount += _decimal(grant)
+        self.limit = _decimal(limit)
+        self.base = _decimal(spent) + _decimal(reserved) - self.amount
+        self.settled = ZERO
+        self.renewed_at = time.monotonic()
+        return True
+
+    def untake(self, amount: Decimal) -> None:
+        self.held -= amount
+        self._close_if_done()
+
+    async def give_back(self, amount: Decimal) -> None:
+        """Undo a `take` that another budget of the same request refused."""
+        self.untake(amount)
+        if self.shared:
+            return
+        self.amount -= amount
+        params = {"amount": amount, "id": self.budget.id, "rid": self.reservation_id}
+        if pg_enabled():
+            async with pg_connection() as conn:
+                await conn.execute(UNRESERVE_BUDGET_SQL, params)
+                await conn.execute(UNRESERVE_RESERVATION_SQL, params)
+        else:
+            await sync_to_async(_unreserve)(params)
+
+    def settle(self, held: Decimal, cost: Decimal) -> Settlement | None:
+        """A request that held `held` here is over and cost `cost`: what to write. A lease
+        keeps at most its spare unused (nothing once retired) and gives the rest back."""
+        if not self.shared:
+            self.closed = True
+            if self.reservation_id is None and cost == 0:
+                return None
+            return Settlement(self.budget, self.reservation_id, spend=cost, close=True)
+        if held == 0 and cost == 0:
+            return None  # a request this lease refused
+        if self.closed or self.reservation_id is None:
+            return Settlement(self.budget, None, spend=cost) if cost else None
+        used = min(cost, held)
+        self.held -= held
+        self.settled += cost
+        self.used_at = self.renewed_at = time.monotonic()
+        keep = ZERO if self.retired else self.spare
+        release = used + max(self.amount - used - self.held - keep, ZERO)
+        self.amount -= release
+        close = self._close_if_done(submit=False)
+        return Settlement(
+            self.budget, self.reservation_id, spend=cost, release=release, close=close
+        )
+
+    def retire(self) -> None:
+        """Serve no new request: give back what is not held, close once nothing is."""
+        if self.retired:
+            return
+        self.retired = True
+        leases = _leases.get(asyncio.get_running_loop(), {})
+        if leases.get(self.budget.id) is self:
+            del leases[self.budget.id]
+        free = self.free
+        if self._close_if_done() or free <= 0 or self.reservation_id is None:
+            return
+        self.amount -= free
+        _submit([Settlement(self.budget, self.reservation_id, release=free)])
+
+    def _close_if_done(self, *, submit: bool = True) -> bool:
+        """Close a retired lease once no request holds it and no top-up is under way."""
+        if not self.retired or self.closed or self.held != 0 or self.lock.locked():
+            return False
+        self.closed = True
+        if submit and self.reservation_id is not None:
+            _submit([Settlement(self.budget, self.reservation_id, close=True)])
+        return True
+
+    def tick(self) -> None:
+        """Every BUDGET_LEASE_IDLE_SECONDS: return the lease when idle; keep a busy one's
+        row renewed so the sweeper never takes it for a dead process's."""
+        if self.closed:
+            return
+        now = time.monotonic()
+        idle = settings.BUDGET_LEASE_IDLE_SECONDS
+        if self.held == 0 and now - self.used_at >= idle:
+            self.retire()
+        elif (
+            self.reservation_id is not None
+            and now - self.renewed_at >= reservation_timeout().total_seconds() / 4
+        ):
+            self.renewed_at = now
+            _submit([Settlement(self.budget, self.reservation_id)])
+        if not self.closed:
+            asyncio.get_running_loop().call_later(idle, self.tick)
+
+
+_MAX_FRACTION = Decimal("0.5")
+
+
+def _top_up(lease: Lease, now: dt.datetime, amounts: dict) -> tuple | None:
+    """A top-up on Django's connection (SQLite; PostgreSQL outside the web server)."""
+    sqlite = connection.vendor == "sqlite"
+    params = _top_up_params(lease, now, amounts, sqlite=sqlite)
+    with connection.cursor() as cursor:
+        if not sqlite:
+            cursor.execute(PG_TOPUP_SQL, params)
+            return cursor.fetchone()
+        with transaction.atomic():
+            rid = lease.reservation_id
+            if rid is not None:
+                cursor.execute(RENEW_OPEN_RESERVATION_SQL, params)
+                if cursor.rowcount == 0:  # the sweeper released it
+                    return None
+            cursor.execute(GRANT_SQL, params)
+            row = cursor.fetchone()
+            if row is None:
+                return None
+            grant = _decimal(row[0])
+            params["amount"] = _adapt(grant, sqlite)
+            cursor.execute(RESERVE_SQL, params)
+            limit, spent, reserved = cursor.fetchone()
+            if rid is None:
+                cursor.execute(NEW_RESERVATION_SQL, params)
+                rid = cursor.fetchone()[0]
+            else:
+                cursor.execute(GROW_RESERVATION_SQL, params)
+    return limit, spent, reserved, grant, rid
+
+
+async def _atop_up(lease: Lease, now: dt.datetime, amounts: dict) -> tuple | None:
+    """`_top_up` on a native async PostgreSQL connection (no worker-thread hop)."""
+    params = _top_up_params(lease, now, amounts, sqlite=False)
+    async with pg_connection() as conn:
+        cursor = await conn.execute(PG_TOPUP_SQL, params)
+        return await cursor.fetchone()
+
+
+def _unreserve(params: dict) -> None:
     with connection.cursor() as cursor:
         cursor.execute(UNRESERVE_BUDGET_SQL, params)
         cursor.execute(UNRESERVE_RESERVATION_SQL, params)
 
 
-def _reserve_all(hold: BudgetHold, amount: Decimal) -> BudgetInfo | None:
-    now = timezone.now()
-    done: list[BudgetInfo] = []
-    for budget in hold.budgets:
-        if not _reserve_one(budget, hold, amount, now):
-            for held in done:
-                _unreserve_one(held, hold, amount)
-            return budget
-        done.append(budget)
-    return None
+def _submit(settlements: list[Settlement]) -> None:
+    # The usage writer applies them in order after the settlements already queued, so a
+    # lease's row is closed only after the costs settled on it are written.
+    from gateway.usage import settlements_submit
+
+    settlements_submit(settlements)
 
 
-def budget_settle(*, hold: BudgetHold, actual_usd: Decimal, now: dt.datetime | None = None) -> None:
-    """Move the request's actual cost into `spent` and release its reservations.
+_leases: dict[asyncio.AbstractEventLoop, dict[int, Lease]] = {}
+_HOST = socket.gethostname()[:24]  # the name fits BudgetReservation.request_id (64)
 
-    Call inside the transaction that writes the request's usage records. A reservation the
-    sweeper already released (a request slower than the sweep timeout) is not released twice.
-    """
-    now = now or timezone.now()
-    with connection.cursor() as cursor:
-        for budget in hold.budgets:
-            rid = hold.reservation_ids.get(budget.id)
-            released = ZERO
-            if rid is not None:
-                cursor.execute(CLOSE_RESERVATION_SQL, {"now": _when(now), "rid": rid})
-                if cursor.rowcount == 1:
-                    released = hold.reserved
-            if released == 0 and actual_usd == 0:
+
+def _shared_lease(budget: BudgetInfo, now: dt.datetime) -> Lease:
+    """This loop's lease on the budget; a new one if the budget's settings (its limit) or
+    its period changed since the lease was taken."""
+    loop = asyncio.get_running_loop()
+    leases = _leases.get(loop)
+    if leases is None:
+        for old in [old for old in _leases if old.is_closed()]:
+            del _leases[old]
+        leases = _leases[loop] = {}
+    start = period_bounds(budget.period, now)[0]
+    lease = leases.get(budget.id)
+    if lease is not None and (lease.budget != budget or lease.period_start != start):
+        lease.retire()
+        lease = None
+    if lease is None:
+        lease = leases[budget.id] = Lease(
+            budget=budget,
+            period_start=start,
+            request_id=f"lease:{_HOST}:{os.getpid()}:{budget.id}",
+            shared=True,
+        )
+        loop.call_later(settings.BUDGET_LEASE_IDLE_SECONDS, lease.tick)
+    return lease
+
+
+def budget_leases_return() -> None:
+    """Return this loop's leases (server shutdown), through its usage writer."""
+    for lease in list(_leases.get(asyncio.get_running_loop(), {}).values()):
+        lease.retire()
+
+
+# ---------------------------------------------------------------- holds
+
+
+def _ceil(amount: Decimal) -> Decimal:
+    return amount.quantize(_PLACES, rounding=ROUND_CEILING)
+
+
+@dataclass(slots=True)
+class BudgetHold:
+    """One request's hold on each applicable budget, grown as attempts need more."""
+
+    request_id: str
+    budgets: tuple[BudgetInfo, ...]
+    reserved: Decimal = ZERO
+    leases: dict[int, Lease] = field(default_factory=dict)  # budget id → its lease
+    left_at_settle: tuple[Decimal, Decimal | None] | None = None  # (cost, budget left)
+
+    @property
+    def active(self) -> bool:
+        return bool(self.budgets)
+
+    async def ensure(self, total: Decimal) -> BudgetInfo | None:
+        """Hold at least `total` on every budget; the refusing budget, or None when held."""
+        delta = _ceil(total - self.reserved)
+        if not self.budgets or delta <= 0:
+            return None
+        now = timezone.now()
+        shared = leasing()
+        taken: list[Lease] = []
+        refused = None
+        try:
+            for budget in self.budgets:
+                lease = self.leases.get(budget.id)
+                if lease is None:
+                    lease = _shared_lease(budget, now) if shared else self._private(budget, now)
+                served = await lease.take(delta)
+                if served is None:
+                    refused = budget
+                    break
+                self.leases[budget.id] = served
+                taken.append(served)
+        except BaseException:
+            # Cancelled (the client went away) or failed: a private reservation is closed
+            # when the request settles; a shared lease must not keep the hold.
+            for held in taken:
+                if held.shared:
+                    held.untake(delta)
+            raise
+        if refused is not None:
+            for held in taken:
+                await held.give_back(delta)
+            return refused
+        self.reserved += delta
+        return None
+
+    def _private(self, budget: BudgetInfo, now: dt.datetime) -> Lease:
+        start = period_bounds(budget.period, now)[0]
+        return Lease(budget=budget, period_start=start, request_id=self.request_id, shared=False)
+
+    def settle(self, cost: Decimal) -> list[Settlement]:
+        """The request is over and cost `cost`: release its holds (once)."""
+        self.left_at_settle = (cost, self._left(cost))
+        settlements = []
+        for budget in self.budgets:
+            lease = self.leases.get(budget.id)
+            if lease is not None:
+                settlement = lease.settle(self.reserved, cost)
+            else:
+                settlement = Settlement(budget, None, spend=cost) if cost else None
+            if settlement is not None:
+                settlements.append(settlement)
+        return settlements
+
+    def remaining_usd(self, spent_by_request: Decimal) -> Decimal | None:
+        """What is left on the tightest budget once this request is settled."""
+        if self.left_at_settle is None:
+            left = self._left(spent_by_request)
+        else:
+            cost, left = self.left_at_settle
+            left = None if left is None else left + cost - spent_by_request
+        return None if left is None else max(left, ZERO)
+
+    def _left(self, spent_by_request: Decimal) -> Decimal | None:
+        left = None
+        for budget in self.budgets:
+            lease = self.leases.get(budget.id)
+            if lease is None or lease.limit is None:
                 continue
-            cursor.execute(SETTLE_SQL, _params(budget, actual_usd, now, released=_money(released)))
+            others_in_flight = lease.held - self.reserved
+            value = lease.limit - lease.base - lease.settled - others_in_flight - spent_by_request
+            left = value if left is None else min(left, value)
+        return left
 
 
-# PostgreSQL, async: closing the reservation and settling the budget in one statement.
-PG_SETTLE_SQL = (
-    "WITH r AS (UPDATE spend_budgetreservation SET settled_at = %(now)s "
-    "WHERE id = %(rid)s AND settled_at IS NULL RETURNING amount_usd) "
-    "UPDATE spend_budget SET "
-    "spent_usd = (CASE WHEN period_start < %(start)s THEN 0 ELSE spent_usd END) + %(amount)s, "
-    "period_start = CASE WHEN period_start < %(start)s THEN %(start)s ELSE period_start END, "
-    "reserved_usd = reserved_usd - COALESCE((SELECT amount_usd FROM r), 0), "
-    "updated_at = %(now)s WHERE id = %(id)s"
-)
+# ---------------------------------------------------------------- settling
 
 
-def _state_of(row: tuple) -> BudgetState:
-    limit, spent, reserved = row[:3]
-    return BudgetState(
-        limit_usd=_decimal(limit), spent_usd=_decimal(spent), reserved_usd=_decimal(reserved)
-    )
+def budget_settle(*, settlements: list[Settlement], now: dt.datetime | None = None) -> None:
+    """Apply settlements on Django's connection (SQLite; PostgreSQL outside the web server,
+    whose usage writer does the same in one statement per batch, see gateway.usage).
 
-
-async def _areserve_all(hold: BudgetHold, amount: Decimal) -> BudgetInfo | None:
-    """`_reserve_all` on a native async PostgreSQL connection (no worker-thread hop)."""
-    now = timezone.now()
-    done: list[BudgetInfo] = []
-    async with pg_connection() as conn:
-        for budget in hold.budgets:
-            rid = hold.reservation_ids.get(budget.id)
-            params = _pg_params(budget, amount, now, request_id=hold.request_id, rid=rid)
-            cursor = await conn.execute(
-                PG_RESERVE_NEW_SQL if rid is None else PG_RESERVE_GROW_SQL, params
+    Call inside the transaction that writes the requests' usage records. A reservation the
+    sweeper already released (a request slower than the sweep timeout) releases nothing."""
+    now = now or timezone.now()
+    sqlite = connection.vendor == "sqlite"
+    with connection.cursor() as cursor:
+        for settlement in settlements:
+            rid = settlement.reservation_id
+            params = _params(
+                settlement.budget,
+                now,
+                sqlite=sqlite,
+                rid=rid,
+                amount=settlement.spend,
+                release=settlement.release,
             )
-            row = await cursor.fetchone()
-            if row is None:
-                for held in done:
-                    back = {"amount": amount, "id": held.id, "rid": hold.reservation_ids[held.id]}
-                    await conn.execute(UNRESERVE_BUDGET_SQL, back)
-                    await conn.execute(UNRESERVE_RESERVATION_SQL, back)
-                return budget
-            hold.reservation_ids[budget.id] = row[3]
-            hold.states[budget.id] = _state_of(row)
-            done.append(budget)
-    return None
-
-
-def _pg_params(budget: BudgetInfo, amount: Decimal, now: dt.datetime, **extra: object) -> dict:
-    start, _end = period_bounds(budget.period, now)
-    return {"id": budget.id, "amount": amount, "start": start, "now": now, **extra}
-
-
-async def abudget_settle(
-    conn: object, *, hold: BudgetHold, actual_usd: Decimal, now: dt.datetime
-) -> None:
-    """`budget_settle` on an async PostgreSQL connection, one statement per budget."""
-    for budget in hold.budgets:
-        rid = hold.reservation_ids.get(budget.id)
-        if rid is None and actual_usd == 0:
-            continue
-        await conn.execute(PG_SETTLE_SQL, _pg_params(budget, actual_usd, now, rid=rid))  # type: ignore[attr-defined]
+            released = ZERO
+            if rid is not None and settlement.close:
+                cursor.execute(CLOSE_RESERVATION_SQL, params)
+                row = cursor.fetchone()
+                released = _decimal(row[0]) if row else ZERO
+            elif rid is not None:
+                cursor.execute(SHRINK_RESERVATION_SQL, params)
+                released = settlement.release if cursor.rowcount == 1 else ZERO
+            if released == 0 and settlement.spend == 0:
+                continue
+            params["released"] = _adapt(released, sqlite)
+            cursor.execute(SETTLE_SQL, params)
 
 
 def budget_charge(*, budget_id: int, amount_usd: Decimal) -> None:

@@ -33,6 +33,10 @@ def serving(on: bool = True) -> None:
     _serving["on"] = on
 
 
+def is_serving() -> bool:
+    return _serving["on"]
+
+
 def pg_enabled() -> bool:
     # Read from the settings, not `connection.vendor`: that goes through Django's
     # per-thread connection proxy, which costs more than this whole check on the hot path.

@@ -80,15 +80,9 @@ def simulator_url() -> Iterator[str]:
         yield server.url
 
 
-@pytest.fixture
-def live_site(transactional_db, simulator_url: str) -> Iterator[str]:
-    """The site served by a real uvicorn process on this test's database; yields its base URL.
-
-    Use with `@pytest.mark.django_db(transaction=True)` so that the server sees the rows the
-    test writes (no open test transaction)."""
-    from routing.models import Provider
-
-    Provider.objects.filter(name="openai").update(base_url=simulator_url)
+def serve_site(simulator_url: str) -> tuple[str, subprocess.Popen]:
+    """Start the site under uvicorn on this test's database; its URL and process, once it
+    answers. Stop it with `stop`."""
     port = free_port()
     process = subprocess.Popen(
         [
@@ -108,6 +102,23 @@ def live_site(transactional_db, simulator_url: str) -> Iterator[str]:
     url = f"http://127.0.0.1:{port}"
     try:
         wait_for_http(f"{url}/healthz", process)
+    except BaseException:
+        stop(process)
+        raise
+    return url, process
+
+
+@pytest.fixture
+def live_site(transactional_db, simulator_url: str) -> Iterator[str]:
+    """The site served by a real uvicorn process on this test's database; yields its base URL.
+
+    Use with `@pytest.mark.django_db(transaction=True)` so that the server sees the rows the
+    test writes (no open test transaction)."""
+    from routing.models import Provider
+
+    Provider.objects.filter(name="openai").update(base_url=simulator_url)
+    url, process = serve_site(simulator_url)
+    try:
         yield url
     finally:
         stop(process)

@@ -179,9 +179,15 @@ CELERY_BEAT_SCHEDULE: dict = {
     "spend-alerts": {"task": "spend.tasks.alerts_check", "schedule": 60.0},
     "spend-content-purge": {"task": "spend.tasks.content_purge", "schedule": 3600.0},
 }
-# A budget reservation older than this is taken for a crashed request and released. Keep it
-# well above the longest request (timeouts x attempts).
+# A budget reservation not renewed for this long is taken for a crashed process's and
+# released. Keep it well above the longest request (timeouts x attempts).
 BUDGET_RESERVATION_TIMEOUT_SECONDS = env.int("BUDGET_RESERVATION_TIMEOUT_SECONDS", default=900)
+# Budget leases (spend/budgets.py, docs/gateway.md): each server process holds a chunk of a
+# budget in memory instead of a database round trip per request.
+BUDGET_LEASES = env.bool("BUDGET_LEASES", default=True)
+BUDGET_LEASE_FRACTION = env.float("BUDGET_LEASE_FRACTION", default=0.05)  # of the headroom, ≤ 0.5
+BUDGET_LEASE_REQUESTS = env.int("BUDGET_LEASE_REQUESTS", default=10)  # times a request's worst case
+BUDGET_LEASE_IDLE_SECONDS = env.float("BUDGET_LEASE_IDLE_SECONDS", default=10.0)
 
 # Playground: batch jobs (compare and /api/v1/jobs), datasets, recommendations.
 PLAYGROUND_BATCH_CONCURRENCY = env.int("PLAYGROUND_BATCH_CONCURRENCY", default=8)

@@ -117,31 +117,11 @@ def killable_site(
     gateway_env: None, catalog: None, prompts: None, transactional_db, simulator_url: str
 ):
     """Like `live_site`, but yields (url, process) so that a test can kill the server."""
-    import subprocess
-    import sys
-
-    from tests.conftest import ROOT, free_port, stop, subprocess_env, wait_for_http
+    from tests.conftest import serve_site, stop
 
     Provider.objects.filter(name="openai").update(base_url=simulator_url)
-    port = free_port()
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "config.asgi:application",
-            "--port",
-            str(port),
-            "--no-access-log",
-            "--log-level",
-            "warning",
-        ],
-        cwd=ROOT,
-        env=subprocess_env(SIMULATOR_URL=simulator_url),
-    )
-    url = f"http://127.0.0.1:{port}"
+    url, process = serve_site(simulator_url)
     try:
-        wait_for_http(f"{url}/healthz", process)
         yield url, process
     finally:
         if process.poll() is None:

@@ -9,11 +9,15 @@ from collections.abc import Callable
 from decimal import Decimal
 
 import pytest
+from django.utils import timezone
 
-from accounts.models import Team
+from accounts.models import ApiKey, Team
+from gateway.usage import Ledger, usage_flush
 from prompts.models import Prompt, PromptVersion
 from routing.models import Model
-from spend.models import UsageRecord
+from spend.budgets import BudgetHold, budgets_for
+from spend.models import Budget, UsageRecord
+from spend.periods import period_bounds
 from spend.pricing import cost_usd, price_at
 
 _ids = itertools.count(1)
@@ -94,3 +98,41 @@ def make_usage(prices) -> Callable[..., UsageRecord]:
         )
 
     return make
+
+
+# Budgets (test_budgets.py, test_budget_leases.py)
+
+
+def make_budget(team: Team, limit: str, **fields) -> Budget:
+    now = timezone.now()
+    fields.setdefault("period", Budget.Period.MONTHLY)
+    fields.setdefault("period_start", period_bounds(fields["period"], now)[0])
+    return Budget.objects.create(team=team, limit_usd=Decimal(limit), **fields)
+
+
+async def hold_for(team: Team, key: ApiKey | None = None, request_id: str = "req_1") -> BudgetHold:
+    budgets = await budgets_for(team_id=team.id, api_key_id=key.id if key else None)
+    return BudgetHold(request_id=request_id, budgets=budgets)
+
+
+def usage(team: Team, request_id: str, cost: str) -> UsageRecord:
+    return UsageRecord(
+        created_at=timezone.now(),
+        request_id=request_id,
+        team_id=team.id,
+        model_name="gpt-5.4-mini",
+        cost_usd=Decimal(cost),
+    )
+
+
+async def settle(hold: BudgetHold, team: Team, *costs: str) -> None:
+    """What the gateway does at the end of a request: hand its ledger to the usage writer."""
+    ledger = Ledger(hold=hold)
+    for cost in costs:
+        ledger.add(usage(team, hold.request_id, cost))
+    ledger.close()
+    await usage_flush()
+
+
+async def fresh(budget: Budget) -> Budget:
+    return await Budget.objects.aget(pk=budget.pk)

@@ -15,67 +15,31 @@ from asgiref.sync import sync_to_async
 from django.core.management import call_command
 from django.utils import timezone
 
-from accounts.models import ApiKey, Team
 from accounts.services import api_key_create
-from gateway.usage import Ledger, usage_flush
 from spend.budgets import (
-    BudgetHold,
     budget_reservations_sweep,
     budget_set,
-    budgets_for,
     budgets_forget,
 )
 from spend.models import Budget, BudgetReservation, UsageRecord
 from spend.periods import period_bounds
 from spend.pg import pg_close, serving
+from tests.spend.conftest import fresh, hold_for, make_budget, settle
 
 D = Decimal
 
 
 @pytest.fixture
-async def async_db() -> AsyncIterator[None]:
-    """The server's async PostgreSQL path (as under uvicorn); its pool is closed after the
-    test, so the test database can be dropped later."""
+async def async_db(settings) -> AsyncIterator[None]:
+    """The server's async PostgreSQL path (as under uvicorn), with per-request reservations
+    (leases: test_budget_leases.py); its pool is closed after the test, so the test
+    database can be dropped later."""
+    settings.BUDGET_LEASES = False
     budgets_forget()
     serving(True)
     yield
     serving(False)
     await pg_close()
-
-
-def make_budget(team: Team, limit: str, **fields) -> Budget:
-    now = timezone.now()
-    fields.setdefault("period", Budget.Period.MONTHLY)
-    fields.setdefault("period_start", period_bounds(fields["period"], now)[0])
-    return Budget.objects.create(team=team, limit_usd=D(limit), **fields)
-
-
-async def hold_for(team: Team, key: ApiKey | None = None, request_id: str = "req_1") -> BudgetHold:
-    budgets = await budgets_for(team_id=team.id, api_key_id=key.id if key else None)
-    return BudgetHold(request_id=request_id, budgets=budgets)
-
-
-def usage(team: Team, request_id: str, cost: str) -> UsageRecord:
-    return UsageRecord(
-        created_at=timezone.now(),
-        request_id=request_id,
-        team_id=team.id,
-        model_name="gpt-5.4-mini",
-        cost_usd=D(cost),
-    )
-
-
-async def settle(hold: BudgetHold, team: Team, *costs: str) -> None:
-    """What the gateway does at the end of a request: hand its ledger to the usage writer."""
-    ledger = Ledger(hold=hold)
-    for cost in costs:
-        ledger.add(usage(team, hold.request_id, cost))
-    ledger.close()
-    await usage_flush()
-
-
-async def fresh(budget: Budget) -> Budget:
-    return await Budget.objects.aget(pk=budget.pk)
 
 
 pytestmark = pytest.mark.django_db(transaction=True)
