@@ -31,6 +31,7 @@ from core.errors import (
     PayloadTooLarge,
     ValidationFailed,
 )
+from core.patterns import pattern_problem
 from playground import calls, checks, datasets
 from playground.columns import ColumnSpec
 from playground.models import (
@@ -502,7 +503,7 @@ def batch_compare_create(
         )
     if expected_column and expected_column not in dataset.columns:
         raise ValidationFailed(f"No column named {expected_column!r} in the dataset.")
-    if regex and (problem := checks.regex_problem(regex)):
+    if regex and (problem := pattern_problem(regex)):
         raise ValidationFailed(f"The regular expression is not usable: {problem}.", param="regex")
     errors = dataset_row_errors(dataset=dataset, version=version, mapping=mapping)
     if errors:
