@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin
 
 from accounts.models import ApiKey, Membership, Team, User
+from core.admin import AuditedAdmin
 
 
 class MembershipInline(admin.TabularInline):
@@ -11,12 +12,12 @@ class MembershipInline(admin.TabularInline):
 
 
 @admin.register(User)
-class SwitchboardUserAdmin(UserAdmin):
+class SwitchboardUserAdmin(AuditedAdmin, UserAdmin):
     pass
 
 
 @admin.register(Team)
-class TeamAdmin(admin.ModelAdmin):
+class TeamAdmin(AuditedAdmin, admin.ModelAdmin):
     list_display = ["name", "slug", "store_content", "retention_days"]
     search_fields = ["name", "slug"]
     prepopulated_fields = {"slug": ["name"]}
@@ -24,7 +25,7 @@ class TeamAdmin(admin.ModelAdmin):
 
 
 @admin.register(ApiKey)
-class ApiKeyAdmin(admin.ModelAdmin):
+class ApiKeyAdmin(AuditedAdmin, admin.ModelAdmin):
     list_display = ["name", "team", "prefix", "created_at", "last_used_at", "revoked_at"]
     list_filter = ["team"]
     readonly_fields = ["prefix", "hashed_key", "last_used_at", "created_by"]
