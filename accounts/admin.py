@@ -2,7 +2,8 @@ from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin
 
 from accounts.models import ApiKey, Membership, Team, User
-from core.admin import AuditedAdmin
+from core.admin import REDACTED, AuditedAdmin
+from core.audit import audit_record
 
 
 class MembershipInline(admin.TabularInline):
@@ -13,7 +14,18 @@ class MembershipInline(admin.TabularInline):
 
 @admin.register(User)
 class SwitchboardUserAdmin(AuditedAdmin, UserAdmin):
-    pass
+    def user_change_password(self, request, id, form_url=""):
+        # the password form saves the user itself, past save_model
+        response = super().user_change_password(request, id, form_url)
+        if request.method == "POST" and response.status_code == 302:
+            user = self.get_object(request, id)
+            audit_record(
+                actor=request.user,
+                action="user.password_change",
+                obj=user,
+                after={"password": REDACTED},
+            )
+        return response
 
 
 @admin.register(Team)

@@ -203,7 +203,20 @@ def test_a_team_added_with_a_member_is_audited_and_the_new_users_password_is_not
         {"username": "erin", "password1": "S3cret-pass!x", "password2": "S3cret-pass!x"},
     )
     assert response.status_code == 302, response.content[:3000]
-    assert AuditEvent.objects.get(action="user.create").after["username"] == "erin"
+    erin = AuditEvent.objects.get(action="user.create")
+    assert erin.after["username"] == "erin"
+    response = client.post(
+        f"/admin/accounts/user/{erin.object_id}/password/",
+        {"password1": "N3w-secret!y", "password2": "N3w-secret!y"},
+    )
+    assert response.status_code == 302
+    changed = AuditEvent.objects.get(action="user.password_change")
+    assert (changed.actor, changed.object_id, changed.after) == (
+        root,
+        erin.object_id,
+        {"password": "[redacted]"},
+    )
+    assert "N3w-secret!y" not in _event_text()
     assert "S3cret-pass!x" not in _event_text()
     assert "pbkdf2" not in _event_text()
 
