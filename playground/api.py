@@ -188,6 +188,8 @@ def _job_body(job: Job, request: Request, *, offset: int = 0, limit: int = 100) 
         "created_at": job.created_at,
         "started_at": job.started_at,
         "finished_at": job.finished_at,
+        # inputs and outputs are removed after the team's retention period; figures stay
+        "content_purged_at": job.content_purged_at,
         "items": JobItemSerializer(items, many=True).data,
         "items_offset": offset,
         "items_next_offset": next_offset,

@@ -241,7 +241,7 @@ def job_column_totals(*, job: Job) -> list[ColumnTotals]:
             t.avg_latency_ms = sum(values) / len(values)
             t.p50_latency_ms = checks.percentile(values, 50)
             t.p95_latency_ms = checks.percentile(values, 95)
-        if t.index > 0:
+        if t.index > 0 and job.content_purged_at is None:
             base, mine = outputs.get(0, {}), outputs.get(t.index, {})
             common = base.keys() & mine.keys()
             if common:
@@ -429,12 +429,16 @@ def recommendation_evidence(*, prompt: Prompt, cheap_tier: str, flagship_tier: s
         "passed",
         "checks",
         "cost_usd",
+        "job__content_purged_at",
     )
     rows: dict[tuple[int, int], dict[str, tuple]] = defaultdict(dict)
-    for job_id, row_index, column, tier, output, item_passed, item_checks, cost in items:
+    purged_jobs: set[int] = set()
+    for job_id, row_index, column, tier, output, item_passed, item_checks, cost, purged in items:
         rows[(job_id, row_index)].setdefault(
             tier, (column, output, item_passed, item_checks or {}, cost)
         )
+        if purged is not None:
+            purged_jobs.add(job_id)
     row_votes: dict[tuple[int, int], list[tuple[str, int | None]]] = defaultdict(list)
     for job_id, row_index, verdict, winner in RowVote.objects.filter(
         job__prompt_version__prompt=prompt
@@ -455,6 +459,8 @@ def recommendation_evidence(*, prompt: Prompt, cheap_tier: str, flagship_tier: s
         if CONTENT_CHECKS & set(cheap_checks):
             # the row has a check on what the answer says: passing it is the evidence
             match = no_worse
+        elif key[0] in purged_jobs:
+            continue  # agreement needs the outputs, gone with the job's content
         else:
             # JSON/schema checks only say the answer is well formed: the answers must agree
             match = no_worse and checks.outputs_agree(cheap_out, flag_out)

@@ -196,8 +196,8 @@ CELERY_BEAT_SCHEDULE["playground-jobs-resume"] = {
     "task": "playground.tasks.jobs_resume_stale",
     "schedule": 30.0,
 }
-CELERY_BEAT_SCHEDULE["playground-shadow-purge"] = {
-    "task": "playground.tasks.shadow_content_purge",
+CELERY_BEAT_SCHEDULE["playground-content-purge"] = {
+    "task": "playground.tasks.content_purge",
     "schedule": 3600.0,
 }
 
