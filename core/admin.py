@@ -54,38 +54,22 @@ class AuditedAdmin:
         secret = SECRET_FIELDS | set(self.audit_redacted)
         return {k: REDACTED if k in secret else _plain(v) for k, v in values.items() if k in names}
 
+    def _audit(self, request, obj: models.Model, verb: str, **states: Any) -> None:
+        audit_record(
+            actor=request.user, action=_action(obj, verb), obj=obj, team=_team(obj), **states
+        )
+
     def _audit_form(self, request, form, obj: models.Model, *, created: bool) -> None:
         if created:
-            after = self._audit_values(obj, form.cleaned_data)
-            audit_record(
-                actor=request.user,
-                action=_action(obj, "create"),
-                obj=obj,
-                team=_team(obj),
-                after=after,
-            )
+            self._audit(request, obj, "create", after=self._audit_values(obj, form.cleaned_data))
             return
         changed = {k: form.cleaned_data.get(k) for k in form.changed_data}
-        after = self._audit_values(obj, changed)
-        if after:
+        if after := self._audit_values(obj, changed):
             before = self._audit_values(obj, {k: form.initial.get(k) for k in changed})
-            audit_record(
-                actor=request.user,
-                action=_action(obj, "update"),
-                obj=obj,
-                team=_team(obj),
-                before=before,
-                after=after,
-            )
+            self._audit(request, obj, "update", before=before, after=after)
 
     def _audit_delete(self, request, obj: models.Model, values: dict[str, Any]) -> None:
-        audit_record(
-            actor=request.user,
-            action=_action(obj, "delete"),
-            obj=obj,
-            team=_team(obj),
-            before=self._audit_values(obj, values),
-        )
+        self._audit(request, obj, "delete", before=self._audit_values(obj, values))
 
     def save_model(self, request, obj, form, change):
         super().save_model(request, obj, form, change)

@@ -52,40 +52,38 @@ def user_can_edit(*, user: User, team: Team) -> bool:
     )
 
 
+def _team_object(queryset: QuerySet, *, teams: QuerySet | list[int], pk: int, what: str):
+    """One object of the given teams; another team's is a 404, as a missing one is."""
+    found = queryset.filter(pk=pk, team__in=teams).first()
+    if found is None:
+        raise Http404(f"No such {what}.")
+    return found
+
+
 def comparison_get(*, user: User, pk: int) -> Comparison:
-    comparison = (
-        Comparison.objects.select_related("prompt_version__prompt", "team", "created_by")
-        .filter(pk=pk, team__in=user_teams(user=user))
-        .first()
+    return _team_object(
+        Comparison.objects.select_related("prompt_version__prompt", "team", "created_by"),
+        teams=user_teams(user=user),
+        pk=pk,
+        what="comparison",
     )
-    if comparison is None:
-        raise Http404("No such comparison.")
-    return comparison
 
 
 def dataset_get(*, user: User, pk: int) -> Dataset:
-    dataset = Dataset.objects.filter(pk=pk, team__in=user_teams(user=user)).first()
-    if dataset is None:
-        raise Http404("No such dataset.")
-    return dataset
+    return _team_object(Dataset.objects.all(), teams=user_teams(user=user), pk=pk, what="dataset")
 
 
 def job_get(*, team_ids: QuerySet | list[int], pk: int) -> Job:
-    job = (
-        Job.objects.select_related("prompt_version__prompt", "dataset", "team")
-        .filter(pk=pk, team__in=team_ids)
-        .first()
+    return _team_object(
+        Job.objects.select_related("prompt_version__prompt", "dataset", "team"),
+        teams=team_ids,
+        pk=pk,
+        what="job",
     )
-    if job is None:
-        raise Http404("No such job.")
-    return job
 
 
 def prompt_get(*, user: User, pk: int) -> Prompt:
-    prompt = Prompt.objects.filter(pk=pk, team__in=user_teams(user=user)).first()
-    if prompt is None:
-        raise Http404("No such prompt.")
-    return prompt
+    return _team_object(Prompt.objects.all(), teams=user_teams(user=user), pk=pk, what="prompt")
 
 
 def prompt_version_get(*, team: Team, pk: int) -> PromptVersion:
