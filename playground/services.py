@@ -1019,11 +1019,8 @@ def playground_content_purge(*, now: dt.datetime | None = None) -> dict[str, int
             stale = Comparison.objects.filter(
                 team_id=team_id, created_at__lt=cutoff, content_purged_at__isnull=True
             )
-            ids = list(stale.values_list("pk", flat=True))
-            ComparisonColumn.objects.filter(comparison_id__in=ids).update(
-                output="", schema_error=""
-            )
-            purged["comparisons"] += Comparison.objects.filter(pk__in=ids).update(
+            ComparisonColumn.objects.filter(comparison__in=stale).update(output="", schema_error="")
+            purged["comparisons"] += stale.update(
                 variables={}, instructions="", input_text="", content_purged_at=now
             )
             stale = Job.objects.filter(
@@ -1032,9 +1029,8 @@ def playground_content_purge(*, now: dt.datetime | None = None) -> dict[str, int
                 content_purged_at__isnull=True,
                 status__in=Job.FINISHED,
             )
-            ids = list(stale.values_list("pk", flat=True))
-            JobItem.objects.filter(job_id__in=ids).update(input={}, expected=None, output="")
-            purged["jobs"] += Job.objects.filter(pk__in=ids).update(content_purged_at=now)
+            JobItem.objects.filter(job__in=stale).update(input={}, expected=None, output="")
+            purged["jobs"] += stale.update(content_purged_at=now)
             _, deleted = Dataset.objects.filter(team_id=team_id, created_at__lt=cutoff).delete()
             purged["datasets"] += deleted.get(Dataset._meta.label, 0)
             purged["shadow_pairs"] += ShadowPair.objects.filter(
