@@ -23,11 +23,14 @@ def _action(obj: models.Model, verb: str) -> str:
 
 
 def _plain(value: Any) -> Any:
-    """A form or model value as JSON: related objects by primary key, Decimals as strings."""
+    """A form or model value as JSON: related objects by primary key (a many-to-many set as
+    sorted keys), Decimals as strings."""
     if isinstance(value, models.Model):
         return value.pk
-    if isinstance(value, models.QuerySet | list | tuple | set):
-        return sorted((_plain(v) for v in value), key=str)
+    if isinstance(value, models.QuerySet) or (
+        isinstance(value, list) and value and all(isinstance(v, models.Model) for v in value)
+    ):
+        return sorted(v.pk for v in value)
     return json.loads(json.dumps(value, cls=DjangoJSONEncoder))
 
 

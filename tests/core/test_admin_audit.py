@@ -30,19 +30,21 @@ def _form_data(form) -> dict[str, Any]:
     for name, field in form.fields.items():
         if field.disabled:
             continue
-        key, value = form.add_prefix(name), form[name].value()
+        value = form[name].value()
+        keys = [form.add_prefix(name)]
         if field.show_hidden_initial:  # fields with a callable default, e.g. JSON lists
-            data[form.add_initial_prefix(name)] = value
-        if isinstance(field.widget, MultiWidget):
-            parts = value if isinstance(value, list) else field.widget.decompress(value)
-            data.update({f"{key}_{i}": "" if v is None else v for i, v in enumerate(parts)})
-        elif isinstance(value, bool):
-            if value:
-                data[key] = "on"
-        elif isinstance(value, list | tuple):
-            data[key] = [str(v) for v in value]
-        elif value is not None:
-            data[key] = value
+            keys.append(form.add_initial_prefix(name))
+        for key in keys:
+            if isinstance(field.widget, MultiWidget):
+                parts = value if isinstance(value, list) else field.widget.decompress(value)
+                data.update({f"{key}_{i}": "" if v is None else v for i, v in enumerate(parts)})
+            elif isinstance(value, bool):
+                if value:
+                    data[key] = "on"
+            elif isinstance(value, list | tuple):
+                data[key] = [str(v) for v in value]
+            elif value is not None:
+                data[key] = value
     return data
 
 
@@ -251,3 +253,20 @@ def test_a_webhook_url_shows_as_changed_but_not_its_value(client, root):
         {"webhook_url": "[redacted]"},
     )
     assert "token" not in _event_text()
+
+
+def test_a_role_change_on_a_user_is_audited_as_group_keys(client, root, bob):
+    from django.contrib.auth.models import Group
+
+    finance = Group.objects.get_or_create(name="finance")[0]
+    before = sorted(bob.groups.values_list("pk", flat=True))
+    url = f"/admin/accounts/user/{bob.pk}/change/"
+    data = _change_page_data(client, url)
+    data["groups"] = [str(pk) for pk in [*before, finance.pk]]
+    _post(client, url, data)
+    event = AuditEvent.objects.get(action="user.update")
+    assert (event.before, event.after) == (
+        {"groups": before},
+        {"groups": sorted([*before, finance.pk])},
+    )
+    assert bob.groups.filter(name="finance").exists()
