@@ -142,10 +142,9 @@ STORAGES = {
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
 
-# Celery: Redis when REDIS_URL is set, otherwise a filesystem broker that needs no server.
-CELERY_BROKER_URL = env(
-    "CELERY_BROKER_URL", default=f"{REDIS_URL.rstrip('/')}/0" if REDIS_URL else "filesystem://"
-)
+# Celery: Redis when REDIS_URL is set (its database, 0 when it names none), otherwise a
+# filesystem broker that needs no server.
+CELERY_BROKER_URL = env("CELERY_BROKER_URL", default=REDIS_URL or "filesystem://")
 CELERY_RESULT_BACKEND = env("CELERY_RESULT_BACKEND", default="")
 CELERY_BROKER_TRANSPORT_OPTIONS: dict = {}
 CELERY_FS_DIR = Path(env("CELERY_FS_DIR", default=str(VAR_DIR / "celery")))
