@@ -7,10 +7,16 @@ cannot be interrupted and would hold a worker (or the gateway's event loop) for 
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import regex
 
 PATTERN_MAX_LENGTH = 500
 SEARCH_TIMEOUT_SECONDS = 0.1
+
+
+# rule conditions run on the gateway's request path: compile each pattern once
+_compiled = lru_cache(maxsize=512)(regex.compile)
 
 
 class PatternError(ValueError):
@@ -34,7 +40,7 @@ def pattern_search(pattern: str, text: str, *, timeout: float = SEARCH_TIMEOUT_S
     """Whether `pattern` matches somewhere in `text`; PatternError when the pattern is invalid
     or the search takes longer than `timeout` seconds."""
     try:
-        return regex.search(pattern, text, timeout=timeout) is not None
+        return _compiled(pattern).search(text, timeout=timeout) is not None
     except regex.error as exc:
         raise PatternError(f"invalid regular expression: {exc}") from exc
     except TimeoutError as exc:
