@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import datetime as dt
+
 from django.db.models import QuerySet
 
 from accounts.models import Role, Team, User
@@ -18,3 +20,11 @@ def user_has_role(*, user: User, role: str) -> bool:
     if user.is_superuser:
         return True
     return user.groups.filter(name=role).exists()
+
+
+def team_content_cutoffs(*, now: dt.datetime) -> dict[int, dt.datetime]:
+    """Each team's retention cut-off: stored content older than it is to be purged."""
+    return {
+        team_id: now - dt.timedelta(days=days)
+        for team_id, days in Team.objects.values_list("id", "retention_days")
+    }

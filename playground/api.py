@@ -61,22 +61,9 @@ class VariablesField(serializers.JSONField):
     pass
 
 
-class JobSubmitSerializer(serializers.Serializer):
-    prompt = serializers.SlugField(
-        required=False, help_text="Prompt slug; `inputs` are then variable sets."
-    )
-    version = serializers.IntegerField(
-        required=False, min_value=1, help_text="With `prompt`: a version number."
-    )
-    label = serializers.SlugField(
-        required=False, help_text="With `prompt`: a label (default production)."
-    )
-    inputs = serializers.ListField(
-        child=serializers.JSONField(),
-        allow_empty=False,
-        min_length=1,
-        help_text="Variable sets (with `prompt`), or raw inputs: strings or message lists.",
-    )
+class _Column(serializers.Serializer):
+    """What every job submission has besides its inputs: the column and the job's name."""
+
     tier = serializers.CharField(required=False, allow_blank=True)
     model = serializers.CharField(required=False, allow_blank=True)
     temperature = serializers.DecimalField(
@@ -97,20 +84,24 @@ class JobSubmitSerializer(serializers.Serializer):
         return attrs
 
 
-class _Column(serializers.Serializer):
-    tier = serializers.CharField(required=False, allow_blank=True)
-    model = serializers.CharField(required=False, allow_blank=True)
-    temperature = serializers.DecimalField(
-        required=False,
-        max_digits=3,
-        decimal_places=2,
-        min_value=0,
-        max_value=2,
-        coerce_to_string=False,
+class JobSubmitSerializer(_Column):
+    """Validates a submission of either shape (the schema documents them as JOB_SUBMIT_DOC)."""
+
+    prompt = serializers.SlugField(
+        required=False, help_text="Prompt slug; `inputs` are then variable sets."
     )
-    reasoning_effort = serializers.CharField(required=False, allow_blank=True)
-    name = serializers.CharField(required=False, allow_blank=True, max_length=200)
-    team = serializers.SlugField(required=False)
+    version = serializers.IntegerField(
+        required=False, min_value=1, help_text="With `prompt`: a version number."
+    )
+    label = serializers.SlugField(
+        required=False, help_text="With `prompt`: a label (default production)."
+    )
+    inputs = serializers.ListField(
+        child=serializers.JSONField(),
+        allow_empty=False,
+        min_length=1,
+        help_text="Variable sets (with `prompt`), or raw inputs: strings or message lists.",
+    )
 
 
 class PromptJobSerializer(_Column):
@@ -188,6 +179,8 @@ def _job_body(job: Job, request: Request, *, offset: int = 0, limit: int = 100) 
         "created_at": job.created_at,
         "started_at": job.started_at,
         "finished_at": job.finished_at,
+        # inputs and outputs are removed after the team's retention period; figures stay
+        "content_purged_at": job.content_purged_at,
         "items": JobItemSerializer(items, many=True).data,
         "items_offset": offset,
         "items_next_offset": next_offset,

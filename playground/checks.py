@@ -14,9 +14,10 @@ from typing import Any
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
+from core.patterns import PatternError, pattern_search
+
 _FENCE = re.compile(r"^\s*```(?:json)?\s*\n(.*?)\n\s*```\s*$", re.DOTALL)
 _NOT_JSON = object()
-REGEX_MAX_LENGTH = 500
 
 
 def parse_json(text: str) -> Any:
@@ -125,21 +126,18 @@ class CheckConfig:
         )
 
 
-def regex_problem(pattern: str) -> str:
-    """'' if `pattern` is a usable regular expression, else why not."""
-    if len(pattern) > REGEX_MAX_LENGTH:
-        return f"at most {REGEX_MAX_LENGTH} characters"
-    try:
-        re.compile(pattern)
-    except re.error as exc:
-        return str(exc)
-    return ""
+@dataclass(frozen=True, slots=True)
+class CheckRun:
+    results: dict[str, bool]  # check name -> passed
+    error: str = ""  # why a check could not decide (it counts as failed)
 
 
-def run_checks(output: str, *, expected: str | None, config: CheckConfig) -> dict[str, bool]:
+def run_checks(output: str, *, expected: str | None, config: CheckConfig) -> CheckRun:
     """Each configured check's result. A check without what it needs (no expected output on
-    this row) is left out rather than failed."""
+    this row) is left out rather than failed; a regex that runs out of time fails with the
+    reason in `error`."""
     results: dict[str, bool] = {}
+    error = ""
     if config.exact and expected not in (None, ""):
         results["exact"] = outputs_agree(output, expected)
     if config.json:
@@ -149,8 +147,11 @@ def run_checks(output: str, *, expected: str | None, config: CheckConfig) -> dic
     if config.contains:
         results["contains"] = config.contains.casefold() in (output or "").casefold()
     if config.regex:
-        results["regex"] = re.search(config.regex, output or "") is not None
-    return results
+        try:
+            results["regex"] = pattern_search(config.regex, output or "")
+        except PatternError as exc:
+            results["regex"], error = False, f"regex check: {exc}"
+    return CheckRun(results, error)
 
 
 def passed(results: dict[str, bool]) -> bool | None:

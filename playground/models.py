@@ -51,12 +51,20 @@ class Comparison(TimeStampedModel):
     # Free text mode (no prompt version): instructions + one user message.
     instructions = models.TextField(blank=True)
     input_text = models.TextField(blank=True)
+    # Set when the retention purge cleared the input and the outputs; figures and votes stay.
+    content_purged_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
         indexes = [
             # the saved comparisons list of a team, newest first
             models.Index(fields=["team", "saved", "-created_at"]),
+            # the retention purge: a team's comparisons still holding content, by age
+            models.Index(
+                fields=["team", "created_at"],
+                condition=models.Q(content_purged_at__isnull=True),
+                name="comparison_content_by_age",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -234,6 +242,8 @@ class Job(TimeStampedModel):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     error = models.CharField(max_length=500, blank=True)
+    # Set when the retention purge cleared the items' inputs and outputs; figures stay.
+    content_purged_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]

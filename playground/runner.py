@@ -241,8 +241,11 @@ async def _run_item(ctx: _JobContext, item_id: int, semaphore: asyncio.Semaphore
 
 
 def _checks(ctx: _JobContext, output: str, expected: str | None) -> dict[str, Any]:
-    results = checks.run_checks(output, expected=expected, config=ctx.check_config)
-    return {"checks": results, "passed": checks.passed(results)}
+    run = checks.run_checks(output, expected=expected, config=ctx.check_config)
+    fields: dict[str, Any] = {"checks": run.results, "passed": checks.passed(run.results)}
+    if run.error:
+        fields.update(error_code="check_error", error_message=run.error[:500])
+    return fields
 
 
 async def _heartbeat(ctx: _JobContext, token: str, stop: asyncio.Event) -> None:

@@ -52,40 +52,38 @@ def user_can_edit(*, user: User, team: Team) -> bool:
     )
 
 
+def _team_object(queryset: QuerySet, *, teams: QuerySet | list[int], pk: int, what: str):
+    """One object of the given teams; another team's is a 404, as a missing one is."""
+    found = queryset.filter(pk=pk, team__in=teams).first()
+    if found is None:
+        raise Http404(f"No such {what}.")
+    return found
+
+
 def comparison_get(*, user: User, pk: int) -> Comparison:
-    comparison = (
-        Comparison.objects.select_related("prompt_version__prompt", "team", "created_by")
-        .filter(pk=pk, team__in=user_teams(user=user))
-        .first()
+    return _team_object(
+        Comparison.objects.select_related("prompt_version__prompt", "team", "created_by"),
+        teams=user_teams(user=user),
+        pk=pk,
+        what="comparison",
     )
-    if comparison is None:
-        raise Http404("No such comparison.")
-    return comparison
 
 
 def dataset_get(*, user: User, pk: int) -> Dataset:
-    dataset = Dataset.objects.filter(pk=pk, team__in=user_teams(user=user)).first()
-    if dataset is None:
-        raise Http404("No such dataset.")
-    return dataset
+    return _team_object(Dataset.objects.all(), teams=user_teams(user=user), pk=pk, what="dataset")
 
 
 def job_get(*, team_ids: QuerySet | list[int], pk: int) -> Job:
-    job = (
-        Job.objects.select_related("prompt_version__prompt", "dataset", "team")
-        .filter(pk=pk, team__in=team_ids)
-        .first()
+    return _team_object(
+        Job.objects.select_related("prompt_version__prompt", "dataset", "team"),
+        teams=team_ids,
+        pk=pk,
+        what="job",
     )
-    if job is None:
-        raise Http404("No such job.")
-    return job
 
 
 def prompt_get(*, user: User, pk: int) -> Prompt:
-    prompt = Prompt.objects.filter(pk=pk, team__in=user_teams(user=user)).first()
-    if prompt is None:
-        raise Http404("No such prompt.")
-    return prompt
+    return _team_object(Prompt.objects.all(), teams=user_teams(user=user), pk=pk, what="prompt")
 
 
 def prompt_version_get(*, team: Team, pk: int) -> PromptVersion:
@@ -241,7 +239,7 @@ def job_column_totals(*, job: Job) -> list[ColumnTotals]:
             t.avg_latency_ms = sum(values) / len(values)
             t.p50_latency_ms = checks.percentile(values, 50)
             t.p95_latency_ms = checks.percentile(values, 95)
-        if t.index > 0:
+        if t.index > 0 and job.content_purged_at is None:
             base, mine = outputs.get(0, {}), outputs.get(t.index, {})
             common = base.keys() & mine.keys()
             if common:
@@ -429,12 +427,16 @@ def recommendation_evidence(*, prompt: Prompt, cheap_tier: str, flagship_tier: s
         "passed",
         "checks",
         "cost_usd",
+        "job__content_purged_at",
     )
     rows: dict[tuple[int, int], dict[str, tuple]] = defaultdict(dict)
-    for job_id, row_index, column, tier, output, item_passed, item_checks, cost in items:
+    purged_jobs: set[int] = set()
+    for job_id, row_index, column, tier, output, item_passed, item_checks, cost, purged in items:
         rows[(job_id, row_index)].setdefault(
             tier, (column, output, item_passed, item_checks or {}, cost)
         )
+        if purged is not None:
+            purged_jobs.add(job_id)
     row_votes: dict[tuple[int, int], list[tuple[str, int | None]]] = defaultdict(list)
     for job_id, row_index, verdict, winner in RowVote.objects.filter(
         job__prompt_version__prompt=prompt
@@ -455,6 +457,8 @@ def recommendation_evidence(*, prompt: Prompt, cheap_tier: str, flagship_tier: s
         if CONTENT_CHECKS & set(cheap_checks):
             # the row has a check on what the answer says: passing it is the evidence
             match = no_worse
+        elif key[0] in purged_jobs:
+            continue  # agreement needs the outputs, gone with the job's content
         else:
             # JSON/schema checks only say the answer is well formed: the answers must agree
             match = no_worse and checks.outputs_agree(cheap_out, flag_out)

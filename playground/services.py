@@ -21,6 +21,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from accounts.models import ApiKey, Team, User
+from accounts.selectors import team_content_cutoffs
 from core.audit import audit_record
 from core.errors import (
     AppError,
@@ -31,6 +32,7 @@ from core.errors import (
     PayloadTooLarge,
     ValidationFailed,
 )
+from core.patterns import pattern_problem
 from playground import calls, checks, datasets
 from playground.columns import ColumnSpec
 from playground.models import (
@@ -154,6 +156,11 @@ def comparison_column_prepare(
     new settings if given. Its stream then starts the call."""
     from playground.columns import column_specs_check
 
+    if comparison.content_purged_at is not None:
+        raise Conflict(
+            "This comparison's input was removed after the team's retention period; "
+            "start a new comparison."
+        )
     if not 0 <= position < MAX_COLUMNS:
         raise BadRequest(f"A comparison has at most {MAX_COLUMNS} columns.")
     column = (
@@ -502,7 +509,7 @@ def batch_compare_create(
         )
     if expected_column and expected_column not in dataset.columns:
         raise ValidationFailed(f"No column named {expected_column!r} in the dataset.")
-    if regex and (problem := checks.regex_problem(regex)):
+    if regex and (problem := pattern_problem(regex)):
         raise ValidationFailed(f"The regular expression is not usable: {problem}.", param="regex")
     errors = dataset_row_errors(dataset=dataset, version=version, mapping=mapping)
     if errors:
@@ -838,6 +845,9 @@ def shadow_rate_set(*, prompt: Prompt, rate: Decimal, actor: User) -> Prompt:
 
 # --- shadow sampling -----------------------------------------------------------------------
 
+# What a shadow pair holds of the traffic itself (cleared when content is not retained).
+_SHADOW_CONTENT = {"request_body": None, "production_output": "", "shadow_output": ""}
+
 
 def _sampled(rate: Decimal | float, rng: Callable[[], float]) -> bool:
     return Decimal(str(rate)) > 0 and Decimal(str(rng())) < Decimal(str(rate))
@@ -968,7 +978,7 @@ async def shadow_pair_run(*, pair_id: int) -> ShadowPair:
             pair.production_request_id
         )
     if not pair.content_retained:
-        fields.update(request_body=None, production_output="", shadow_output="")
+        fields.update(_SHADOW_CONTENT)
     await ShadowPair.objects.filter(pk=pair.pk).aupdate(**fields)
     await pair.arefresh_from_db()
     return pair
@@ -989,15 +999,51 @@ def shadow_pair_review(
     return pair
 
 
-def shadow_content_purge(*, now: dt.datetime | None = None) -> int:
-    """Clear stored shadow content older than each team's retention period."""
+# --- content retention --------------------------------------------------------------------
+
+# A shadow pair whose team and prompt store no content holds the production request only until
+# its flagship run; if the run has not come after this long, the request is dropped anyway.
+SHADOW_UNRETAINED_MAX = dt.timedelta(hours=1)
+
+
+def playground_content_purge(*, now: dt.datetime | None = None) -> dict[str, int]:
+    """Drop the playground's content past each team's retention period (docs/playground.md,
+    "Content retention"): comparisons and finished jobs lose their inputs and outputs and keep
+    their figures, checks and votes; datasets are deleted; shadow pairs that keep content
+    lose it. Also drops the request of a not-retained shadow pair whose run never came.
+    Returns how many of each were purged."""
     now = now or timezone.now()
-    purged = 0
-    for team in Team.objects.filter(
-        pk__in=ShadowPair.objects.filter(content_retained=True).values("team_id")
-    ):
-        cutoff = now - dt.timedelta(days=team.retention_days)
-        purged += ShadowPair.objects.filter(
-            team=team, content_retained=True, created_at__lt=cutoff
-        ).update(request_body=None, production_output="", shadow_output="", content_retained=False)
+    purged = dict.fromkeys(("comparisons", "jobs", "datasets", "shadow_pairs"), 0)
+    for team_id, cutoff in team_content_cutoffs(now=now).items():
+        with transaction.atomic():
+            stale = Comparison.objects.filter(
+                team_id=team_id, created_at__lt=cutoff, content_purged_at__isnull=True
+            )
+            ComparisonColumn.objects.filter(comparison__in=stale).update(output="", schema_error="")
+            purged["comparisons"] += stale.update(
+                variables={}, instructions="", input_text="", content_purged_at=now
+            )
+            stale = Job.objects.filter(
+                team_id=team_id,
+                created_at__lt=cutoff,
+                content_purged_at__isnull=True,
+                status__in=Job.FINISHED,
+            )
+            JobItem.objects.filter(job__in=stale).update(input={}, expected=None, output="")
+            purged["jobs"] += stale.update(content_purged_at=now)
+            _, deleted = Dataset.objects.filter(team_id=team_id, created_at__lt=cutoff).delete()
+            purged["datasets"] += deleted.get(Dataset._meta.label, 0)
+            purged["shadow_pairs"] += ShadowPair.objects.filter(
+                team_id=team_id, content_retained=True, created_at__lt=cutoff
+            ).update(**_SHADOW_CONTENT, content_retained=False)
+    purged["shadow_pairs"] += ShadowPair.objects.filter(
+        status=ShadowPair.Status.PENDING,
+        content_retained=False,
+        created_at__lt=now - SHADOW_UNRETAINED_MAX,
+    ).update(
+        **_SHADOW_CONTENT,
+        status=ShadowPair.Status.SKIPPED,
+        skip_reason="not run in time; the request is not kept (content is not stored)",
+        finished_at=now,
+    )
     return purged

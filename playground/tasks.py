@@ -42,10 +42,11 @@ def shadow_run(pair_id: int) -> str:
 
 
 @shared_task
-def shadow_content_purge() -> int:
-    from playground.services import shadow_content_purge as purge
+def content_purge() -> dict[str, int]:
+    """Playground content past each team's retention period (hourly from beat)."""
+    from playground.services import playground_content_purge
 
-    return purge()
+    return playground_content_purge()
 
 
 @worker_ready.connect

@@ -41,6 +41,14 @@ from playground.models import Comparison, ComparisonColumn, Dataset, Job, RunSta
 PAGE_SIZES = (25, 50, 100)
 
 
+def _flash_error(request: HttpRequest, exc: AppError) -> None:
+    """A refused form post: 403 when the user lacks the right, else the message on the page
+    the view redirects to."""
+    if exc.status == 403:
+        raise PermissionDenied(exc.message) from None
+    messages.error(request, exc.message)
+
+
 def _error_json(exc: AppError) -> JsonResponse:
     return JsonResponse(exc.as_dict(), status=exc.status)
 
@@ -359,9 +367,7 @@ def _save_version(request, *, version, spec: ColumnSpec, note: str, back: str) -
             version=version, spec=spec, actor=request.user, note=note
         )
     except AppError as exc:
-        if exc.status == 403:
-            raise PermissionDenied(exc.message) from None
-        messages.error(request, exc.message)
+        _flash_error(request, exc)
         return redirect(back)
     messages.success(
         request,
@@ -834,9 +840,7 @@ def recommendation_apply(request: HttpRequest, prompt_id: int) -> HttpResponse:
             prompt=prompt, cheap_tier=request.POST.get("tier", ""), actor=request.user
         )
     except AppError as exc:
-        if exc.status == 403:
-            raise PermissionDenied(exc.message) from None
-        messages.error(request, exc.message)
+        _flash_error(request, exc)
     else:
         messages.success(request, f"Rule “{rule.name}” added at the top of the active policy.")
     return redirect(f"{reverse('playground:recommendations')}?team={prompt.team.slug}")
@@ -875,9 +879,7 @@ def shadow_rate(request: HttpRequest, prompt_id: int) -> HttpResponse:
     except InvalidOperation:
         messages.error(request, "The sample rate is a percentage between 0 and 100.")
     except AppError as exc:
-        if exc.status == 403:
-            raise PermissionDenied(exc.message) from None
-        messages.error(request, exc.message)
+        _flash_error(request, exc)
     else:
         messages.success(request, f"Shadow sampling for {prompt.slug}: {rate:.1%}.")
     return redirect(f"{reverse('playground:shadow')}?team={prompt.team.slug}")

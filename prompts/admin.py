@@ -8,9 +8,8 @@ from django.contrib import admin
 from django.urls import reverse
 from django.utils.html import format_html
 
-from core.audit import audit_record
+from core.admin import AuditedAdmin
 from prompts.models import ApprovalRequest, Label, Prompt, PromptVersion
-from prompts.services import PROMPT_FIELDS, _prompt_state
 
 
 class ReadOnlyMixin:
@@ -41,7 +40,7 @@ class VersionInline(ReadOnlyMixin, admin.TabularInline):
 
 
 @admin.register(Prompt)
-class PromptAdmin(admin.ModelAdmin):
+class PromptAdmin(AuditedAdmin, admin.ModelAdmin):
     list_display = ["slug", "name", "team", "task_tag", "requires_approval", "page"]
     list_filter = ["team", "task_tag", "requires_approval"]
     search_fields = ["slug", "name", "description"]
@@ -56,22 +55,6 @@ class PromptAdmin(admin.ModelAdmin):
     def page(self, obj: Prompt) -> str:
         url = reverse("prompts:detail", args=[obj.team.slug, obj.slug])
         return format_html('<a href="{}">open</a>', url)
-
-    def save_model(self, request, obj, form, change):
-        before = _prompt_state(Prompt.objects.get(pk=obj.pk)) if change else None
-        super().save_model(request, obj, form, change)
-        after = _prompt_state(obj)
-        if before == after:
-            return
-        changed = [k for k in PROMPT_FIELDS if not before or before[k] != after[k]]
-        audit_record(
-            actor=request.user,
-            action="prompt.update" if change else "prompt.create",
-            obj=obj,
-            team=obj.team,
-            before={k: before[k] for k in changed} if before else None,
-            after={k: after[k] for k in changed} if before else {"slug": obj.slug, **after},
-        )
 
 
 @admin.register(PromptVersion)

@@ -1,5 +1,6 @@
 from django.contrib import admin
 
+from core.admin import AuditedAdmin
 from routing.models import (
     Model,
     Policy,
@@ -13,7 +14,7 @@ from routing.models import (
 
 
 @admin.register(Provider)
-class ProviderAdmin(admin.ModelAdmin):
+class ProviderAdmin(AuditedAdmin, admin.ModelAdmin):
     list_display = ["name", "base_url", "api_key_env", "timeout_seconds"]
 
 
@@ -36,7 +37,7 @@ class PriceInline(admin.TabularInline):
 
 
 @admin.register(Model)
-class ModelAdmin(admin.ModelAdmin):
+class ModelAdmin(AuditedAdmin, admin.ModelAdmin):
     list_display = ["name", "provider", "tier", "context_window", "shutdown_date", "is_active"]
     list_filter = ["provider", "tier", "is_active"]
     search_fields = ["name"]
@@ -50,7 +51,7 @@ class TierModelInline(admin.TabularInline):
 
 
 @admin.register(Tier)
-class TierAdmin(admin.ModelAdmin):
+class TierAdmin(AuditedAdmin, admin.ModelAdmin):
     list_display = ["name", "rank", "reasoning_effort", "description"]
     inlines = [TierModelInline]
 
@@ -62,7 +63,7 @@ class RuleInline(admin.StackedInline):
 
 
 @admin.register(Policy)
-class PolicyAdmin(admin.ModelAdmin):
+class PolicyAdmin(AuditedAdmin, admin.ModelAdmin):
     list_display = ["name", "is_active", "updated_at"]
     inlines = [RuleInline]
 

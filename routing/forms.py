@@ -1,11 +1,11 @@
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from django import forms
 
 from accounts.models import Team
+from core.patterns import pattern_problem
 from prompts.models import Prompt, TaskTag
 from routing.models import Capability, Model, Rule, Tier
 
@@ -114,12 +114,9 @@ class MetadataConditionForm(forms.Form):
                 self.add_error("value", f"'{op}' needs a number.")
                 return data
             value = int(number) if number.is_integer() and "." not in raw else number
-        elif op == Rule.MetadataOp.REGEX:
-            try:
-                re.compile(raw)
-            except re.error as exc:
-                self.add_error("value", f"Invalid regular expression: {exc}.")
-                return data
+        elif op == Rule.MetadataOp.REGEX and (problem := pattern_problem(raw)):
+            self.add_error("value", f"Invalid regular expression: {problem}.")
+            return data
         data["condition"] = {"key": key, "op": op or Rule.MetadataOp.EQ, "value": value}
         return data
 

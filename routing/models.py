@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import re
 from decimal import Decimal
 
 from django.core.exceptions import ValidationError
@@ -8,6 +7,7 @@ from django.db import models
 
 from core.models import TimeStampedModel
 from core.money import price_field
+from core.patterns import pattern_problem
 
 
 class Provider(TimeStampedModel):
@@ -274,11 +274,8 @@ def metadata_condition_problems(conditions: object) -> list[str]:
             problems.append(f"{where}: 'in' needs a list of values.")
         elif op in ("gt", "lt") and (isinstance(value, bool) or not isinstance(value, int | float)):
             problems.append(f"{where}: '{op}' needs a number.")
-        elif op == "regex":
-            try:
-                re.compile(value)
-            except (re.error, TypeError) as exc:
-                problems.append(f"{where}: invalid regular expression ({exc}).")
+        elif op == "regex" and (problem := pattern_problem(value)):
+            problems.append(f"{where}: invalid regular expression ({problem}).")
     return problems
 
 

@@ -10,12 +10,12 @@ that has one. The decision also carries the tiers above the chosen one, for esca
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from core.errors import BadRequest
+from core.patterns import pattern_search
 from routing.snapshot import ModelInfo, RuleInfo, Snapshot, TierInfo
 
 AUTO = "auto"
@@ -171,8 +171,9 @@ def _metadata_matches(key: str, op: str, expected: Any, metadata: Mapping[str, A
         if op == "lt":
             return float(actual) < float(expected)
         if op == "regex":
-            return re.search(str(expected), str(actual)) is not None
-    except (TypeError, ValueError, re.error):
+            # a pattern too slow on this value does not match (PatternError is a ValueError)
+            return pattern_search(str(expected), str(actual))
+    except (TypeError, ValueError):
         return False
     return False
 

@@ -1,5 +1,6 @@
 from django.contrib import admin
 
+from core.admin import AuditedAdmin
 from spend.models import (
     AlertDelivery,
     AlertEvent,
@@ -30,7 +31,7 @@ class UsageRecordAdmin(admin.ModelAdmin):
 
 
 @admin.register(Budget)
-class BudgetAdmin(admin.ModelAdmin):
+class BudgetAdmin(AuditedAdmin, admin.ModelAdmin):
     list_display = ["team", "api_key", "period", "limit_usd", "spent_usd", "reserved_usd", "action"]
 
 
@@ -40,9 +41,11 @@ class BudgetReservationAdmin(admin.ModelAdmin):
 
 
 @admin.register(AlertTarget)
-class AlertTargetAdmin(admin.ModelAdmin):
+class AlertTargetAdmin(AuditedAdmin, admin.ModelAdmin):
     """Where alerts go. The webhook's signing secret is not here: it is read from the
     environment variable named by settings.SPEND_ALERT_WEBHOOK_SECRET_ENV."""
+
+    audit_redacted = ("webhook_url",)  # chat webhooks carry their token in the URL
 
     list_display = ["name", "team", "emails", "webhook_url", "notify_budget", "notify_error_spike"]
     list_filter = ["is_active", "team"]

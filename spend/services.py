@@ -7,7 +7,7 @@ import datetime as dt
 from django.db.models import Q
 from django.utils import timezone
 
-from accounts.models import Team
+from accounts.selectors import team_content_cutoffs
 from spend.models import UsageRecord
 
 
@@ -16,13 +16,10 @@ def usage_content_purge(*, now: dt.datetime | None = None) -> int:
 
     Token counts, costs and the rest of the record stay: only the content goes. Returns the
     number of records purged."""
-    now = now or timezone.now()
     purged = 0
-    for team_id, days in Team.objects.values_list("id", "retention_days"):
+    for team_id, cutoff in team_content_cutoffs(now=now or timezone.now()).items():
         purged += (
-            UsageRecord.objects.filter(
-                team_id=team_id, created_at__lt=now - dt.timedelta(days=days)
-            )
+            UsageRecord.objects.filter(team_id=team_id, created_at__lt=cutoff)
             .filter(Q(request_body__isnull=False) | Q(response_body__isnull=False))
             .update(request_body=None, response_body=None)
         )

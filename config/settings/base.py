@@ -142,8 +142,8 @@ STORAGES = {
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
 
-# Celery: Redis when REDIS_URL is set, otherwise a filesystem broker that needs no server.
-# REDIS_URL as it is: a URL naming a database (redis://host:6379/2) keeps the broker there.
+# Celery: Redis when REDIS_URL is set (its database, 0 when it names none), otherwise a
+# filesystem broker that needs no server.
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default=REDIS_URL or "filesystem://")
 CELERY_RESULT_BACKEND = env("CELERY_RESULT_BACKEND", default="")
 CELERY_BROKER_TRANSPORT_OPTIONS: dict = {}
@@ -201,8 +201,8 @@ CELERY_BEAT_SCHEDULE["playground-jobs-resume"] = {
     "task": "playground.tasks.jobs_resume_stale",
     "schedule": 30.0,
 }
-CELERY_BEAT_SCHEDULE["playground-shadow-purge"] = {
-    "task": "playground.tasks.shadow_content_purge",
+CELERY_BEAT_SCHEDULE["playground-content-purge"] = {
+    "task": "playground.tasks.content_purge",
     "schedule": 3600.0,
 }
 

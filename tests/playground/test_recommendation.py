@@ -243,3 +243,21 @@ def test_an_outsider_cannot_see_or_apply_another_teams_recommendation(client, ev
     assert response.status_code == 404
     assert "triage" not in client.get(reverse("playground:recommendations")).content.decode()
     assert not Rule.objects.filter(prompt=evidence).exists()
+
+
+def test_purged_batch_rows_count_only_by_their_votes_and_content_checks(evidence, team):
+    long_ago = timezone.now() - dt.timedelta(days=team.retention_days + 1)
+    Job.objects.update(created_at=long_ago)
+    Comparison.objects.update(created_at=long_ago)
+    services.playground_content_purge()
+    cases = selectors.recommendation_evidence(
+        prompt=evidence, cheap_tier="mini", flagship_tier="flagship"
+    )
+    by_source = {}
+    for case in cases:
+        by_source.setdefault(case.source, []).append(case.match)
+    # votes (4 comparisons, 1 row) and the shadow pair keep counting; so do the rows with an
+    # exact check; the rows whose evidence was the agreement of their outputs do not
+    assert sorted(by_source["vote"]) == [False, True, True, True, True]
+    assert sorted(by_source["batch"]) == [False, True]
+    assert by_source["shadow"] == [True]

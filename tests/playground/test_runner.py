@@ -100,3 +100,16 @@ def test_no_more_calls_than_the_concurrency_bound_are_in_flight(team, catalog, s
     assert len(spans) == 12
     peak = max(sum(1 for s, e in spans if s <= t < e) for t, _ in spans)
     assert 1 <= peak <= 3
+
+
+def test_a_regex_check_that_backtracks_forever_fails_the_item_with_the_reason(team, catalog):
+    job = _orphan(team, items=2)
+    Job.objects.filter(pk=job.pk).update(checks={"regex": r"^(.|.)*\d\Z"})
+    assert _run(job.pk) == Job.Status.DONE
+    for item in job.items.all():
+        # a long output not ending in a digit: exponential backtracking for re
+        assert len(item.output) > 40
+        assert not item.output[-1].isdigit()
+        assert (item.status, item.checks, item.passed) == ("done", {"regex": False}, False)
+        assert item.error_code == "check_error"
+        assert "regex check: the regular expression took longer than" in item.error_message

@@ -110,6 +110,7 @@ def test_a_pair_runs_on_the_flagship_and_keeps_content_only_when_the_team_does(
     assert (pair.request_body, pair.production_output, pair.shadow_output) == (None, "", "")
     record = UsageRecord.objects.get(pk=pair.shadow_usage_record_id)
     assert record.purpose == Purpose.SHADOW
+    assert (record.request_body, record.response_body) == (None, None)
     assert record.tier_name == "flagship"
     assert pair.shadow_cost_usd == record.cost_usd > 0
 
@@ -119,11 +120,12 @@ def test_a_pair_runs_on_the_flagship_and_keeps_content_only_when_the_team_does(
     assert kept.content_retained
     assert kept.shadow_output
     assert kept.request_body == BODY
+    assert UsageRecord.objects.get(pk=kept.shadow_usage_record_id).response_body
     # content is purged after the team's retention period
     ShadowPair.objects.filter(pk=kept.pk).update(
         created_at=timezone.now() - dt.timedelta(days=team.retention_days + 1)
     )
-    assert services.shadow_content_purge() == 1
+    assert services.playground_content_purge()["shadow_pairs"] == 1
     kept.refresh_from_db()
     assert (kept.request_body, kept.shadow_output, kept.content_retained) == (None, "", False)
     assert kept.agree is not None  # the figures stay

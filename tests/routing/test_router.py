@@ -162,6 +162,7 @@ def test_each_rule_condition_must_hold(conditions, features, matches):
         ("regex", r"^acme-\d+$", "acme-42", True),
         ("regex", r"^acme-\d+$", "acme", False),
         ("regex", "(", "anything", False),  # a broken pattern never matches
+        ("regex", r"(a|aa)+$", "a" * 60 + "b", False),  # nor one that runs out of time
     ],
 )
 def test_metadata_conditions(op, expected, actual, matches):
