@@ -162,6 +162,10 @@ async def responses_call(body: dict[str, Any], api_key: ApiKey, request_id: str)
     requested = _model(body)
     stream = _bool(body, "stream")
     metadata = _metadata(body)
+    if not isinstance(body.get("input", ""), str | list):
+        raise BadRequest("`input` must be a string or a list of input items.", param="input")
+    if not isinstance(body.get("instructions") or "", str):
+        raise BadRequest("`instructions` must be a string.", param="instructions")
     prompt_ref = body.get("prompt")
     if prompt_ref is None and body.get("prompt_id"):
         prompt_ref = {

@@ -23,6 +23,10 @@ CHECKS = [
     "response_headers_conformance",
     "response_schema_conformance",
     "negative_data_rejection",
+    "ignored_auth",
+    "unsupported_method",
+    "missing_required_header",
+    "allow_header_conformance",
 ]
 
 
