@@ -329,3 +329,81 @@ async def test_a_wrong_type_or_value_is_a_clear_4xx_and_writes_nothing(
     # The offending field is named: in the message, the details, or OpenAI's `param`.
     where = message + json.dumps(error.get("details"), ensure_ascii=False) + str(error.get("param"))
     assert says in where, payload
+
+
+# --- template injection ----------------------------------------------------------------------
+
+INJECTIONS = [
+    "{{ 7 * 7 }}",
+    "{% for x in range(3) %}{{ x }}{% endfor %}",
+    "{{ config }}{{ settings.SECRET_KEY }}{{ request }}",
+    "{{ ''.__class__.__mro__[1].__subclasses__() }}",
+    "{{ cycler.__init__.__globals__.os.popen('id').read() }}",
+    "{% include '/etc/passwd' %}",
+    "${7*7} #{7*7} <%= 7*7 %>",
+]
+
+
+@pytest.mark.parametrize("payload", INJECTIONS)
+async def test_template_syntax_in_a_variable_is_text_not_code(call, simulator, payload):
+    variables = {"message": payload}
+    status, rendered = await call(
+        KEY, "POST", f"{TRIAGE}/render", {"variables": variables}, writes=True
+    )
+    assert status == 200, rendered
+    assert rendered["input"][-1]["content"].endswith(f"Message:\n{payload}")
+    status, answer = await call(
+        KEY,
+        "POST",
+        "/v1/responses",
+        {"prompt": {"id": "support-triage", "variables": variables}},
+        writes=True,
+    )
+    assert status == 200, answer
+
+
+TEMPLATE_ATTACKS = [
+    "{{ message.__class__.__mro__[1].__subclasses__() }}",
+    "{{ cycler.__init__.__globals__.os.popen('id').read() }}",
+    "{{ lipsum.__globals__['os'].environ }}",
+    "{{ self._TemplateReference__context }}",
+    "{{ settings.SECRET_KEY }}",
+    "{% include '/etc/passwd' %}",
+    "{% import 'os' as os %}{{ os }}",
+    "{% extends 'base.html' %}",
+    "{{ 'a' * 100000000 }}",
+    "{{ 9 ** 999999 }}",
+    "{% for i in range(100000000) %}{% endfor %}",
+    "{{ message|attr('__class__') }}",
+    "{% if %}",
+]
+
+
+@pytest.mark.parametrize("attack", TEMPLATE_ATTACKS)
+async def test_a_hostile_template_is_refused_on_save_or_render_and_leaks_nothing(
+    call, settings, attack
+):
+    """Saving may refuse it (422: syntax, undeclared names); if saved, rendering refuses it
+    (422: the sandbox). Either way nothing of the server's state shows in the answer."""
+    version = {
+        "user_template": "{{ message }} " + attack,
+        "variables": [{"name": "message", "type": "string", "required": True}],
+    }
+    status, saved = await call(EDITOR, "POST", f"{TRIAGE}/versions", version, writes=True)
+    answers = [saved]
+    assert status in (201, 422), saved
+    if status == 201:
+        status, rendered = await call(
+            KEY,
+            "POST",
+            f"{TRIAGE}/render",
+            {"variables": {"message": "hi"}, "version": saved["number"]},
+        )
+        answers.append(rendered)
+        assert status == 422, rendered
+        assert_error("/api/", rendered, "validation_failed")
+    else:
+        assert_error("/api/", saved, "validation_failed")
+    text = json.dumps(answers)
+    for secret in (settings.SECRET_KEY, "uid=", "root:", "<class", "environ(", "Context {"):
+        assert secret not in text
