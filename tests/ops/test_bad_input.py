@@ -407,3 +407,26 @@ async def test_a_hostile_template_is_refused_on_save_or_render_and_leaks_nothing
     text = json.dumps(answers)
     for secret in (settings.SECRET_KEY, "uid=", "root:", "<class", "environ(", "Context {"):
         assert secret not in text
+
+
+LAUGHS = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"{name}: &{name} [{', '.join([f'*{prev}'] * 10)}]\n"
+    for prev, name in zip("abcdefgh", "bcdefghi", strict=True)
+)
+YAML_BODIES = {
+    "too-deep": (b"a: " + b"[" * 5000 + b"]" * 5000, 400, "json_too_deep"),
+    "alias-bomb": (LAUGHS.encode(), 400, "json_too_large"),
+    "not-utf8": (b"a: \xff\xfe", 400, "invalid_unicode"),
+    "nul": (b'a: "x\\0y"', 400, "invalid_unicode"),
+    "not-yaml": (b"prompts: [", 422, "validation_failed"),
+}
+
+
+@pytest.mark.parametrize("bad", list(YAML_BODIES))
+async def test_a_hostile_yaml_import_is_a_clear_4xx_and_writes_nothing(call, bad):
+    raw, status, code = YAML_BODIES[bad]
+    got, payload = await call(
+        EDITOR, "POST", "/api/v1/prompts/import", raw=raw, content_type="application/yaml"
+    )
+    assert got == status, payload
+    assert_error("/api/", payload, code)
