@@ -23,3 +23,5 @@ urlpatterns = [
     path("playground/", include("playground.urls")),
     path("accounts/", include("accounts.urls")),
 ]
+
+handler404 = "core.views.not_found"

@@ -57,6 +57,16 @@ class NotFound(AppError):
     status, code, openai_type = 404, "not_found", "invalid_request_error"
 
 
+class MethodNotAllowed(AppError):
+    status, code = 405, "method_not_allowed"
+
+    def __init__(self, method: str, allowed: tuple[str, ...]) -> None:
+        super().__init__(
+            f"{method} is not allowed here; use {' or '.join(allowed)}.",
+            headers={"Allow": ", ".join(allowed)},
+        )
+
+
 class Conflict(AppError):
     status, code = 409, "conflict"
 

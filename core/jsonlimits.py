@@ -9,7 +9,8 @@
   `invalid_unicode`
 
 `json_loads_limited` is for plain async views (the gateway); `LimitedJSONParser` is the DRF
-parser configured for every /api endpoint.
+parser configured for every /api endpoint. `body_read_limited`, `utf8_decode` and
+`structure_check` let parsers of other formats (the prompts' YAML import) apply the same limits.
 """
 
 from __future__ import annotations
@@ -51,10 +52,7 @@ def json_loads_limited(
     raw = body.encode("utf-8", "surrogatepass") if isinstance(body, str) else body
     if not raw.strip():
         raise JsonError("The request body is empty; a JSON object was expected.")
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise InvalidUnicode(f"The request body is not valid UTF-8 (byte {exc.start}).") from None
+    text = utf8_decode(raw)
     if b"\\u0000" in raw:
         raise InvalidUnicode("NUL characters (\\u0000) are not allowed.")
     try:
@@ -64,13 +62,37 @@ def json_loads_limited(
     except ValueError as exc:
         raise JsonError(f"Malformed JSON: {exc}.") from None
     check_strings = _SURROGATE_ESCAPE.search(raw) is not None
-    _walk(data, max_depth=max_depth, max_items=max_items, check_strings=check_strings)
+    structure_check(data, max_depth=max_depth, max_items=max_items, check_strings=check_strings)
     return data
 
 
-def _walk(data: Any, *, max_depth: int, max_items: int, check_strings: bool) -> None:
-    """Iterative walk: depth and item count, and (only when the body had surrogate escapes)
-    that every string encodes as UTF-8."""
+def utf8_decode(raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidUnicode(f"The request body is not valid UTF-8 (byte {exc.start}).") from None
+
+
+def body_read_limited(stream: Any) -> bytes:
+    """A DRF parser's stream, read up to MAX_REQUEST_BYTES (413 past it)."""
+    limit = settings.MAX_REQUEST_BYTES
+    raw = stream.read(limit + 1) if stream is not None else b""
+    if len(raw) > limit:
+        raise PayloadTooLarge(f"The request body is larger than the limit of {limit} bytes.")
+    return raw
+
+
+def structure_check(
+    data: Any,
+    *,
+    max_depth: int | None = None,
+    max_items: int | None = None,
+    check_strings: bool = True,
+) -> None:
+    """Iterative walk: depth and item count, and (with `check_strings`) that every string is
+    free of NUL and encodes as UTF-8."""
+    max_depth = max_depth or settings.JSON_MAX_DEPTH
+    max_items = max_items or settings.JSON_MAX_ITEMS
     if not isinstance(data, dict | list) and not check_strings:
         return
     items = 0
@@ -99,6 +121,8 @@ def _walk(data: Any, *, max_depth: int, max_items: int, check_strings: bool) -> 
 
 
 def _check_string(value: str) -> None:
+    if "\x00" in value:
+        raise InvalidUnicode("NUL characters (\\u0000) are not allowed.")
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
@@ -113,8 +137,4 @@ class LimitedJSONParser(JSONParser):
     core.errors.api_exception_handler: 400 in our one shape, with a specific code."""
 
     def parse(self, stream: Any, media_type: str | None = None, parser_context: Any = None) -> Any:
-        limit = settings.MAX_REQUEST_BYTES
-        raw = stream.read(limit + 1) if stream is not None else b""
-        if len(raw) > limit:
-            raise PayloadTooLarge(f"The request body is larger than the limit of {limit} bytes.")
-        return json_loads_limited(raw)
+        return json_loads_limited(body_read_limited(stream))

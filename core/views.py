@@ -8,8 +8,13 @@ from django.core.cache import cache
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
+from django.views.defaults import page_not_found
 
+from core.errors import NotFound
 from core.metrics import metrics_access_allowed, metrics_exposition
+from core.middleware import OPENAI_PREFIX, error_response
+
+API_PREFIXES = ("/api/", OPENAI_PREFIX)
 
 
 async def healthz(request: HttpRequest) -> JsonResponse:
@@ -62,3 +67,10 @@ async def metrics(request: HttpRequest) -> HttpResponse:
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
     return render(request, "core/home.html")
+
+
+def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """handler404: the API surfaces answer in their JSON error shape, pages with the HTML page."""
+    if request.path.startswith(API_PREFIXES):
+        return error_response(request.path, NotFound(f"No endpoint at {request.path}."))
+    return page_not_found(request, exception)

@@ -7,3 +7,5 @@ urlpatterns = [
     path("v1/", include("gateway.openai_urls")),
     path("api/v1/", include("gateway.api_urls")),
 ]
+
+handler404 = "core.views.not_found"

@@ -14,7 +14,7 @@ from typing import Any
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from accounts.models import ApiKey
-from core.errors import AppError, BadRequest, NotFound
+from core.errors import AppError, BadRequest, MethodNotAllowed, NotFound
 from gateway.calls import (
     GatewayCall,
     InputStats,
@@ -162,6 +162,10 @@ async def responses_call(body: dict[str, Any], api_key: ApiKey, request_id: str)
     requested = _model(body)
     stream = _bool(body, "stream")
     metadata = _metadata(body)
+    if not isinstance(body.get("input", ""), str | list):
+        raise BadRequest("`input` must be a string or a list of input items.", param="input")
+    if not isinstance(body.get("instructions") or "", str):
+        raise BadRequest("`instructions` must be a string.", param="instructions")
     prompt_ref = body.get("prompt")
     if prompt_ref is None and body.get("prompt_id"):
         prompt_ref = {
@@ -298,7 +302,7 @@ async def _serve(call: GatewayCall) -> HttpResponse:
 async def chat_completions(request: HttpRequest) -> HttpResponse:
     request_id = new_request_id()
     if request.method != "POST":
-        return openai_error(BadRequest("Use POST."), request_id)
+        return openai_error(MethodNotAllowed(request.method, ("POST",)), request_id)
     try:
         api_key = await authenticate(request)
         call = chat_call(json_body(request), api_key, request_id)
@@ -311,7 +315,7 @@ async def chat_completions(request: HttpRequest) -> HttpResponse:
 async def responses(request: HttpRequest) -> HttpResponse:
     request_id = new_request_id()
     if request.method != "POST":
-        return openai_error(BadRequest("Use POST."), request_id)
+        return openai_error(MethodNotAllowed(request.method, ("POST",)), request_id)
     try:
         api_key = await authenticate(request)
         call = await responses_call(json_body(request), api_key, request_id)
@@ -342,6 +346,8 @@ def _model_entries(snapshot: Any) -> list[dict[str, Any]]:
 
 async def models(request: HttpRequest) -> HttpResponse:
     request_id = new_request_id()
+    if request.method != "GET":
+        return openai_error(MethodNotAllowed(request.method, ("GET",)), request_id)
     try:
         await authenticate(request)
         entries = _model_entries(await snapshot_get())
@@ -352,6 +358,8 @@ async def models(request: HttpRequest) -> HttpResponse:
 
 async def model_detail(request: HttpRequest, model: str) -> HttpResponse:
     request_id = new_request_id()
+    if request.method != "GET":
+        return openai_error(MethodNotAllowed(request.method, ("GET",)), request_id)
     try:
         await authenticate(request)
         entries = {entry["id"]: entry for entry in _model_entries(await snapshot_get())}

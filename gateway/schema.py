@@ -79,7 +79,10 @@ class RunResponseSerializer(serializers.Serializer):
     attempts = serializers.IntegerField()
     latency_ms = serializers.IntegerField()
     budget = inline_serializer(
-        "BudgetLeft", {"remaining_usd": serializers.DecimalField(max_digits=20, decimal_places=10)}
+        "BudgetLeft",
+        {"remaining_usd": serializers.DecimalField(max_digits=20, decimal_places=10)},
+        allow_null=True,
+        help_text="Null when the team has no budget.",
     )
     prompt = inline_serializer(
         "PromptRef", {"slug": serializers.CharField(), "version": serializers.IntegerField()}

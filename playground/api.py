@@ -17,7 +17,6 @@ from drf_spectacular.utils import (
     extend_schema_field,
 )
 from rest_framework import serializers, status
-from rest_framework.parsers import JSONParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -25,6 +24,8 @@ from rest_framework.views import APIView
 from accounts.models import ApiKey, Team
 from accounts.selectors import user_teams
 from core.errors import BadRequest, NotFound
+from core.jsonlimits import LimitedJSONParser
+from core.serializers import StrictCharField, StrictSlugField
 from playground import selectors, services
 from playground.columns import AUTO, column_spec_parse
 from playground.models import Job, JobItem
@@ -64,8 +65,8 @@ class VariablesField(serializers.JSONField):
 class _Column(serializers.Serializer):
     """What every job submission has besides its inputs: the column and the job's name."""
 
-    tier = serializers.CharField(required=False, allow_blank=True)
-    model = serializers.CharField(required=False, allow_blank=True)
+    tier = StrictCharField(required=False, allow_blank=True)
+    model = StrictCharField(required=False, allow_blank=True)
     temperature = serializers.DecimalField(
         required=False,
         max_digits=3,
@@ -74,9 +75,9 @@ class _Column(serializers.Serializer):
         max_value=2,
         coerce_to_string=False,
     )
-    reasoning_effort = serializers.CharField(required=False, allow_blank=True)
-    name = serializers.CharField(required=False, allow_blank=True, max_length=200)
-    team = serializers.SlugField(required=False, help_text="For signed-in users in several teams.")
+    reasoning_effort = StrictCharField(required=False, allow_blank=True)
+    name = StrictCharField(required=False, allow_blank=True, max_length=200)
+    team = StrictSlugField(required=False, help_text="For signed-in users in several teams.")
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if attrs.get("tier") and attrs.get("model"):
@@ -87,13 +88,13 @@ class _Column(serializers.Serializer):
 class JobSubmitSerializer(_Column):
     """Validates a submission of either shape (the schema documents them as JOB_SUBMIT_DOC)."""
 
-    prompt = serializers.SlugField(
+    prompt = StrictSlugField(
         required=False, help_text="Prompt slug; `inputs` are then variable sets."
     )
     version = serializers.IntegerField(
         required=False, min_value=1, help_text="With `prompt`: a version number."
     )
-    label = serializers.SlugField(
+    label = StrictSlugField(
         required=False, help_text="With `prompt`: a label (default production)."
     )
     inputs = serializers.ListField(
@@ -107,9 +108,9 @@ class JobSubmitSerializer(_Column):
 class PromptJobSerializer(_Column):
     """A job over a stored prompt: each input is a variable set."""
 
-    prompt = serializers.SlugField()
+    prompt = StrictSlugField()
     version = serializers.IntegerField(required=False, min_value=1)
-    label = serializers.SlugField(required=False)
+    label = StrictSlugField(required=False)
     inputs = serializers.ListField(child=VariablesField(), min_length=1)
 
 
@@ -234,7 +235,7 @@ def _pk(value: str) -> int:
 
 
 class JobListView(APIView):
-    parser_classes = [JSONParser]
+    parser_classes = [LimitedJSONParser]
 
     @extend_schema(
         request=JOB_SUBMIT_DOC,

@@ -108,9 +108,11 @@ def column_specs_check(specs: list[ColumnSpec], *, minimum: int = 1) -> None:
     tiers = set(Tier.objects.values_list("name", flat=True))
     models = set(Model.objects.filter(is_active=True).values_list("name", flat=True))
     for letter, spec in zip(LETTERS, specs, strict=False):
+        where = f"Column {letter}: " if len(specs) > 1 else ""
         if spec.tier and spec.tier not in tiers:
-            raise BadRequest(f"Column {letter}: no tier named {spec.tier!r}.", param="target")
-        if spec.model and spec.model not in models:
             raise BadRequest(
-                f"Column {letter}: no active model named {spec.model!r}.", param="target"
+                f"{where}No tier named {spec.tier!r} (tiers: {', '.join(sorted(tiers))}).",
+                param="tier",
             )
+        if spec.model and spec.model not in models:
+            raise BadRequest(f"{where}No active model named {spec.model!r}.", param="model")

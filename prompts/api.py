@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.db.models import QuerySet
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
@@ -19,7 +20,7 @@ from drf_spectacular.utils import (
     inline_serializer,
 )
 from rest_framework import serializers, status
-from rest_framework.parsers import BaseParser, JSONParser
+from rest_framework.parsers import BaseParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
@@ -28,6 +29,14 @@ from rest_framework.views import APIView
 from accounts.models import ApiKey, Team
 from accounts.selectors import user_teams
 from core.errors import BadRequest, Forbidden, NotFound
+from core.jsonlimits import (
+    JsonTooDeep,
+    LimitedJSONParser,
+    body_read_limited,
+    structure_check,
+    utf8_decode,
+)
+from core.serializers import StrictCharField, StrictSlugField
 from prompts.models import ApprovalRequest, Label, Prompt, PromptVersion
 from prompts.portable import dump_document, load_document
 from prompts.rendering import render_version
@@ -190,16 +199,16 @@ class PromptSerializer(serializers.ModelSerializer):
 
 
 class PromptCreateSerializer(serializers.Serializer):
-    team = serializers.SlugField(help_text="Team slug (ignored for a key: the key's team).")
-    slug = serializers.SlugField(max_length=100)
-    name = serializers.CharField(max_length=200)
-    description = serializers.CharField(required=False, allow_blank=True)
-    task_tag = serializers.CharField(required=False)
+    team = StrictSlugField(help_text="Team slug (ignored for a key: the key's team).")
+    slug = StrictSlugField(max_length=100)
+    name = StrictCharField(max_length=200)
+    description = StrictCharField(required=False, allow_blank=True)
+    task_tag = StrictCharField(required=False)
     requires_approval = serializers.BooleanField(required=False)
 
 
 class VersionSerializer(serializers.ModelSerializer):
-    author = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    author = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
     labels = serializers.SerializerMethodField()
 
     class Meta:
@@ -228,29 +237,27 @@ class VersionSerializer(serializers.ModelSerializer):
 
 
 class VersionCreateSerializer(serializers.Serializer):
-    system_template = serializers.CharField(required=False, allow_blank=True, default="")
-    user_template = serializers.CharField(required=False, allow_blank=True, default="")
+    system_template = StrictCharField(required=False, allow_blank=True, default="")
+    user_template = StrictCharField(required=False, allow_blank=True, default="")
     few_shot = serializers.ListField(child=serializers.DictField(), required=False, default=list)
     variables = serializers.ListField(child=serializers.DictField(), required=False, default=list)
-    tier = serializers.CharField(required=False, allow_blank=True, default="")
-    model_name = serializers.CharField(required=False, allow_blank=True, default="")
+    tier = StrictCharField(required=False, allow_blank=True, default="")
+    model_name = StrictCharField(required=False, allow_blank=True, default="")
     temperature = serializers.DecimalField(
         max_digits=3, decimal_places=2, required=False, allow_null=True, default=None
     )
     max_output_tokens = serializers.IntegerField(
         min_value=1, required=False, allow_null=True, default=None
     )
-    reasoning_effort = serializers.CharField(required=False, allow_blank=True, default="")
+    reasoning_effort = StrictCharField(required=False, allow_blank=True, default="")
     tools = serializers.ListField(child=serializers.DictField(), required=False, default=list)
     response_schema = serializers.JSONField(required=False, allow_null=True, default=None)
-    change_note = serializers.CharField(
-        required=False, allow_blank=True, max_length=500, default=""
-    )
+    change_note = StrictCharField(required=False, allow_blank=True, max_length=500, default="")
 
 
 class RenderRequestSerializer(serializers.Serializer):
     variables = serializers.DictField(required=False, default=dict)
-    label = serializers.SlugField(required=False, help_text="Default: production.")
+    label = StrictSlugField(required=False, help_text="Default: production.")
     version = serializers.IntegerField(
         min_value=1, required=False, help_text="A version number; wins over label."
     )
@@ -287,8 +294,12 @@ class ApprovalSerializer(serializers.ModelSerializer):
     prompt = serializers.CharField(source="version.prompt.slug")
     version = serializers.IntegerField(source="version.number")
     label = serializers.CharField(source="label_name")
-    requested_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
-    decided_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    requested_by = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True
+    )
+    decided_by = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True
+    )
 
     class Meta:
         model = ApprovalRequest
@@ -315,14 +326,23 @@ class PublishResponseSerializer(serializers.Serializer):
 
 class DecideSerializer(serializers.Serializer):
     approve = serializers.BooleanField()
-    comment = serializers.CharField(required=False, allow_blank=True, default="")
+    comment = StrictCharField(required=False, allow_blank=True, default="")
 
 
 class YAMLParser(BaseParser):
     media_type = "application/yaml"
 
     def parse(self, stream: Any, media_type: str | None = None, parser_context: Any = None):
-        return load_document(stream.read().decode("utf-8"), "yaml")
+        text = utf8_decode(body_read_limited(stream))
+        try:
+            document = load_document(text, "yaml")
+        except RecursionError:
+            raise JsonTooDeep(
+                f"The YAML nesting is deeper than the limit of {settings.JSON_MAX_DEPTH}."
+            ) from None
+        # Aliases can make a small file a huge structure; the walk stops at the item limit.
+        structure_check(document)
+        return document
 
 
 class TextYAMLParser(YAMLParser):
@@ -614,7 +634,7 @@ class ExportView(APIView):
 
 
 class ImportView(APIView):
-    parser_classes = [JSONParser, YAMLParser, TextYAMLParser]
+    parser_classes = [LimitedJSONParser, YAMLParser, TextYAMLParser]
 
     @extend_schema(
         operation_id="prompts_import",

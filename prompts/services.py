@@ -270,6 +270,8 @@ def prompt_version_create(
     )
     if not isinstance(change_note, str) or len(change_note) > 500:
         errors["change_note"] = "At most 500 characters."
+    if not (str(system_template).strip() or str(user_template).strip()):
+        errors["user_template"] = "A version needs a system or a user template."
     errors = {**report.as_details(), **errors}
     if errors:
         raise ValidationFailed(

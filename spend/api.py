@@ -157,6 +157,16 @@ class UsagePagination(CursorPagination):
     page_size_query_param = "page_size"
     max_page_size = 500
 
+    def get_page_size(self, request: Request) -> int:
+        # DRF falls back to the default for a malformed value; say so instead.
+        raw = request.query_params.get(self.page_size_query_param)
+        if raw is not None and not (raw.isascii() and raw.isdigit() and int(raw) >= 1):
+            raise BadRequest(
+                f"page_size must be an integer from 1 to {self.max_page_size}.",
+                param="page_size",
+            )
+        return super().get_page_size(request)
+
 
 class UsageListView(ListAPIView):
     serializer_class = UsageRecordSerializer
@@ -172,7 +182,8 @@ class UsageListView(ListAPIView):
         return super().get(request, *args, **kwargs)
 
     def get_queryset(self) -> QuerySet[UsageRecord]:
-        query = UsageQuery(data=self.request.query_params)
+        # A plain dict: DRF reads a QueryDict like a form, where `?until=` means "absent".
+        query = UsageQuery(data=self.request.query_params.dict())
         if not query.is_valid():
             raise BadRequest("The filters are invalid.", details=query.errors)
         data = query.validated_data

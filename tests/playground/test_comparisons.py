@@ -43,7 +43,7 @@ def test_a_comparison_rejects_bad_variables_unknown_tiers_and_five_columns(
             team=team, user=alice, columns=MINI_VS_FLAGSHIP, prompt_version=triage, variables={}
         )
     assert "message" in caught.value.details
-    with pytest.raises(BadRequest, match="no tier named 'giant'"):
+    with pytest.raises(BadRequest, match="No tier named 'giant'"):
         services.comparison_create(
             team=team,
             user=alice,

@@ -1,0 +1,27 @@
+"""Serializer fields shared by the API apps."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import serializers
+
+
+class _StrictText:
+    """DRF's CharField turns a JSON number into text (`12` → "12"): a request that sends a
+    number where the API documents a string is a mistake, so it is refused instead."""
+
+    default_error_messages = {"not_a_string": "Must be a string."}
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("not_a_string")  # type: ignore[attr-defined]
+        return super().to_internal_value(data)  # type: ignore[misc]
+
+
+class StrictCharField(_StrictText, serializers.CharField):
+    pass
+
+
+class StrictSlugField(_StrictText, serializers.SlugField):
+    pass
