@@ -61,6 +61,10 @@ class Conflict(AppError):
     status, code = 409, "conflict"
 
 
+class MethodNotAllowed(AppError):
+    status, code = 405, "method_not_allowed"
+
+
 class PayloadTooLarge(AppError):
     status, code = 413, "payload_too_large"
 

@@ -15,7 +15,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 
 from accounts.models import ApiKey
-from core.errors import AppError, BadRequest
+from core.errors import AppError, BadRequest, MethodNotAllowed
 from gateway.calls import GatewayCall, build_features, new_request_id, responses_input_stats
 from gateway.http import (
     api_error,
@@ -146,7 +146,7 @@ def run_payload(outcome: Outcome) -> dict[str, Any]:
 async def prompt_run(request: HttpRequest, slug: str) -> HttpResponse:
     request_id = new_request_id()
     if request.method != "POST":
-        return api_error(BadRequest("Use POST."), request_id)
+        return api_error(MethodNotAllowed("Use POST.", headers={"Allow": "POST"}), request_id)
     try:
         api_key = await authenticate(request)
         call = await run_call(slug, json_body(request), api_key, request_id)
@@ -254,7 +254,7 @@ async def route_explain(request: HttpRequest) -> HttpResponse:
     """Explain the routing decision for a request without calling any model."""
     request_id = new_request_id()
     if request.method != "POST":
-        return api_error(BadRequest("Use POST."), request_id)
+        return api_error(MethodNotAllowed("Use POST.", headers={"Allow": "POST"}), request_id)
     try:
         api_key = await authenticate(request)
         call = await _explain_call(json_body(request), api_key, request_id)

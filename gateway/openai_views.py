@@ -14,7 +14,7 @@ from typing import Any
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from accounts.models import ApiKey
-from core.errors import AppError, BadRequest, NotFound
+from core.errors import AppError, BadRequest, MethodNotAllowed, NotFound
 from gateway.calls import (
     GatewayCall,
     InputStats,
@@ -298,7 +298,7 @@ async def _serve(call: GatewayCall) -> HttpResponse:
 async def chat_completions(request: HttpRequest) -> HttpResponse:
     request_id = new_request_id()
     if request.method != "POST":
-        return openai_error(BadRequest("Use POST."), request_id)
+        return openai_error(MethodNotAllowed("Use POST.", headers={"Allow": "POST"}), request_id)
     try:
         api_key = await authenticate(request)
         call = chat_call(json_body(request), api_key, request_id)
@@ -311,7 +311,7 @@ async def chat_completions(request: HttpRequest) -> HttpResponse:
 async def responses(request: HttpRequest) -> HttpResponse:
     request_id = new_request_id()
     if request.method != "POST":
-        return openai_error(BadRequest("Use POST."), request_id)
+        return openai_error(MethodNotAllowed("Use POST.", headers={"Allow": "POST"}), request_id)
     try:
         api_key = await authenticate(request)
         call = await responses_call(json_body(request), api_key, request_id)
