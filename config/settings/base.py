@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import environ
 
@@ -91,6 +92,9 @@ def database_config(url: str) -> dict:
         }
     elif config["ENGINE"] == "django.db.backends.postgresql":
         config["CONN_MAX_AGE"] = 0  # the pool keeps connections; Django refuses both at once
+        # The pool hands out only live connections: after a database restart or a dropped
+        # connection, requests get a new one instead of an error.
+        config["CONN_HEALTH_CHECKS"] = True
         config["OPTIONS"] = {
             "pool": {
                 "min_size": env.int("DB_POOL_MIN", default=2),
@@ -143,8 +147,16 @@ STORAGES = {
 }
 
 # Celery: Redis when REDIS_URL is set, otherwise a filesystem broker that needs no server.
+
+
+def redis_database_url(url: str) -> str:
+    """The Redis URL with its database number, 0 where it names none."""
+    parts = urlsplit(url)
+    return url if parts.path.strip("/") else urlunsplit(parts._replace(path="/0"))
+
+
 CELERY_BROKER_URL = env(
-    "CELERY_BROKER_URL", default=f"{REDIS_URL.rstrip('/')}/0" if REDIS_URL else "filesystem://"
+    "CELERY_BROKER_URL", default=redis_database_url(REDIS_URL) if REDIS_URL else "filesystem://"
 )
 CELERY_RESULT_BACKEND = env("CELERY_RESULT_BACKEND", default="")
 CELERY_BROKER_TRANSPORT_OPTIONS: dict = {}
