@@ -19,7 +19,7 @@ from django.conf import settings
 from django.core.exceptions import RequestAborted
 from django.core.handlers.asgi import ASGIHandler, get_script_prefix
 from django.core.handlers.exception import convert_exception_to_response
-from django.db import DatabaseError, close_old_connections
+from django.db import InterfaceError, OperationalError, close_old_connections
 from django.urls import set_script_prefix, set_urlconf
 
 log = logging.getLogger(__name__)
@@ -106,17 +106,19 @@ def _database_errors(get_response):
     """A lost database connection answers a clean 503 in the surface's error shape, and the
     shared sync thread drops its broken connection: this lane sends no request_finished
     signal, which would otherwise recycle it, so every later query would fail too."""
-    from psycopg import Error as PsycopgError
+    import psycopg
+
+    from core.errors import ServiceUnavailable
+    from gateway.http import api_error, openai_error
+
+    lost = (InterfaceError, OperationalError, psycopg.InterfaceError, psycopg.OperationalError)
 
     async def inner(request):
         try:
             return await get_response(request)
-        except (DatabaseError, PsycopgError):
+        except lost:
             log.exception("database error on %s", request.path)
             await sync_to_async(close_old_connections)()
-            from core.errors import ServiceUnavailable
-            from gateway.http import api_error, openai_error
-
             error = ServiceUnavailable(
                 "The database is unavailable; retry shortly.", headers={"Retry-After": "1"}
             )
