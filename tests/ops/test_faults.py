@@ -18,7 +18,7 @@ from django.db import connection
 
 from accounts.models import ApiKey
 from routing.models import Provider
-from spend.budgets import budget_set
+from spend.budgets import CONFIG_TTL_SECONDS, budget_set
 from spend.models import UsageRecord
 from tests.gateway.conftest import team_ledger
 from tests.ops.conftest import serve
@@ -67,13 +67,17 @@ def slow_upstream() -> Iterator[str]:
 # --- PostgreSQL connections dropped ------------------------------------------------------------
 
 
-def terminate_other_connections() -> int:
-    """Drop every connection to this run's test database but ours (never another database's:
-    other people's test runs share the server)."""
+SITE_APP_NAME = "switchboard-faults-site"
+
+
+def terminate_site_connections() -> int:
+    """Drop the site's connections, both pools' (libpq names them from PGAPPNAME): never this
+    process's own, nor another database's (other people's test runs share the server)."""
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            "WHERE datname = current_database() AND application_name = %s",
+            [SITE_APP_NAME],
         )
         return cursor.fetchone()[0]
 
@@ -89,14 +93,18 @@ def test_the_site_survives_its_database_connections_being_dropped(
 ):
     Provider.objects.filter(name="openai").update(base_url=slow_upstream)
     budget_set(team=team, limit_usd=Decimal("100"))
-    with serve(slow_upstream) as site, concurrent.futures.ThreadPoolExecutor(16) as pool:
+    with (
+        serve(slow_upstream, PGAPPNAME=SITE_APP_NAME) as site,
+        concurrent.futures.ThreadPoolExecutor(16) as pool,
+    ):
         assert chat(site, api_key).status_code == 200  # both pools hold connections now
         in_flight = [pool.submit(chat, site, api_key) for _ in range(16)]
         time.sleep(0.5)
-        assert terminate_other_connections() > 0
+        assert terminate_site_connections() > 0
         during = [future.result() for future in in_flight]
         next_ones = list(pool.map(lambda _: chat(site, api_key), range(8)))
-        terminate_other_connections()  # the pools' idle connections, between requests
+        terminate_site_connections()  # the pools' idle connections, between requests
+        time.sleep(CONFIG_TTL_SECONDS)  # the site's next requests load the budgets again
         after = list(pool.map(lambda _: chat(site, api_key), range(8)))
         ready = httpx.get(f"{site}/readyz", timeout=10)
 
