@@ -15,10 +15,12 @@ import contextlib
 import logging
 import re
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.exceptions import RequestAborted
 from django.core.handlers.asgi import ASGIHandler, get_script_prefix
 from django.core.handlers.exception import convert_exception_to_response
+from django.db import InterfaceError, OperationalError, close_old_connections
 from django.urls import set_script_prefix, set_urlconf
 
 log = logging.getLogger(__name__)
@@ -48,7 +50,9 @@ class GatewayASGIHandler(ASGIHandler):
         # Only core's async-only request middleware (request id, size limit, access log,
         # metrics): it adds microseconds and no thread hop (bench/middleware.py).
         self._middleware_chain = convert_exception_to_response(
-            RequestContextMiddleware(convert_exception_to_response(self._get_response_async))
+            RequestContextMiddleware(
+                convert_exception_to_response(_database_errors(self._get_response_async))
+            )
         )
 
     async def __call__(self, scope, receive, send) -> None:
@@ -97,6 +101,32 @@ class GatewayASGIHandler(ASGIHandler):
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         body_file.close()
+
+
+def _database_errors(get_response):
+    """A lost database connection answers a clean 503 in the surface's error shape, and the
+    shared sync thread drops its broken connection: this lane sends no request_finished
+    signal, which would otherwise recycle it, so every later query would fail too."""
+    import psycopg
+
+    from core.errors import ServiceUnavailable
+    from gateway.http import api_error, openai_error
+
+    lost = (InterfaceError, OperationalError, psycopg.InterfaceError, psycopg.OperationalError)
+
+    async def inner(request):
+        try:
+            return await get_response(request)
+        except lost:
+            log.exception("database error on %s", request.path)
+            await sync_to_async(close_old_connections)()
+            error = ServiceUnavailable(
+                "The database is unavailable; retry shortly.", headers={"Retry-After": "1"}
+            )
+            render = openai_error if request.path.startswith("/v1/") else api_error
+            return render(error)
+
+    return inner
 
 
 def with_gateway(site):

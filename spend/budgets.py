@@ -55,7 +55,7 @@ from decimal import ROUND_CEILING, Decimal
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import F, Sum
 from django.db.models.functions import Round
 from django.utils import timezone
@@ -93,6 +93,17 @@ _config: dict[int, tuple[float, tuple[BudgetInfo, ...]]] = {}
 
 
 def _load_team_budgets(team_id: int) -> tuple[BudgetInfo, ...]:
+    try:
+        return _team_budgets(team_id)
+    except (InterfaceError, OperationalError):
+        # The gateway lane's thread keeps its connection between requests, and every request
+        # waiting on this load would fail with it: one dropped while idle is replaced (the
+        # pool hands out only live ones) and the read is tried once more.
+        connection.close()
+        return _team_budgets(team_id)
+
+
+def _team_budgets(team_id: int) -> tuple[BudgetInfo, ...]:
     rows = Budget.objects.filter(team_id=team_id).select_related("downgrade_tier")
     return tuple(
         BudgetInfo(

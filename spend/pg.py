@@ -68,8 +68,14 @@ async def _pool() -> Any:
     if pool is None:
         for old in [old for old in _pools if old.is_closed()]:
             del _pools[old]
+        # `check`: hand out only live connections (as Django's pool with CONN_HEALTH_CHECKS),
+        # so that connections dropped while idle cost a reconnect, not a failed request.
         pool = _pools[loop] = AsyncConnectionPool(
-            kwargs=_connect_kwargs(), min_size=POOL_MIN, max_size=POOL_MAX, open=False
+            kwargs=_connect_kwargs(),
+            min_size=POOL_MIN,
+            max_size=POOL_MAX,
+            open=False,
+            check=AsyncConnectionPool.check_connection,
         )
         await pool.open(wait=False)
     return pool

@@ -91,6 +91,9 @@ def database_config(url: str) -> dict:
         }
     elif config["ENGINE"] == "django.db.backends.postgresql":
         config["CONN_MAX_AGE"] = 0  # the pool keeps connections; Django refuses both at once
+        # The pool hands out only live connections: after a database restart or a dropped
+        # connection, requests get a new one instead of an error.
+        config["CONN_HEALTH_CHECKS"] = True
         config["OPTIONS"] = {
             "pool": {
                 "min_size": env.int("DB_POOL_MIN", default=2),

@@ -10,11 +10,12 @@ from decimal import Decimal
 import openai
 import pytest
 from django.core.cache import cache
+from django.db.models import Sum
 
 from accounts.models import Team
 from prompts.seed import seed_prompts
 from routing.models import Model, Price, Provider, Tier, TierModel
-from spend.models import UsageRecord
+from spend.models import Budget, UsageRecord
 
 
 @pytest.fixture(autouse=True)
@@ -126,3 +127,19 @@ def killable_site(
     finally:
         if process.poll() is None:
             stop(process)
+
+
+def team_ledger(team) -> tuple[Decimal, Decimal, Decimal]:
+    """(budget spent, budget reserved, sum of the team's usage costs) once the writer is done."""
+
+    def state():
+        budget = Budget.objects.get(team=team, api_key=None)
+        total = UsageRecord.objects.filter(team=team).aggregate(s=Sum("cost_usd"))["s"]
+        return budget.spent_usd, budget.reserved_usd, total or Decimal(0)
+
+    deadline = time.monotonic() + 10
+    while True:
+        spent, reserved, total = state()
+        if (spent == total and reserved == 0) or time.monotonic() > deadline:
+            return spent, reserved, total
+        time.sleep(0.05)

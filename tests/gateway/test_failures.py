@@ -1,17 +1,21 @@
-"""Every failure the simulator injects ends in a fallback or a clean OpenAI-style error, and
-every upstream attempt leaves a usage record.
+"""Every failure the simulator injects ends in a fallback or a clean OpenAI-style error, every
+upstream attempt leaves a usage record, and the team's budget is charged exactly the sum of
+those records with nothing left reserved.
 
 The simulator fails a model named `<model>@<mode>` on purpose; the tests put such models
 in a tier (`add_model`) and pin the tier with `model="tier:<name>"`."""
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import openai
 import pytest
 
 from routing.models import Tier, TierModel
+from spend.budgets import budget_set
 from spend.models import UsageRecord
-from tests.gateway.conftest import add_model, usage_for
+from tests.gateway.conftest import add_model, team_ledger, usage_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -53,11 +57,18 @@ def tiers(catalog):
 
 
 @pytest.fixture
-def client(tiers, site, api_key) -> openai.OpenAI:
+def client(tiers, team, site, api_key) -> openai.OpenAI:
+    budget_set(team=team, limit_usd=Decimal("100"))
     return openai.OpenAI(base_url=f"{site}/v1", api_key=api_key, max_retries=0, timeout=20)
 
 
-def test_a_429_moves_on_to_the_next_model_of_the_tier(client):
+def assert_charged_once(team) -> None:
+    """The budget holds exactly the sum of the usage records, and no reservation is open."""
+    spent, reserved, total = team_ledger(team)
+    assert (spent, reserved) == (total, 0)
+
+
+def test_a_429_moves_on_to_the_next_model_of_the_tier(client, team):
     raw = client.chat.completions.with_raw_response.create(model="tier:t429", messages=HELLO)
 
     assert raw.parse().model == "gpt-6.1-terra"
@@ -66,9 +77,10 @@ def test_a_429_moves_on_to_the_next_model_of_the_tier(client):
         ("gpt-5.4-mini@429", "error", "rate_limited"),
         ("gpt-6.1-terra", "success", ""),
     ]
+    assert_charged_once(team)
 
 
-def test_a_500_is_retried_with_backoff_then_falls_back(client):
+def test_a_500_is_retried_with_backoff_then_falls_back(client, team):
     raw = client.chat.completions.with_raw_response.create(model="tier:t500", messages=HELLO)
 
     assert raw.parse().model == "gpt-6.1-terra"
@@ -77,9 +89,10 @@ def test_a_500_is_retried_with_backoff_then_falls_back(client):
         ("gpt-5.4-mini@500", "error", "server_error"),
         ("gpt-6.1-terra", "success", ""),
     ]
+    assert_charged_once(team)
 
 
-def test_a_hanging_upstream_times_out_per_model_then_falls_back(client):
+def test_a_hanging_upstream_times_out_per_model_then_falls_back(client, team):
     raw = client.responses.with_raw_response.create(model="tier:thang", input="Hello")
 
     assert raw.parse().output_text
@@ -88,9 +101,10 @@ def test_a_hanging_upstream_times_out_per_model_then_falls_back(client):
         ("gpt-5.4-mini@hang", "error", "timeout"),
         ("gpt-6.1-terra", "success", ""),
     ]
+    assert_charged_once(team)
 
 
-def test_a_body_cut_mid_way_is_a_connection_error_that_falls_back(client):
+def test_a_body_cut_mid_way_is_a_connection_error_that_falls_back(client, team):
     raw = client.chat.completions.with_raw_response.create(model="tier:tcut", messages=HELLO)
 
     assert raw.parse().choices[0].message.content
@@ -99,9 +113,10 @@ def test_a_body_cut_mid_way_is_a_connection_error_that_falls_back(client):
         "connection_error",
         "",
     ]
+    assert_charged_once(team)
 
 
-def test_an_upstream_400_is_the_callers_error_and_is_not_retried(client):
+def test_an_upstream_400_is_the_callers_error_and_is_not_retried(client, team):
     with pytest.raises(openai.BadRequestError) as error:
         client.chat.completions.create(model="tier:t400", messages=HELLO)
 
@@ -113,9 +128,10 @@ def test_an_upstream_400_is_the_callers_error_and_is_not_retried(client):
     assert outcomes(error.value.response.headers["x-request-id"], 1) == [
         ("gpt-5.4-mini@400", "error", "bad_request")
     ]
+    assert_charged_once(team)
 
 
-def test_when_every_model_fails_the_client_gets_a_502_in_openai_shape(client):
+def test_when_every_model_fails_the_client_gets_a_502_in_openai_shape(client, team):
     with pytest.raises(openai.APIStatusError) as error:
         client.chat.completions.create(model="tier:tdown", messages=HELLO)
 
@@ -126,18 +142,20 @@ def test_when_every_model_fails_the_client_gets_a_502_in_openai_shape(client):
     records = outcomes(error.value.response.headers["x-request-id"], 4)
     assert [r[0] for r in records] == ["gpt-5.4-nano@500"] * 2 + ["gpt-6-luna@500"] * 2
     assert {r[1] for r in records} == {"error"}
+    assert_charged_once(team)
 
 
-def test_when_every_model_times_out_the_client_gets_a_504(client):
+def test_when_every_model_times_out_the_client_gets_a_504(client, team):
     with pytest.raises(openai.APIStatusError) as error:
         client.chat.completions.create(model="tier:tslow", messages=HELLO)
 
     assert error.value.status_code == 504
     assert error.value.body["code"] == "upstream_timeout"
     assert len(usage_for(error.value.response.headers["x-request-id"], 4)) == 4
+    assert_charged_once(team)
 
 
-def test_a_stream_falls_back_when_the_upstream_fails_before_the_first_byte(client):
+def test_a_stream_falls_back_when_the_upstream_fails_before_the_first_byte(client, team):
     raw = client.chat.completions.with_raw_response.create(
         model="tier:t429", messages=HELLO, stream=True
     )
@@ -149,9 +167,10 @@ def test_a_stream_falls_back_when_the_upstream_fails_before_the_first_byte(clien
         ("gpt-5.4-mini@429", "error", "rate_limited"),
         ("gpt-6.1-terra", "success", ""),
     ]
+    assert_charged_once(team)
 
 
-def test_a_stream_cut_mid_way_ends_with_an_error_event_not_a_silent_success(client):
+def test_a_stream_cut_mid_way_ends_with_an_error_event_not_a_silent_success(client, team):
     raw = client.chat.completions.with_raw_response.create(
         model="tier:tcut", messages=HELLO, stream=True
     )
@@ -169,9 +188,10 @@ def test_a_stream_cut_mid_way_ends_with_an_error_event_not_a_silent_success(clie
     assert record.status == UsageRecord.Status.ERROR
     assert record.stream
     assert record.output_tokens > 0  # estimated from what was relayed
+    assert_charged_once(team)
 
 
-def test_a_responses_stream_cut_mid_way_ends_with_an_error_event(client):
+def test_a_responses_stream_cut_mid_way_ends_with_an_error_event(client, team):
     raw = client.responses.with_raw_response.create(model="tier:tcut", input="Hello", stream=True)
     events: list[str] = []
 
@@ -184,3 +204,4 @@ def test_a_responses_stream_cut_mid_way_ends_with_an_error_event(client):
     assert "response.completed" not in events
     [record] = usage_for(raw.headers["x-request-id"])
     assert record.status == UsageRecord.Status.ERROR
+    assert_charged_once(team)

@@ -6,12 +6,9 @@ import contextlib
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
-from decimal import Decimal
 
 import pytest
-from django.db.models import Sum
 
 from core.ratelimit import rate_limit_reset
 
@@ -93,20 +90,3 @@ def serve(simulator_url: str, **env: str) -> Iterator[str]:
         yield url
     finally:
         stop(process)
-
-
-def team_ledger_is_consistent(team) -> tuple[Decimal, Decimal, Decimal]:
-    """(budget spent, budget reserved, sum of the team's usage costs) once the writer is done."""
-    from spend.models import Budget, UsageRecord
-
-    def state():
-        budget = Budget.objects.get(team=team, api_key=None)
-        total = UsageRecord.objects.filter(team=team).aggregate(s=Sum("cost_usd"))["s"]
-        return budget.spent_usd, budget.reserved_usd, total or Decimal(0)
-
-    deadline = time.monotonic() + 10
-    while True:
-        spent, reserved, total = state()
-        if (spent == total and reserved == 0) or time.monotonic() > deadline:
-            return spent, reserved, total
-        time.sleep(0.05)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import json
 import os
@@ -17,7 +18,9 @@ from rest_framework.test import APIClient
 from playground import selectors, services
 from playground.columns import ColumnSpec
 from playground.models import Job, JobItem
+from spend.budgets import budget_reservations_sweep, budget_set
 from spend.models import Purpose, UsageRecord
+from tests.gateway.conftest import team_ledger
 from tests.playground.conftest import (
     make_triage,
     start_worker,
@@ -146,6 +149,7 @@ def test_a_job_resumes_after_its_worker_is_killed_without_rerunning_done_items(
     job_worker, slow_simulator_url, team, api_key, catalog
 ):
     use_upstream(slow_simulator_url)
+    budget_set(team=team, limit_usd=Decimal("100"))
     api = APIClient()
     api.credentials(HTTP_AUTHORIZATION=f"Bearer {api_key}")
     response = api.post(
@@ -185,6 +189,12 @@ def test_a_job_resumes_after_its_worker_is_killed_without_rerunning_done_items(
     assert body["progress"]["done"] == 20
     assert Decimal(body["cost_usd"]) == records.aggregate(t=Sum("cost_usd"))["t"]
     assert all(item["status"] == "done" and item["output"] for item in body["items"])
+    # The dead worker's calls in flight kept their reservations; the periodic sweep releases
+    # them. The budget then holds what the usage records say, the job's cost included, once.
+    budget_reservations_sweep(older_than=dt.timedelta(0))
+    spent, reserved, total = team_ledger(team)
+    assert (spent, reserved) == (total, 0)
+    assert total == Decimal(body["cost_usd"])
     # the same submission again is the same job, not a second run
     again = api.post(
         "/api/v1/jobs",
