@@ -15,7 +15,7 @@ from django.db.models import Sum
 from accounts.models import Team
 from prompts.seed import seed_prompts
 from routing.models import Model, Price, Provider, Tier, TierModel
-from spend.models import Budget, UsageRecord
+from spend.models import Budget, BudgetReservation, UsageRecord
 
 
 @pytest.fixture(autouse=True)
@@ -130,12 +130,17 @@ def killable_site(
 
 
 def team_ledger(team) -> tuple[Decimal, Decimal, Decimal]:
-    """(budget spent, budget reserved, sum of the team's usage costs) once the writer is done."""
+    """(budget spent, budget reserved for requests, sum of the team's usage costs) once the
+    writer is done. A server's budget lease keeps its unused part reserved until it is
+    returned: that part is not a request's and is left out."""
 
     def state():
         budget = Budget.objects.get(team=team, api_key=None)
+        leased = BudgetReservation.objects.filter(
+            budget=budget, request_id__startswith="lease:", settled_at__isnull=True
+        ).aggregate(s=Sum("amount_usd"))["s"]
         total = UsageRecord.objects.filter(team=team).aggregate(s=Sum("cost_usd"))["s"]
-        return budget.spent_usd, budget.reserved_usd, total or Decimal(0)
+        return budget.spent_usd, budget.reserved_usd - (leased or 0), total or Decimal(0)
 
     deadline = time.monotonic() + 10
     while True:
