@@ -23,7 +23,6 @@ from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
 
-import httpx2
 from django.utils import timezone
 
 from core.errors import AppError, BadRequest, BudgetExceeded, UpstreamFailed, UpstreamTimeout
@@ -33,7 +32,7 @@ from gateway.calls import GatewayCall, Usage, responses_input_stats
 from gateway.conf import setting
 from gateway.payloads import Output, check_output, output_of, usage_of
 from gateway.shadow import shadow_offer
-from gateway.upstream import RESPONSES, AttemptFailed, post_json, post_stream
+from gateway.upstream import RESPONSES, AttemptFailed, UpstreamResponse, post_json, post_stream
 from gateway.usage import Ledger, UsageRow
 from routing import classifier
 from routing.router import Decision, RequestFeatures, TierPlan, downgrade, route
@@ -488,7 +487,7 @@ class SSEvent:
     data: str
 
 
-async def sse_events(response: httpx2.Response) -> AsyncIterator[SSEvent]:
+async def sse_events(response: UpstreamResponse) -> AsyncIterator[SSEvent]:
     event: str | None = None
     data: list[str] = []
     async for line in response.aiter_lines():
@@ -511,7 +510,7 @@ class OpenStream:
     prepared: Prepared
     model: ModelInfo
     tier: str
-    response: httpx2.Response
+    response: UpstreamResponse
     events: AsyncIterator[SSEvent]
     first: SSEvent
     started_at: dt.datetime

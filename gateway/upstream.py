@@ -3,29 +3,27 @@
 The SDK's own retries are off (`max_retries=0`): the pipeline retries, falls back and
 escalates itself so that every attempt gets its own usage record. A call returns the raw
 HTTP response: the gateway relays upstream JSON and SSE bytes instead of building and
-re-serializing pydantic objects, and still uses the SDK client's connection pool, auth
-headers and error classes (see `send`).
+re-serializing pydantic objects, and still uses the SDK client's auth headers and error
+classes (see `send`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import codecs
 import json
 import os
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
 import httpx2
 import openai
 from openai import AsyncOpenAI
 
 from gateway.conf import setting
 from routing.snapshot import ModelInfo, ProviderInfo
-
-try:
-    import aiohttp as _aiohttp
-except ImportError:  # the SDK's default transport then
-    _aiohttp = None
 
 CHAT, RESPONSES = "chat", "responses"
 PATHS = {CHAT: "/chat/completions", RESPONSES: "/responses"}
@@ -36,9 +34,10 @@ class Upstream:
     """A provider's shared SDK client, and what a call needs from it, computed once."""
 
     client: AsyncOpenAI
-    http: httpx2.AsyncClient
     base_url: str
     headers: dict[str, str]
+    # The server's transport (see `serving`); elsewhere the SDK client's own httpx one.
+    session: aiohttp.ClientSession | None
 
 
 _upstreams: dict[tuple[int, int, str, str], Upstream] = {}
@@ -53,16 +52,13 @@ def serving() -> None:
     _server["long_lived"] = True
 
 
-def _http_client() -> httpx2.AsyncClient:
-    """In the server, the SDK's aiohttp transport when installed (`openai[aiohttp]`): its C
-    HTTP parser and single write per request cost about half the CPU of the default
-    pure-Python one (measured: ~0.38 vs ~0.70 ms per call). Elsewhere (Celery tasks, tests:
-    short-lived loops whose clients nobody closes) the default transport, which an
-    unclosed client does not make complain."""
-    limits = httpx2.Limits(max_connections=2000, max_keepalive_connections=1000)
-    if _aiohttp is not None and _server["long_lived"]:
-        return openai.DefaultAioHttpClient(limits=limits)
-    return openai.DefaultAsyncHttpxClient(limits=limits)
+def _session() -> aiohttp.ClientSession:
+    """aiohttp straight, in the server: its C HTTP parser, one write per request and no
+    httpx request and response models cost about half the CPU per call of the SDK's
+    httpx client. Celery tasks and tests run short-lived loops whose clients nobody closes,
+    and keep the SDK client's httpx transport, which an unclosed client does not make
+    complain."""
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=2000, keepalive_timeout=5.0))
 
 
 def client_for(provider: ProviderInfo) -> AsyncOpenAI:
@@ -82,15 +78,17 @@ def upstream_for(provider: ProviderInfo) -> Upstream:
             timeout=httpx2.Timeout(
                 provider.timeout_seconds, connect=setting("GATEWAY_CONNECT_TIMEOUT_SECONDS")
             ),
-            http_client=_http_client(),
+            http_client=openai.DefaultAsyncHttpxClient(
+                limits=httpx2.Limits(max_connections=2000, max_keepalive_connections=1000)
+            ),
         )
         headers = {k: v for k, v in client.default_headers.items() if isinstance(v, str)}
         headers.update(client.auth_headers)
         found = _upstreams[key] = Upstream(
             client=client,
-            http=client._client,
             base_url=str(client.base_url).rstrip("/"),
             headers=headers,
+            session=_session() if _server["long_lived"] else None,
         )
     return found
 
@@ -99,7 +97,10 @@ async def clients_close() -> None:
     """Close the clients of the running loop (shutdown, end of a test)."""
     loop_id = id(asyncio.get_running_loop())
     for key in [key for key in _upstreams if key[0] == loop_id]:
-        await _upstreams.pop(key).client.close()
+        upstream = _upstreams.pop(key)
+        await upstream.client.close()
+        if upstream.session is not None:
+            await upstream.session.close()
 
 
 @dataclass(slots=True)
@@ -138,15 +139,13 @@ def _retry_after(headers: Any) -> float | None:
 
 
 def _transport_kind(exc: BaseException) -> str | None:
-    """What the aiohttp error under an httpx2 one was: its bridge maps a dropped connection
-    to a connect *timeout*, which would turn a cut into a 504."""
-    if _aiohttp is None:
-        return None
-    cause = exc.__cause__
+    """What an aiohttp error was, raised straight or under an httpx2 one (its bridge maps a
+    dropped connection to a connect *timeout*, which would turn a cut into a 504)."""
+    cause: BaseException | None = exc
     while cause is not None:
         if isinstance(cause, TimeoutError):  # aiohttp's timeouts subclass it
             return "timeout"
-        if isinstance(cause, _aiohttp.ClientError):
+        if isinstance(cause, aiohttp.ClientError):
             return "connection_error"
         cause = cause.__cause__
     return None
@@ -157,7 +156,9 @@ def classify_error(exc: Exception) -> AttemptFailed:
     if kind == "timeout":
         return AttemptFailed("timeout", "The upstream did not answer in time.")
     if kind == "connection_error":
-        return AttemptFailed("connection_error", f"Upstream connection failed: {exc.__cause__}")
+        return AttemptFailed(
+            "connection_error", f"Upstream connection failed: {exc.__cause__ or exc}"
+        )
     if isinstance(exc, openai.APITimeoutError):
         return AttemptFailed("timeout", "The upstream did not answer in time.")
     if isinstance(exc, openai.APIConnectionError):
@@ -189,31 +190,95 @@ def classify_error(exc: Exception) -> AttemptFailed:
     return AttemptFailed("upstream_error", f"{type(exc).__name__}: {exc}")
 
 
+class Reply:
+    """An upstream answer read with aiohttp, offering the parts of `httpx2.Response` that the
+    pipeline uses: `status_code`, `headers`, `content` (once read), `aiter_lines`, `aclose`."""
+
+    __slots__ = ("_response", "content", "headers", "status_code")
+
+    def __init__(self, response: aiohttp.ClientResponse) -> None:
+        self._response = response
+        self.status_code = response.status
+        self.headers = response.headers
+        self.content = b""
+
+    async def aread(self) -> bytes:
+        self.content = await self._response.read()
+        return self.content
+
+    async def aiter_lines(self) -> AsyncIterator[str]:
+        """Lines as they arrive, without their line ending; no limit on a line's length."""
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        pending = ""
+        async for chunk in self._response.content.iter_any():
+            *lines, pending = (pending + decoder.decode(chunk)).split("\n")
+            for line in lines:
+                yield line.removesuffix("\r")
+        pending += decoder.decode(b"", final=True)
+        if pending:
+            yield pending.removesuffix("\r")
+
+    async def aclose(self) -> None:
+        # Back to the pool once read to the end; a connection left mid-body is closed.
+        self._response.release()
+
+    def as_httpx(self, url: str) -> httpx2.Response:
+        """For the SDK's error classes (error statuses only: the body has been read)."""
+        return httpx2.Response(
+            self.status_code,
+            headers=list(self._response.raw_headers),
+            content=self.content,
+            request=httpx2.Request("POST", url),
+        )
+
+
+UpstreamResponse = httpx2.Response | Reply
+
+
 async def send(
     model: ModelInfo, api: str, body: dict[str, Any], *, stream: bool
-) -> httpx2.Response:
-    """POST the body to the model's provider; raises AttemptFailed.
+) -> UpstreamResponse:
+    """POST the body to the model's provider; raises AttemptFailed. A streamed answer comes
+    back with its body unread (iterate `aiter_lines`, then `aclose`), any other read.
 
-    The request is built here and sent with the SDK client's own HTTP client and headers,
-    and error statuses become the SDK's exception classes: the SDK's per-call request
-    machinery (option models, auth hooks, retry loop) costs more CPU than the whole rest of
-    the gateway's hot path, and none of it applies with retries done by the pipeline."""
+    The request is built here with the SDK client's headers, and error statuses become the
+    SDK's exception classes: the SDK's per-call request machinery (option models, auth
+    hooks, retry loop) costs more CPU than the whole rest of the gateway's hot path, and
+    none of it applies with retries done by the pipeline."""
     upstream = upstream_for(model.provider)
-    timeout = httpx2.Timeout(
-        model.timeout_seconds, connect=setting("GATEWAY_CONNECT_TIMEOUT_SECONDS")
-    )
+    url = upstream.base_url + PATHS[api]
+    content = json.dumps(body).encode()
+    connect = setting("GATEWAY_CONNECT_TIMEOUT_SECONDS")
     try:
-        request = upstream.http.build_request(
-            "POST",
-            upstream.base_url + PATHS[api],
-            content=json.dumps(body).encode(),
-            headers=upstream.headers,
-            timeout=timeout,
-        )
-        response = await upstream.http.send(request, stream=stream)
-        if response.status_code >= 400:
-            await response.aread()
+        if upstream.session is not None:
+            timeout = aiohttp.ClientTimeout(
+                sock_connect=connect, sock_read=model.timeout_seconds, connect=model.timeout_seconds
+            )
+            response = Reply(
+                await upstream.session.post(
+                    url, data=content, headers=upstream.headers, timeout=timeout
+                )
+            )
+        else:
+            http = upstream.client._client
+            request = http.build_request(
+                "POST",
+                url,
+                content=content,
+                headers=upstream.headers,
+                timeout=httpx2.Timeout(model.timeout_seconds, connect=connect),
+            )
+            response = await http.send(request, stream=True)
+        try:
+            if response.status_code >= 400 or not stream:
+                await response.aread()
+        except BaseException:
             await response.aclose()
+            raise
+        if response.status_code >= 400:
+            await response.aclose()
+            if isinstance(response, Reply):
+                response = response.as_httpx(url)
             raise upstream.client._make_status_error_from_response(response)
     except AttemptFailed:
         raise
@@ -222,11 +287,11 @@ async def send(
     return response
 
 
-async def post_json(model: ModelInfo, api: str, body: dict[str, Any]) -> httpx2.Response:
+async def post_json(model: ModelInfo, api: str, body: dict[str, Any]) -> UpstreamResponse:
     """A non-streamed call; the response body has been read. Raises AttemptFailed."""
     return await send(model, api, body, stream=False)
 
 
-async def post_stream(model: ModelInfo, api: str, body: dict[str, Any]) -> httpx2.Response:
+async def post_stream(model: ModelInfo, api: str, body: dict[str, Any]) -> UpstreamResponse:
     """A streamed call: status checked, body unread (iterate `aiter_lines`, then `aclose`)."""
     return await send(model, api, body, stream=True)
