@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from django.core.cache import cache
 from django.db.models import Prefetch, Q, QuerySet
 
 from accounts.models import Role, Team, User
 from accounts.selectors import user_has_role, user_teams
+from core.db import reconnecting
 from core.errors import NotFound
 from prompts.models import Label, Prompt, PromptVersion
 
@@ -41,32 +43,14 @@ def _resolve_queryset(
     return versions.filter(labels__name=label or Label.PRODUCTION)
 
 
-async def prompt_version_resolve(
+@reconnecting
+def prompt_version_resolve_sync(
     *, team_id: int, slug: str, label: str | None = None, version: int | None = None
 ) -> PromptVersion:
     """The version a request names: by number if given, else by label (default production).
 
     A cached hit costs one cache round trip and no query. Raises NotFound.
     """
-    key = resolve_cache_key(team_id=team_id, slug=slug, label=label, version=version)
-    found: Any = await cache.aget(key)
-    if found is None:
-        found = (
-            await _resolve_queryset(
-                team_id=team_id, slug=slug, label=label, version=version
-            ).afirst()
-            or _MISSING
-        )
-        await cache.aset(key, found, RESOLVE_CACHE_SECONDS)
-    if found == _MISSING:
-        raise _not_found(slug, label, version)
-    return found
-
-
-def prompt_version_resolve_sync(
-    *, team_id: int, slug: str, label: str | None = None, version: int | None = None
-) -> PromptVersion:
-    """The sync twin of prompt_version_resolve, for DRF views and Celery tasks."""
     key = resolve_cache_key(team_id=team_id, slug=slug, label=label, version=version)
     found: Any = cache.get(key)
     if found is None:
@@ -78,6 +62,15 @@ def prompt_version_resolve_sync(
     if found == _MISSING:
         raise _not_found(slug, label, version)
     return found
+
+
+async def prompt_version_resolve(
+    *, team_id: int, slug: str, label: str | None = None, version: int | None = None
+) -> PromptVersion:
+    """prompt_version_resolve_sync in one hop to the sync thread (the gateway's hot path)."""
+    return await sync_to_async(prompt_version_resolve_sync)(
+        team_id=team_id, slug=slug, label=label, version=version
+    )
 
 
 def resolve_cache_forget(*, team_id: int, slug: str, label: str | None = None, version=None):

@@ -19,6 +19,7 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from django.core.cache import cache
 
+from core.db import reconnecting
 from routing.cache import PRICE_GENERATION_KEY, ROUTING_GENERATION_KEY, routing_generation_bump
 
 CHECK_SECONDS = 1.0
@@ -177,6 +178,7 @@ def _rule_info(rule: Any) -> RuleInfo:
     )
 
 
+@reconnecting
 def snapshot_load(version: str = "") -> Snapshot:
     """Read the catalog and the active policy from the database (a handful of queries)."""
     from routing.models import Model, Policy, Price, Provider, Rule, Tier, TierModel

@@ -55,11 +55,12 @@ from decimal import ROUND_CEILING, Decimal
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import InterfaceError, OperationalError, connection, transaction
+from django.db import connection, transaction
 from django.db.models import F, Sum
 from django.db.models.functions import Round
 from django.utils import timezone
 
+from core.db import reconnecting
 from core.money import COST_DIGITS, ZERO
 from spend.models import Budget, BudgetReservation
 from spend.periods import period_bounds
@@ -92,17 +93,7 @@ class BudgetInfo:
 _config: dict[int, tuple[float, tuple[BudgetInfo, ...]]] = {}
 
 
-def _load_team_budgets(team_id: int) -> tuple[BudgetInfo, ...]:
-    try:
-        return _team_budgets(team_id)
-    except (InterfaceError, OperationalError):
-        # The gateway lane's thread keeps its connection between requests, and every request
-        # waiting on this load would fail with it: one dropped while idle is replaced (the
-        # pool hands out only live ones) and the read is tried once more.
-        connection.close()
-        return _team_budgets(team_id)
-
-
+@reconnecting
 def _team_budgets(team_id: int) -> tuple[BudgetInfo, ...]:
     rows = Budget.objects.filter(team_id=team_id).select_related("downgrade_tier")
     return tuple(
@@ -139,7 +130,7 @@ async def budgets_for(*, team_id: int, api_key_id: int | None) -> tuple[BudgetIn
 
 
 async def _load(team_id: int, now: float) -> tuple[BudgetInfo, ...]:
-    budgets = await sync_to_async(_load_team_budgets)(team_id)
+    budgets = await sync_to_async(_team_budgets)(team_id)
     _config[team_id] = (now + CONFIG_TTL_SECONDS, budgets)
     return budgets
 

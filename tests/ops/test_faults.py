@@ -17,6 +17,7 @@ import pytest
 from django.db import connection
 
 from accounts.models import ApiKey
+from accounts.services import api_key_create
 from routing.models import Provider
 from spend.budgets import CONFIG_TTL_SECONDS, budget_set
 from spend.models import UsageRecord
@@ -115,6 +116,31 @@ def test_the_site_survives_its_database_connections_being_dropped(
     assert ready.json()["checks"]["database"] == "ok"
     answered = [r for r in during + next_ones + after if r.status_code == 200]
     assert_ledger_matches_usage(team, answered)
+
+
+def test_a_connection_dropped_while_idle_fails_no_request(
+    postgres, gateway_env, seeded, team, api_key, simulator_url
+):
+    """The lane's sync thread keeps its database connection between requests: a read that
+    finds it dropped (here: a key and a prompt version no cache holds yet) reconnects and
+    answers, instead of failing that request with a 503."""
+    budget_set(team=team, limit_usd=Decimal("100"))
+    with serve(simulator_url, PGAPPNAME=SITE_APP_NAME) as site:
+        assert chat(site, api_key).status_code == 200  # the lane's thread holds a connection
+        new_key = api_key_create(team=team, name="first used after the drop")[1]
+        assert terminate_site_connections() > 0
+        by_new_key = chat(site, new_key)
+        terminate_site_connections()
+        by_prompt = httpx.post(
+            f"{site}/api/v1/prompts/support-triage/run",
+            json={"variables": {"message": "I was charged twice"}},
+            headers={"Authorization": f"Bearer {api_key}"},
+            timeout=60,
+        )
+
+    assert by_new_key.status_code == 200, by_new_key.text[:300]
+    assert by_prompt.status_code == 200, by_prompt.text[:300]
+    assert_ledger_matches_usage(team, [by_new_key, by_prompt])
 
 
 # --- Redis down ------------------------------------------------------------------------------
