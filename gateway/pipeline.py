@@ -352,6 +352,28 @@ def _client_error(failure: AttemptFailed) -> AppError:
     return error
 
 
+def _record_failure(
+    prepared: Prepared,
+    model: ModelInfo,
+    tier: str,
+    failure: AttemptFailed,
+    started_at: dt.datetime,
+    t0: float,
+) -> None:
+    """The usage record of a failed attempt (no tokens, no cost)."""
+    _record(
+        prepared,
+        prepared.call,
+        model,
+        tier,
+        started_at=started_at,
+        latency=time.perf_counter() - t0,
+        status=UsageRecord.Status.ERROR,
+        error_code=failure.kind,
+        error_message=failure.message,
+    )
+
+
 async def _call_once(prepared: Prepared, model: ModelInfo, plan: TierPlan) -> Answer:
     """One non-streamed attempt; records it; raises AttemptFailed."""
     call = prepared.call
@@ -368,17 +390,7 @@ async def _call_once(prepared: Prepared, model: ModelInfo, plan: TierPlan) -> An
         if not isinstance(data, dict):
             raise AttemptFailed("server_error", "The upstream answered with unexpected JSON.")
     except AttemptFailed as failure:
-        _record(
-            prepared,
-            call,
-            model,
-            plan.tier,
-            started_at=started_at,
-            latency=time.perf_counter() - t0,
-            status=UsageRecord.Status.ERROR,
-            error_code=failure.kind,
-            error_message=failure.message,
-        )
+        _record_failure(prepared, model, plan.tier, failure, started_at, t0)
         raise
     usage = usage_of(call.api, data)
     cost = actual_cost(call, model, usage, started_at)
@@ -558,17 +570,7 @@ async def _open_once(prepared: Prepared, model: ModelInfo, plan: TierPlan) -> Op
     except AttemptFailed as failure:
         if response is not None:
             await response.aclose()
-        _record(
-            prepared,
-            call,
-            model,
-            plan.tier,
-            started_at=started_at,
-            latency=time.perf_counter() - t0,
-            status=UsageRecord.Status.ERROR,
-            error_code=failure.kind,
-            error_message=failure.message,
-        )
+        _record_failure(prepared, model, plan.tier, failure, started_at, t0)
         raise
     return OpenStream(prepared, model, plan.tier, response, events, first, started_at, t0)
 
