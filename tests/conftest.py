@@ -353,6 +353,26 @@ def _close_sync_thread_connections(django_db_setup) -> Iterator[None]:
     SyncToAsync.single_thread_executor.submit(connections.close_all).result(timeout=10)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _cache_clear_keeps_to_this_run() -> Iterator[None]:
+    """Django's Redis cache clears with FLUSHDB: every key in the Redis database, including
+    the Celery broker's and those of other runs that share it (CI runs its PostgreSQL and
+    SQLite passes at once; both use the Redis on 127.0.0.1, see tests/ops/conftest.py). In
+    tests, `cache.clear()` deletes this run's keys (its CACHE_KEY_PREFIX) and no others."""
+    from core.cache import ResilientRedisCache
+
+    def clear(self) -> bool:
+        assert self.key_prefix, "a test run's Redis keys need a prefix of their own"
+        client = self._cache.get_client(write=True)
+        for key in client.scan_iter(match=f"{self.key_prefix}:*", count=1000):
+            client.delete(key)
+        return True
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(ResilientRedisCache, "clear", clear)
+        yield
+
+
 # What the post_migrate signal after each flush would write back, row for row: left in place.
 FLUSH_KEEPS = frozenset({"django_content_type", "auth_permission"})
 
