@@ -23,7 +23,7 @@ chunk shrinks as the budget nears its limit and is exactly the request's worst c
 limit. Within one process a lease never refuses what per-request reservation would admit;
 across processes, a request can be refused while other processes' unused chunks still hold
 the headroom it needed (docs/gateway.md, "Leases", for the bound). A lease is replaced when
-its budget's settings change (seen within CONFIG_TTL_SECONDS) or its period ends, returned
+its budget's settings change (seen within BUDGET_CONFIG_TTL_SECONDS) or its period ends, returned
 after `BUDGET_LEASE_IDLE_SECONDS` unused, and its row renewed while in use, so the sweeper only
 ever releases the leases of dead processes. Off (and in short-lived event loops such as
 Celery tasks) every request has a private lease of exactly its worst case: the per-request
@@ -68,8 +68,6 @@ from spend.pg import is_serving, pg_connection, pg_enabled
 
 log = logging.getLogger(__name__)
 
-CONFIG_TTL_SECONDS = 2.0
-
 
 @dataclass(frozen=True, slots=True)
 class BudgetInfo:
@@ -111,7 +109,7 @@ def _team_budgets(team_id: int) -> tuple[BudgetInfo, ...]:
 
 
 async def budgets_for(*, team_id: int, api_key_id: int | None) -> tuple[BudgetInfo, ...]:
-    """The team's budget and the key's own, if any (cached for CONFIG_TTL_SECONDS)."""
+    """The team's budget and the key's own, if any (cached for BUDGET_CONFIG_TTL_SECONDS)."""
     now = time.monotonic()
     cached = _config.get(team_id)
     if cached is None or cached[0] < now:
@@ -131,7 +129,7 @@ async def budgets_for(*, team_id: int, api_key_id: int | None) -> tuple[BudgetIn
 
 async def _load(team_id: int, now: float) -> tuple[BudgetInfo, ...]:
     budgets = await sync_to_async(_team_budgets)(team_id)
-    _config[team_id] = (now + CONFIG_TTL_SECONDS, budgets)
+    _config[team_id] = (now + settings.BUDGET_CONFIG_TTL_SECONDS, budgets)
     return budgets
 
 

@@ -4,6 +4,7 @@ real parts: the simulator, the site under uvicorn, a Celery worker — each a su
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -11,6 +12,8 @@ import threading
 import time
 import urllib.request
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -64,7 +67,8 @@ def subprocess_env(**extra: str) -> dict[str, str]:
             f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
         )
     return {
-        **os.environ,
+        # Not the name of the current test: a site booted during one test serves the next.
+        **{name: value for name, value in os.environ.items() if name != "PYTEST_CURRENT_TEST"},
         "DJANGO_SETTINGS_MODULE": "config.settings.test_server",
         "DATABASE_URL": database_url,
         "PYTHONPATH": str(ROOT),
@@ -80,32 +84,86 @@ def simulator_url() -> Iterator[str]:
         yield server.url
 
 
-def serve_site(simulator_url: str) -> tuple[str, subprocess.Popen]:
-    """Start the site under uvicorn on this test's database; its URL and process, once it
-    answers. Stop it with `stop`."""
-    port = free_port()
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "config.asgi:application",
-            "--port",
-            str(port),
-            "--no-access-log",
-            "--log-level",
-            "warning",
-        ],
-        cwd=ROOT,
-        env=subprocess_env(SIMULATOR_URL=simulator_url),
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for_http(f"{url}/healthz", process)
-    except BaseException:
-        stop(process)
-        raise
-    return url, process
+class Sites:
+    """Starts the site under uvicorn. A start takes 1.5-2.5 s of CPU (imports, the first
+    request), often longer than the test that asked for it. So each start also boots spares
+    with the same environment in the background (two, so that each has the time of two
+    short tests to boot), which the next starts with that environment take. Each caller
+    still gets a process of its own that has answered nothing but /healthz (the site reads
+    neither the database nor the cache before a request needs them)."""
+
+    AHEAD = 2  # spares per environment
+    KEEP = 2  # environments with spares (tests alternate between two, e.g. budget modes)
+
+    def __init__(self) -> None:
+        self.spares: dict[frozenset[tuple[str, str]], list[Booting]] = {}
+        self.waiters = ThreadPoolExecutor(self.AHEAD * self.KEEP + 1)
+
+    def start(self, env: dict[str, str]) -> tuple[str, subprocess.Popen]:
+        key = frozenset(env.items())
+        spares = self.spares.pop(key, [])
+        site = spares.pop(0) if spares else self.boot(env)
+        try:
+            site.ready.result()
+        except BaseException:
+            stop(site.process)
+            raise
+        self.spares[key] = spares + [self.boot(env) for _ in range(self.AHEAD - len(spares))]
+        while len(self.spares) > self.KEEP:
+            for spare in self.spares.pop(next(iter(self.spares))):
+                stop(spare.process)
+        return site.url, site.process
+
+    def boot(self, env: dict[str, str]) -> Booting:
+        port = free_port()
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "config.asgi:application",
+                "--port",
+                str(port),
+                "--no-access-log",
+                "--log-level",
+                "warning",
+            ],
+            cwd=ROOT,
+            env=env,
+        )
+        url = f"http://127.0.0.1:{port}"
+        return Booting(url, process, self.waiters.submit(wait_for_http, f"{url}/healthz", process))
+
+    def close(self) -> None:
+        for spares in self.spares.values():
+            for spare in spares:
+                stop(spare.process)
+        self.spares.clear()
+
+
+@dataclass
+class Booting:
+    """A site process and the future of its first answer."""
+
+    url: str
+    process: subprocess.Popen
+    ready: Future
+
+
+_sites = Sites()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _stop_spare_sites(django_db_setup) -> Iterator[None]:
+    """Before the test database is dropped."""
+    yield
+    _sites.close()
+
+
+def serve_site(simulator_url: str, **env: str) -> tuple[str, subprocess.Popen]:
+    """The site under uvicorn on this test's database, with `env` added to this process's
+    environment; its URL and process, once it answers. Stop it with `stop`."""
+    return _sites.start(subprocess_env(SIMULATOR_URL=simulator_url, **env))
 
 
 @pytest.fixture
@@ -124,10 +182,16 @@ def live_site(transactional_db, simulator_url: str) -> Iterator[str]:
         stop(process)
 
 
-@pytest.fixture
-def celery_worker(transactional_db) -> Iterator[subprocess.Popen]:
-    """A real Celery worker process on this run's broker and test database."""
-    process = subprocess.Popen(
+def wait_for_budgets() -> None:
+    """Until a site has seen the budgets as they are now: it reads them again after
+    BUDGET_CONFIG_TTL_SECONDS (config/settings/test.py)."""
+    time.sleep(settings.BUDGET_CONFIG_TTL_SECONDS + 0.1)
+
+
+def start_worker(**env: str) -> subprocess.Popen:
+    """A real Celery worker process on this run's broker and test database, with `env` added
+    to this process's environment. It takes the tasks queued before it is up as well."""
+    return subprocess.Popen(
         [
             sys.executable,
             "-m",
@@ -146,9 +210,24 @@ def celery_worker(transactional_db) -> Iterator[subprocess.Popen]:
             "--without-mingle",
         ],
         cwd=ROOT,
-        env=subprocess_env(),
+        env=subprocess_env(**env),
     )
-    time.sleep(1.5)
+
+
+def stop_worker(process: subprocess.Popen) -> None:
+    """The test is over and nothing in flight matters: kill (a warm or cold shutdown of a
+    worker on the filesystem broker takes 4-6 s)."""
+    if process.poll() is None:
+        process.kill()
+        process.wait()
+
+
+@pytest.fixture
+def celery_worker(transactional_db) -> Iterator[subprocess.Popen]:
+    """A real Celery worker process on this run's broker and test database, stopped with a
+    warm shutdown: what it publishes is written whole (a kill in the middle of a publish on
+    the filesystem broker would leave an empty message that stops the next test's worker)."""
+    process = start_worker()
     yield process
     stop(process)
 
@@ -198,10 +277,13 @@ def secret_env(monkeypatch, settings) -> str:
 
 
 @pytest.fixture
-def mail_dir(monkeypatch, tmp_path: Path) -> Path:
+def mail_dir(monkeypatch, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Where subprocesses started later (the site, a Celery worker) write the mail they send,
-    one file per message (see config/settings/test_server.py)."""
-    folder = tmp_path / "mail"
+    one file per message (see config/settings/test_server.py). One folder for the run,
+    emptied for each test, so that the site's environment is the same from test to test
+    (`Sites` keeps a spare site per environment)."""
+    folder = tmp_path_factory.getbasetemp() / "mail"
+    shutil.rmtree(folder, ignore_errors=True)
     monkeypatch.setenv("EMAIL_FILE_PATH", str(folder))
     return folder
 
@@ -273,25 +355,56 @@ def _close_sync_thread_connections(django_db_setup) -> Iterator[None]:
 
 
 @pytest.fixture(autouse=True, scope="session")
-def _flush_postgres_with_delete() -> Iterator[None]:
-    """Transactional tests end with a flush of every table. PostgreSQL's TRUNCATE gives each
-    table and index a new file and syncs every index file to disk (some 230 syncs here):
-    about a second on an idle disk, a minute when other runs share it. The tables are nearly
-    empty, so DELETE (foreign keys are checked at the flush's commit) takes milliseconds."""
-    from django.db.backends.postgresql.operations import DatabaseOperations
+def _cache_clear_keeps_to_this_run() -> Iterator[None]:
+    """Django's Redis cache clears with FLUSHDB: every key in the Redis database, including
+    the Celery broker's and those of other runs that share it (CI runs its PostgreSQL and
+    SQLite passes at once; both use the Redis on 127.0.0.1, see tests/ops/conftest.py). In
+    tests, `cache.clear()` deletes this run's keys (its CACHE_KEY_PREFIX) and no others."""
+    from core.cache import ResilientRedisCache
 
-    truncate = DatabaseOperations.sql_flush
-
-    def sql_flush(self, style, tables, *, reset_sequences=False, allow_cascade=False):
-        if reset_sequences or allow_cascade:
-            return truncate(
-                self, style, tables, reset_sequences=reset_sequences, allow_cascade=allow_cascade
-            )
-        return [
-            f"{style.SQL_KEYWORD('DELETE FROM')} {style.SQL_FIELD(self.quote_name(table))};"
-            for table in tables
-        ]
+    def clear(self) -> bool:
+        assert self.key_prefix, "a test run's Redis keys need a prefix of their own"
+        client = self._cache.get_client(write=True)
+        for key in client.scan_iter(match=f"{self.key_prefix}:*", count=1000):
+            client.delete(key)
+        return True
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(DatabaseOperations, "sql_flush", sql_flush)
+        patch.setattr(ResilientRedisCache, "clear", clear)
+        yield
+
+
+# What the post_migrate signal after each flush would write back, row for row: left in place.
+FLUSH_KEEPS = frozenset({"django_content_type", "auth_permission"})
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _quick_flush() -> Iterator[None]:
+    """Transactional tests end with a flush of every table, then the post_migrate signal,
+    which writes back the content types and permissions the flush deleted (some 250 rows:
+    a tenth of a second per test on PostgreSQL). The flush leaves those two tables alone
+    instead, so the signal finds every row in place and writes nothing.
+
+    On PostgreSQL the flush also DELETEs rather than TRUNCATEs: TRUNCATE gives each table
+    and index a new file and syncs every index file to disk (some 230 syncs here): about a
+    second on an idle disk, a minute when other runs share it. The tables are nearly empty,
+    so DELETE (foreign keys are checked at the flush's commit) takes milliseconds."""
+    from django.db.backends.postgresql.operations import DatabaseOperations as Postgres
+
+    operations = type(connection.ops)
+    flush = operations.sql_flush
+
+    def sql_flush(self, style, tables, *, reset_sequences=False, allow_cascade=False):
+        tables = [table for table in tables if table not in FLUSH_KEEPS]
+        if isinstance(self, Postgres) and not (reset_sequences or allow_cascade):
+            return [
+                f"{style.SQL_KEYWORD('DELETE FROM')} {style.SQL_FIELD(self.quote_name(table))};"
+                for table in tables
+            ]
+        return flush(
+            self, style, tables, reset_sequences=reset_sequences, allow_cascade=allow_cascade
+        )
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(operations, "sql_flush", sql_flush)
         yield

@@ -191,6 +191,9 @@ BUDGET_LEASES = env.bool("BUDGET_LEASES", default=True)
 BUDGET_LEASE_FRACTION = env.float("BUDGET_LEASE_FRACTION", default=0.05)  # of the headroom, ≤ 0.5
 BUDGET_LEASE_REQUESTS = env.int("BUDGET_LEASE_REQUESTS", default=10)  # times a request's worst case
 BUDGET_LEASE_IDLE_SECONDS = env.float("BUDGET_LEASE_IDLE_SECONDS", default=10.0)
+# How long a process reuses a team's budget settings before reading them again: a changed
+# limit or action takes up to this long to reach every server.
+BUDGET_CONFIG_TTL_SECONDS = env.float("BUDGET_CONFIG_TTL_SECONDS", default=2.0)
 
 # Playground: batch jobs (compare and /api/v1/jobs), datasets, recommendations.
 PLAYGROUND_BATCH_CONCURRENCY = env.int("PLAYGROUND_BATCH_CONCURRENCY", default=8)

@@ -284,10 +284,13 @@ def logged_in_page(browser, browser_context_args: dict) -> Iterator[Callable]:
 
 
 def screenshot(page, name: str, *, full_page: bool = False) -> Path:
-    """Save docs/screenshots/<name>.png (the README shows these)."""
+    """Save docs/screenshots/<name>.png (the README shows these). Written whole, then
+    renamed: CI's two passes take the same screenshots at the same time."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     path = SCREENSHOTS / f"{name}.png"
-    page.screenshot(path=str(path), full_page=full_page)
+    partial = path.with_name(f".{name}.{os.getpid()}.png")
+    partial.write_bytes(page.screenshot(full_page=full_page))
+    partial.replace(path)
     return path
 
 

@@ -4,7 +4,6 @@ with its own leases on the team's budget, under simultaneous requests."""
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Iterator
 from decimal import Decimal
 
@@ -13,7 +12,7 @@ import pytest
 from routing.models import Provider
 from spend.budgets import budget_set
 from spend.models import Budget, BudgetReservation, UsageRecord
-from tests.conftest import serve_site, stop
+from tests.conftest import serve_site, stop, wait_for_budgets
 from tests.gateway.conftest import wait_for
 from tests.gateway.test_budgets_live import (
     HELLO,
@@ -56,7 +55,7 @@ def test_three_servers_never_take_spend_past_the_limit(team, sites, api_key):
     body = {"model": "tier:mini", "messages": HELLO, "max_tokens": 400}
     worst = explain_worst_case(sites[0], api_key, body)
     budget = budget_set(team=team, limit_usd=worst * 30 + worst / 2)
-    time.sleep(2.1)  # the servers cache budget settings for 2 s
+    wait_for_budgets()
 
     statuses = fire_at_all(sites, api_key, 60, body)
 
@@ -90,7 +89,7 @@ def test_three_servers_refuse_near_the_limit_by_less_than_a_worst_case(team, sit
     body = {"model": "tier:hangs", "messages": HELLO, "max_tokens": 100}
     worst = explain_worst_case(sites[0], api_key, body)
     budget = budget_set(team=team, limit_usd=worst * 9 + worst / 2)
-    time.sleep(2.1)  # the servers cache budget settings for 2 s
+    wait_for_budgets()
 
     statuses = fire_at_all(sites, api_key, 6, body)
 

@@ -33,7 +33,7 @@ from spend.models import (
     BudgetReservation,
     UsageRecord,
 )
-from tests.conftest import Receiver
+from tests.conftest import Receiver, wait_for_budgets
 from tests.gateway.conftest import add_model, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -116,7 +116,7 @@ def downgrade_budget(team, site: str, key: str) -> Budget:
 
 def test_a_downgrade_budget_routes_to_the_cheaper_tier_and_says_so(team, catalog, site, api_key):
     downgrade_budget(team, site, api_key)
-    time.sleep(2.1)  # the server caches budget settings for 2 s
+    wait_for_budgets()
 
     body = run(site, api_key).json()
 
@@ -155,7 +155,7 @@ def test_200_simultaneous_requests_never_take_spend_past_the_limit(
     body = {"model": "tier:mini", "messages": HELLO, "max_tokens": 400}
     worst = explain_worst_case(site, api_key, body)
     budget = budget_set(team=team, limit_usd=worst * 50 + worst / 2)  # fits about 50
-    time.sleep(2.1)  # the server caches budget settings for 2 s
+    wait_for_budgets()
 
     statuses = asyncio.run(_fire(site, api_key, 200, body))
 
@@ -194,7 +194,7 @@ def test_requests_in_flight_are_refused_exactly_at_the_limit(team, catalog, site
     body = {"model": "tier:hangs", "messages": HELLO, "max_tokens": 100}
     worst = explain_worst_case(site, api_key, body)
     budget = budget_set(team=team, limit_usd=worst * 5 + worst / 2)
-    time.sleep(2.1)  # the server caches budget settings for 2 s
+    wait_for_budgets()
 
     statuses = asyncio.run(_fire(site, api_key, 12, body))
 
@@ -219,7 +219,7 @@ def test_the_sweeper_releases_what_a_killed_server_had_reserved(team, killable_s
     worst = explain_worst_case(url, api_key, body)
     # Exactly three requests fit: a lease then holds exactly their worst cases too.
     budget = budget_set(team=team, limit_usd=worst * 3)
-    time.sleep(2.1)  # the server caches budget settings for 2 s
+    wait_for_budgets()
 
     def call() -> None:
         with contextlib.suppress(httpx.HTTPError):  # the server dies under it
@@ -321,7 +321,7 @@ def test_requests_at_the_hard_limit_send_one_alert_by_email_and_signed_webhook(
         budget = budget_set(team=team, limit_usd=Decimal("0.0001"))
     else:
         budget = downgrade_budget(team, site, api_key)
-        time.sleep(2.1)  # the server caches budget settings for 2 s
+        wait_for_budgets()
 
     bodies = [run(site, api_key) for _ in range(6)]
 

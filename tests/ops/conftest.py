@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import socket
-import subprocess
-import sys
 from collections.abc import Iterator
 
 import pytest
@@ -66,27 +64,10 @@ def site(gateway_env: None, seeded: None, live_site: str) -> str:
 @contextlib.contextmanager
 def serve(simulator_url: str, **env: str) -> Iterator[str]:
     """The site under its own uvicorn process with extra environment (e.g. a dead Redis)."""
-    from tests.conftest import ROOT, free_port, stop, subprocess_env, wait_for_http
+    from tests.conftest import serve_site, stop
 
-    port = free_port()
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "config.asgi:application",
-            "--port",
-            str(port),
-            "--no-access-log",
-            "--log-level",
-            "warning",
-        ],
-        cwd=ROOT,
-        env=subprocess_env(SIMULATOR_URL=simulator_url, **env),
-    )
-    url = f"http://127.0.0.1:{port}"
+    url, process = serve_site(simulator_url, **env)
     try:
-        wait_for_http(f"{url}/healthz", process)
         yield url
     finally:
         stop(process)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 
@@ -13,6 +12,7 @@ from django.core.cache import cache
 from accounts.models import Team, User
 from prompts.models import Label, Prompt, PromptVersion
 from prompts.services import label_move, prompt_create, prompt_version_create
+from tests.conftest import start_worker, stop_worker
 
 TRIAGE_SCHEMA = {
     "type": "object",
@@ -112,49 +112,12 @@ WORKER_ENV = {
 }
 
 
-def start_worker() -> subprocess.Popen:
-    """A Celery worker process on this run's broker and test database (see tests/conftest.py)."""
-    from django.conf import settings
-
-    from tests.conftest import ROOT, subprocess_env
-
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "config",
-            "worker",
-            "--pool=threads",
-            "-c",
-            "4",
-            "--loglevel=WARNING",
-            "-Q",
-            settings.CELERY_TASK_DEFAULT_QUEUE,
-            "--without-heartbeat",
-            "--without-gossip",
-            "--without-mingle",
-        ],
-        cwd=ROOT,
-        env=subprocess_env(**WORKER_ENV),
-    )
-
-
-def stop_worker(process: subprocess.Popen) -> None:
-    """The test is over and nothing in flight matters: kill (a warm or cold shutdown of a
-    worker on the filesystem broker takes 4-6 s)."""
-    if process.poll() is None:
-        process.kill()
-        process.wait()
-
-
 @pytest.fixture
 def job_worker(transactional_db, settings) -> Iterator[subprocess.Popen]:
     """One worker with a 2 s job lease and a concurrency of 4; this process uses the same."""
     settings.PLAYGROUND_JOB_LEASE_SECONDS = 2
     settings.PLAYGROUND_BATCH_CONCURRENCY = 4
-    process = start_worker()
+    process = start_worker(**WORKER_ENV)
     yield process
     stop_worker(process)
 

@@ -20,14 +20,9 @@ from playground.columns import ColumnSpec
 from playground.models import Job, JobItem
 from spend.budgets import budget_reservations_sweep, budget_set
 from spend.models import Purpose, UsageRecord
+from tests.conftest import start_worker, stop_worker
 from tests.gateway.conftest import team_ledger
-from tests.playground.conftest import (
-    make_triage,
-    start_worker,
-    stop_worker,
-    use_upstream,
-    wait_for,
-)
+from tests.playground.conftest import WORKER_ENV, make_triage, use_upstream, wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.celery_worker]
 
@@ -172,7 +167,7 @@ def test_a_job_resumes_after_its_worker_is_killed_without_rerunning_done_items(
     assert 4 <= len(before) < 20
     assert _job(job_id).status == Job.Status.RUNNING  # orphaned
 
-    second = start_worker()
+    second = start_worker(**WORKER_ENV)
     try:
         wait_for(lambda: _job(job_id).status == Job.Status.DONE, timeout=90, what="resume")
     finally:

@@ -16,7 +16,8 @@ from playground import services
 from playground.models import ShadowPair
 from playground.runner import gateway_cleanup
 from spend.models import Budget, Purpose, UsageRecord
-from tests.playground.conftest import make_triage, start_worker, stop_worker, wait_for
+from tests.conftest import start_worker, stop_worker
+from tests.playground.conftest import WORKER_ENV, make_triage, wait_for
 
 BODY = {
     "input": [{"role": "user", "content": "Channel: email\nI was charged twice"}],
@@ -180,7 +181,7 @@ def test_production_answers_are_unchanged_and_not_delayed_by_shadow_sampling(
     wait_for(lambda: ShadowPair.objects.count() == 2, timeout=10, what="the pairs")
     assert set(ShadowPair.objects.values_list("status", flat=True)) == {"pending"}
     assert not UsageRecord.objects.filter(purpose=Purpose.SHADOW).exists()
-    worker = start_worker()
+    worker = start_worker(**WORKER_ENV)
     try:
         wait_for(
             lambda: ShadowPair.objects.filter(status="done").count() == 2,

@@ -21,7 +21,6 @@ from django.utils import timezone
 
 from accounts.services import api_key_create
 from gateway.usage import usage_flush
-from spend import budgets
 from spend.budgets import (
     budget_leases_return,
     budget_reservations_sweep,
@@ -206,8 +205,8 @@ async def test_rollover_releases_the_previous_period_s_lease(team, leases, monke
     assert budget.reserved_usd == new.amount_usd
 
 
-async def test_a_lowered_limit_is_honoured_within_the_config_ttl(team, leases, monkeypatch):
-    monkeypatch.setattr(budgets, "CONFIG_TTL_SECONDS", 0.3)
+async def test_a_lowered_limit_is_honoured_within_the_config_ttl(team, leases, settings):
+    settings.BUDGET_CONFIG_TTL_SECONDS = 0.3
     budget = await sync_to_async(make_budget)(team, "100.00")
     first = await hold_for(team, request_id="a")
     await first.ensure(D("1.00"))
