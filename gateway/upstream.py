@@ -61,10 +61,6 @@ def _session() -> aiohttp.ClientSession:
     return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=2000, keepalive_timeout=5.0))
 
 
-def client_for(provider: ProviderInfo) -> AsyncOpenAI:
-    return upstream_for(provider).client
-
-
 def upstream_for(provider: ProviderInfo) -> Upstream:
     """The provider's client for the running event loop (a client is bound to its loop)."""
     api_key = os.environ.get(provider.api_key_env, "") if provider.api_key_env else ""
