@@ -1,0 +1,63 @@
+"""The playground's pages, one module per page family, gathered here for `urls.py`."""
+
+from playground.views.batch import (
+    batch_cancel,
+    batch_detail,
+    batch_export,
+    batch_list,
+    batch_new,
+    batch_progress,
+    batch_row,
+    batch_row_vote,
+    batch_run,
+    batch_save_version,
+)
+from playground.views.compare import (
+    column_run,
+    column_save_version,
+    column_stop,
+    column_stream,
+    comparison_create,
+    comparison_detail,
+    comparison_extras,
+    comparison_save,
+    comparison_vote,
+    index,
+    variables_form,
+)
+from playground.views.evidence import (
+    recommendation_apply,
+    recommendations,
+    shadow,
+    shadow_rate,
+    shadow_review,
+)
+
+__all__ = [
+    "batch_cancel",
+    "batch_detail",
+    "batch_export",
+    "batch_list",
+    "batch_new",
+    "batch_progress",
+    "batch_row",
+    "batch_row_vote",
+    "batch_run",
+    "batch_save_version",
+    "column_run",
+    "column_save_version",
+    "column_stop",
+    "column_stream",
+    "comparison_create",
+    "comparison_detail",
+    "comparison_extras",
+    "comparison_save",
+    "comparison_vote",
+    "index",
+    "recommendation_apply",
+    "recommendations",
+    "shadow",
+    "shadow_rate",
+    "shadow_review",
+    "variables_form",
+]

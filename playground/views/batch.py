@@ -1,0 +1,449 @@
+"""Batch compare pages: set up, run, follow, read and export a job's results, vote on rows."""
+
+from __future__ import annotations
+
+import csv
+import json
+from typing import Any
+from urllib.parse import urlencode
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_POST
+
+from accounts.selectors import user_teams
+from core.errors import AppError, ValidationFailed
+from playground import datasets, selectors, services
+from playground.columns import DEFAULT_COLUMNS, LETTERS, REASONING_EFFORTS, ColumnSpec
+from playground.forms import columns_from_post
+from playground.models import Dataset, Job, Verdict
+from playground.views.common import save_version_response
+
+PAGE_SIZES = (25, 50, 100)
+
+
+def batch_list(request: HttpRequest) -> HttpResponse:
+    team = selectors.team_for_user(user=request.user, slug=request.GET.get("team"))
+    return render(
+        request,
+        "playground/batch_list.html",
+        {
+            "team": team,
+            "teams": user_teams(user=request.user),
+            "jobs": selectors.jobs_for_team(team=team, kind=Job.Kind.COMPARE),
+            "api_jobs": selectors.jobs_for_team(team=team, kind=Job.Kind.API, limit=10),
+        },
+    )
+
+
+def _batch_setup_context(request, *, team, dataset=None, version=None, mapping=None, **extra):
+    variables = version.variables if version else []
+    columns = dataset.columns if dataset else []
+    if mapping is None:
+        mapping = datasets.default_mapping(columns, variables)
+    names = {v["name"] for v in variables}
+    preview = list(dataset.rows.all()[:10]) if dataset else []
+    return {
+        "team": team,
+        "teams": user_teams(user=request.user),
+        "dataset": dataset,
+        "version": version,
+        "versions": selectors.version_choices(team=team),
+        "variables": variables,
+        "mapping": mapping,
+        "mapped_columns": set(mapping.values()),
+        "preview": preview,
+        "preview_rows": [
+            (
+                row,
+                [
+                    {"value": row.values.get(c, ""), "mapped": c in mapping.values()}
+                    for c in columns
+                ],
+            )
+            for row in preview
+        ],
+        "mapping_rows": [
+            {
+                "name": v["name"],
+                "required": v.get("required") and v.get("default") is None,
+                "selected": mapping.get(v["name"], ""),
+            }
+            for v in variables
+        ],
+        "max_rows": settings.PLAYGROUND_DATASET_MAX_ROWS,
+        "unmapped": datasets.unmapped_variables(variables, mapping),
+        "expected_column": extra.pop(
+            "expected_column", datasets.guess_expected_column(columns, names)
+        ),
+        "targets": selectors.target_choices(),
+        "efforts": [e for e in REASONING_EFFORTS if e],
+        "columns": [ColumnSpec(**{kind: name}) for kind, name in DEFAULT_COLUMNS],
+        "max_columns": len(LETTERS),
+        "datasets": Dataset.objects.filter(team=team)[:20],
+        **extra,
+    }
+
+
+@login_required
+def batch_new(request: HttpRequest) -> HttpResponse:
+    """Pick a prompt version, upload a dataset (or reuse one), map columns, choose columns
+    and checks, run."""
+    team = selectors.team_for_user(
+        user=request.user, slug=request.GET.get("team") or request.POST.get("team")
+    )
+    version = None
+    if (version_id := request.GET.get("version") or request.POST.get("version")) and str(
+        version_id
+    ).isdigit():
+        version = selectors.prompt_version_get(team=team, pk=int(version_id))
+    dataset = None
+    if (dataset_id := request.GET.get("dataset") or request.POST.get("dataset")) and str(
+        dataset_id
+    ).isdigit():
+        dataset = selectors.dataset_get(user=request.user, pk=int(dataset_id))
+    context: dict[str, Any] = {}
+    status = 200
+    if request.method == "POST" and request.FILES.get("file"):
+        upload = request.FILES["file"]
+        try:
+            dataset = services.dataset_create(
+                team=team,
+                user=request.user,
+                filename=upload.name,
+                data=upload.read(settings.PLAYGROUND_DATASET_MAX_BYTES + 1),
+            )
+        except AppError as exc:
+            context["upload_error"] = exc.message
+            context["upload_errors"] = exc.details or []
+            status = exc.status
+    mapping = None
+    if request.method == "POST" and "map-submitted" in request.POST and version is not None:
+        mapping = {v["name"]: request.POST.get(f"map-{v['name']}", "") for v in version.variables}
+    ctx = _batch_setup_context(
+        request, team=team, dataset=dataset, version=version, mapping=mapping, **context
+    )
+    if dataset is not None and version is not None:
+        ctx["row_errors"] = services.dataset_row_errors(
+            dataset=dataset,
+            version=version,
+            mapping={k: v for k, v in ctx["mapping"].items() if v},
+            limit=20,
+        )
+    template = "playground/batch_new.html"
+    if request.htmx:
+        part = "mapping" if request.GET.get("part") == "mapping" else "setup"
+        template = f"playground/batch_new.html#{part}"
+    return render(request, template, ctx, status=status)
+
+
+@login_required
+@require_POST
+def batch_run(request: HttpRequest) -> HttpResponse:
+    team = selectors.team_for_user(user=request.user, slug=request.POST.get("team"))
+    try:
+        version_id = request.POST.get("version", "")
+        dataset_id = request.POST.get("dataset", "")
+        if not (version_id.isdigit() and dataset_id.isdigit()):
+            raise ValidationFailed("Pick a prompt version and a dataset.")
+        version = selectors.prompt_version_get(team=team, pk=int(version_id))
+        dataset = selectors.dataset_get(user=request.user, pk=int(dataset_id))
+        job = services.batch_compare_create(
+            team=team,
+            user=request.user,
+            dataset=dataset,
+            version=version,
+            columns=columns_from_post(request.POST),
+            mapping={
+                v["name"]: request.POST.get(f"map-{v['name']}", "") for v in version.variables
+            },
+            expected_column=request.POST.get("expected_column", ""),
+            contains=request.POST.get("contains", "").strip(),
+            regex=request.POST.get("regex", "").strip(),
+            name=request.POST.get("name", "").strip(),
+        )
+    except AppError as exc:
+        messages.error(request, exc.message)
+        for detail in (exc.details or [])[:20] if isinstance(exc.details, list) else []:
+            messages.error(
+                request,
+                f"line {detail.get('line')}: {detail.get('message')}"
+                if detail.get("line")
+                else str(detail.get("message") or detail),
+            )
+        query = urlencode(
+            {
+                "team": team.slug,
+                "version": request.POST.get("version", ""),
+                "dataset": request.POST.get("dataset", ""),
+            }
+        )
+        return redirect(f"{reverse('playground:batch-new')}?{query}")
+    return redirect("playground:batch-detail", pk=job.pk)
+
+
+def _job_for_user(request: HttpRequest, pk: int) -> Job:
+    return selectors.job_get(team_ids=user_teams(user=request.user), pk=pk)
+
+
+def _results_query(request: HttpRequest) -> dict[str, Any]:
+    filter_ = request.GET.get("filter", "all")
+    if filter_ not in selectors.RESULT_FILTERS:
+        filter_ = "all"
+    try:
+        size = int(request.GET.get("size", 50))
+    except ValueError:
+        size = 50
+    size = size if size in PAGE_SIZES else 50
+    try:
+        page = max(1, int(request.GET.get("page", 1)))
+    except ValueError:
+        page = 1
+    return {"filter": filter_, "q": request.GET.get("q", "").strip(), "page": page, "size": size}
+
+
+def _deltas(totals, baseline_totals) -> list[dict | None]:
+    if not baseline_totals:
+        return [None] * len(totals)
+    out = []
+    for t in totals:
+        b = baseline_totals[t.index] if t.index < len(baseline_totals) else None
+        if b is None:
+            out.append(None)
+            continue
+        out.append(
+            {
+                "cost": t.cost_usd - b.cost_usd,
+                "latency": (t.avg_latency_ms - b.avg_latency_ms)
+                if t.avg_latency_ms is not None and b.avg_latency_ms is not None
+                else None,
+                "pass": (t.pass_rate - b.pass_rate) * 100
+                if t.pass_rate is not None and b.pass_rate is not None
+                else None,
+            }
+        )
+    return out
+
+
+@login_required
+def batch_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    """The results matrix: rows x columns, column totals in the headers, filter and search in
+    the URL, one page of rows in the DOM."""
+    job = _job_for_user(request, pk)
+    query = _results_query(request)
+    rows, total = selectors.job_result_rows(
+        job=job,
+        filter=query["filter"],
+        search=query["q"],
+        offset=(query["page"] - 1) * query["size"],
+        limit=query["size"],
+    )
+    totals = selectors.job_column_totals(job=job)
+    baseline = selectors.job_baseline(job=job)
+    baseline_totals = selectors.job_column_totals(job=baseline) if baseline else None
+    pages = max(1, -(-total // query["size"]))
+
+    def page_url(page: int) -> str:
+        return "?" + urlencode({**{k: v for k, v in query.items() if v}, "page": page})
+
+    context = {
+        "job": job,
+        "rows": rows,
+        "row_total": total,
+        "totals": totals,
+        "column_headers": list(zip(totals, _deltas(totals, baseline_totals), strict=True)),
+        "baseline": baseline,
+        "query": query,
+        "pages": pages,
+        "prev_url": page_url(query["page"] - 1) if query["page"] > 1 else "",
+        "next_url": page_url(query["page"] + 1) if query["page"] < pages else "",
+        "filters": selectors.RESULT_FILTERS,
+        "page_sizes": PAGE_SIZES,
+        "variable_names": [
+            v["name"] for v in (job.prompt_version.variables if job.prompt_version else [])
+        ],
+        "can_edit": selectors.user_can_edit(user=request.user, team=job.team),
+    }
+    return render(request, "playground/batch_detail.html", context)
+
+
+@login_required
+def batch_progress(request: HttpRequest, pk: int) -> HttpResponse:
+    """The progress bar, polled by htmx every second. Once the job is over, the poll reloads
+    the page so that the results table and its totals are complete."""
+    job = _job_for_user(request, pk)
+    response = render(request, "playground/batch_detail.html#progress", {"job": job})
+    if job.finished and request.GET.get("poll"):
+        response["HX-Refresh"] = "true"
+    return response
+
+
+@login_required
+@require_POST
+def batch_cancel(request: HttpRequest, pk: int) -> HttpResponse:
+    job = _job_for_user(request, pk)
+    job = services.job_cancel(job=job, actor=request.user)
+    if request.htmx:
+        return render(request, "playground/batch_detail.html#progress", {"job": job})
+    return redirect("playground:batch-detail", pk=job.pk)
+
+
+@login_required
+def batch_row(request: HttpRequest, pk: int, row: int) -> HttpResponse:
+    """The drawer: one row's input and every column's full output side by side."""
+    job = _job_for_user(request, pk)
+    rows, _ = selectors.job_result_rows(job=job, offset=0, limit=1, row_index=row)
+    if not rows:
+        raise Http404("No such row.")
+    return render(
+        request,
+        "playground/batch_detail.html#drawer",
+        {
+            "job": job,
+            "row": rows[0],
+            "totals": selectors.job_column_totals(job=job),
+            "my_vote": next((v for v in rows[0].votes if v.voter_id == request.user.pk), None),
+        },
+    )
+
+
+@login_required
+@require_POST
+def batch_row_vote(request: HttpRequest, pk: int, row: int) -> HttpResponse:
+    job = _job_for_user(request, pk)
+    choice = request.POST.get("choice", "")
+    verdict, winner = (Verdict.WINNER, int(choice)) if choice.isdigit() else (choice, None)
+    try:
+        services.row_vote_cast(
+            job=job,
+            row_index=row,
+            voter=request.user,
+            verdict=verdict,
+            winner_column=winner,
+            comment=request.POST.get("comment", ""),
+        )
+    except AppError as exc:
+        return HttpResponse(exc.message, status=exc.status)
+    return batch_row(request, pk, row)
+
+
+@login_required
+@require_POST
+def batch_save_version(request: HttpRequest, pk: int, column: int) -> HttpResponse:
+    job = _job_for_user(request, pk)
+    if job.prompt_version is None or not 0 <= column < len(job.columns):
+        raise Http404("No such column of a prompt batch.")
+    return save_version_response(
+        request,
+        version=job.prompt_version,
+        spec=ColumnSpec.from_dict(job.columns[column]),
+        note=f"From playground batch {job.pk}, column {LETTERS[column]}",
+        back=reverse("playground:batch-detail", args=[job.pk]),
+    )
+
+
+def _export_rows(job: Job):
+    rows, _ = selectors.job_result_rows(job=job, offset=0, limit=10**9)
+    return rows
+
+
+@login_required
+def batch_export(request: HttpRequest, pk: int, fmt: str) -> HttpResponse:
+    """Every row with each column's output, figures and checks, and the votes."""
+    job = _job_for_user(request, pk)
+    if fmt not in ("csv", "json"):
+        raise Http404("Export as csv or json.")
+    labels = [t.label for t in selectors.job_column_totals(job=job)]
+    rows = _export_rows(job)
+    if fmt == "json":
+        data = {
+            "job": job.pk,
+            "name": job.name,
+            "columns": labels,
+            "rows": [
+                {
+                    "row": r.row_index,
+                    "line": r.line_number,
+                    "input": r.input.get("variables", r.input),
+                    "expected": r.expected,
+                    "columns": [
+                        None
+                        if i is None
+                        else {
+                            "status": i.status,
+                            "output": i.output,
+                            "model": i.model_name,
+                            "tier": i.tier_name,
+                            "input_tokens": i.input_tokens,
+                            "output_tokens": i.output_tokens,
+                            "cost_usd": str(i.cost_usd),
+                            "latency_ms": i.latency_ms,
+                            "checks": i.checks,
+                            "passed": i.passed,
+                            "error": i.error_message,
+                        }
+                        for i in r.items
+                    ],
+                    "votes": [
+                        {
+                            "voter": v.voter.username,
+                            "verdict": v.verdict,
+                            "winner": labels[v.winner_column]
+                            if v.winner_column is not None
+                            else None,
+                            "comment": v.comment,
+                        }
+                        for v in r.votes
+                    ],
+                }
+                for r in rows
+            ],
+        }
+        response = HttpResponse(json.dumps(data, indent=2), content_type="application/json")
+        response["Content-Disposition"] = f'attachment; filename="batch-{job.pk}.json"'
+        return response
+    response = HttpResponse(content_type="text/csv")
+    response["Content-Disposition"] = f'attachment; filename="batch-{job.pk}.csv"'
+    writer = csv.writer(response)
+    header = ["row", "line", "input", "expected"]
+    for letter, label in zip(LETTERS, labels, strict=False):
+        header += [
+            f"{letter} output ({label})",
+            f"{letter} cost_usd",
+            f"{letter} latency_ms",
+            f"{letter} passed",
+            f"{letter} error",
+        ]
+    header += ["votes"]
+    writer.writerow(header)
+    for r in rows:
+        line = [
+            r.row_index,
+            r.line_number or "",
+            json.dumps(r.input.get("variables", r.input), ensure_ascii=False),
+            r.expected or "",
+        ]
+        for item in r.items:
+            if item is None:
+                line += ["", "", "", "", ""]
+            else:
+                line += [
+                    item.output,
+                    str(item.cost_usd),
+                    item.latency_ms or "",
+                    "" if item.passed is None else item.passed,
+                    item.error_message,
+                ]
+        line.append(
+            "; ".join(
+                f"{v.voter.username}: {LETTERS[v.winner_column] + ' better' if v.winner_column is not None else v.verdict}"
+                + (f" ({v.comment})" if v.comment else "")
+                for v in r.votes
+            )
+        )
+        writer.writerow(line)
+    return response
