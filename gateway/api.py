@@ -16,7 +16,8 @@ from django.utils import timezone
 
 from accounts.models import ApiKey
 from core.errors import AppError, BadRequest, MethodNotAllowed
-from gateway.calls import GatewayCall, build_features, new_request_id, responses_input_stats
+from gateway.calls import GatewayCall, new_request_id
+from gateway.costs import worst_case
 from gateway.http import (
     api_error,
     authenticate,
@@ -28,9 +29,8 @@ from gateway.http import (
     switchboard_headers,
 )
 from gateway.openai_views import chat_call, responses_call
-from gateway.pipeline import Outcome, complete, open_stream, prepare, prompt_body, worst_case
+from gateway.pipeline import Outcome, complete, open_stream, prepare
 from gateway.streaming import StreamState, error_payload, relay
-from gateway.upstream import RESPONSES
 from routing import classifier
 from routing.router import AUTO, TIER_PREFIX, route
 from routing.snapshot import snapshot_get
@@ -65,46 +65,19 @@ def _run_options(body: dict[str, Any]) -> tuple[str | None, int | None, str, dic
 async def run_call(
     slug: str, body: dict[str, Any], api_key: ApiKey, request_id: str
 ) -> GatewayCall:
-    from prompts.rendering import render_version
-
     label, number, tier, metadata, stream = _run_options(body)
-    variables = body.get("variables") or {}
     version = await resolve_version(team_id=api_key.team_id, slug=slug, label=label, version=number)
-    rendered = render_version(version, variables)
-    upstream = prompt_body(version, rendered)
-    requested, pinned_by = AUTO, "request"
-    if tier != AUTO:
-        requested = tier if tier.startswith(TIER_PREFIX) else f"{TIER_PREFIX}{tier}"
-    elif version.tier or version.model_name:
-        requested = f"{TIER_PREFIX}{version.tier}" if version.tier else version.model_name
-        pinned_by = "prompt version"
-    stats = responses_input_stats(upstream["input"], upstream.get("instructions", ""))
-    reasoning = bool(
-        version.reasoning_effort and version.reasoning_effort not in ("none", "minimal")
-    )
-    return GatewayCall(
-        api=RESPONSES,
+    if tier != AUTO and not tier.startswith(TIER_PREFIX):
+        tier = f"{TIER_PREFIX}{tier}"
+    return GatewayCall.for_prompt_version(
+        version=version,
+        variables=body.get("variables") or {},
         team_id=api_key.team_id,
         api_key_id=api_key.id,
-        body=upstream,
+        team_store_content=api_key.team.store_content,
+        requested=tier,
         stream=stream,
-        features=build_features(
-            team_id=api_key.team_id,
-            stats=stats,
-            tools=version.tools or [],
-            json_schema=bool(version.response_schema),
-            reasoning=reasoning,
-            metadata=metadata,
-            requested=requested,
-            prompt=version.prompt,
-            pinned_by=pinned_by,
-        ),
-        input_token_bound=stats.token_bound,
-        max_output_tokens=version.max_output_tokens,
-        response_schema=version.response_schema,
-        classifier_text="\n".join(stats.user_text),
-        prompt_version=version,
-        store_content=api_key.team.store_content or version.prompt.store_content,
+        metadata=metadata,
         request_id=request_id,
     )
 

@@ -1,12 +1,14 @@
 """A gateway request, normalized: what to send upstream and what the router needs to know.
 
-Three doors lead here: `/v1/chat/completions`, `/v1/responses` (optionally with a stored
-`prompt`), and `/api/v1/prompts/{slug}/run`. Each builds a `GatewayCall`; the pipeline
-does the rest the same way for all of them.
+Every door builds its `GatewayCall` here: `GatewayCall.for_chat` for `/v1/chat/completions`,
+`GatewayCall.for_responses` for `/v1/responses`, the playground, jobs and shadow re-runs, and
+`GatewayCall.for_prompt_version` for `/api/v1/prompts/{slug}/run` and the classifier. The
+pipeline does the rest the same way for all of them.
 """
 
 from __future__ import annotations
 
+import json
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -14,7 +16,8 @@ from typing import Any
 
 from core.logging import get_request_id
 from gateway.upstream import CHAT, RESPONSES
-from routing.router import RequestFeatures, estimate_tokens
+from prompts.rendering import render_version
+from routing.router import AUTO, TIER_PREFIX, RequestFeatures, estimate_tokens
 from routing.snapshot import ModelInfo, TierInfo
 
 # Role markers and separators around each message, as a bound (the real overhead is ~4).
@@ -86,6 +89,145 @@ class GatewayCall:
     request_id: str = field(default_factory=new_request_id)
     started: float = field(default_factory=time.perf_counter)
 
+    @classmethod
+    def _build(
+        cls,
+        *,
+        api: str,
+        stats: InputStats,
+        tools: list[Any],
+        requested: str,
+        pinned_by: str = "request",
+        prompt: Any = None,
+        metadata: dict[str, Any] | None,
+        reasoning: bool,
+        response_schema: dict | None,
+        request_id: str | None,
+        **fields: Any,
+    ) -> GatewayCall:
+        """The one constructor behind the `for_*` factories: features and bounds from the
+        input's walk, `fields` as they are."""
+        return cls(
+            api=api,
+            features=build_features(
+                team_id=fields["team_id"],
+                stats=stats,
+                tools=tools,
+                json_schema=response_schema is not None,
+                reasoning=reasoning,
+                metadata=metadata,
+                requested=requested,
+                prompt=prompt,
+                pinned_by=pinned_by,
+            ),
+            input_token_bound=stats.token_bound + tools_bound(tools),
+            response_schema=response_schema,
+            classifier_text="\n".join(stats.user_text),
+            request_id=request_id or new_request_id(),
+            **fields,
+        )
+
+    @classmethod
+    def for_chat(
+        cls,
+        *,
+        body: dict[str, Any],
+        messages: list[Any],
+        team_id: int,
+        api_key_id: int | None,
+        store_content: bool,
+        requested: str,
+        stream: bool,
+        tools: list[Any],
+        metadata: dict[str, Any] | None,
+        reasoning: bool,
+        response_schema: dict | None,
+        max_output_tokens: int | None,
+        service_tier: str,
+        client_wants_usage: bool,
+        request_id: str | None = None,
+    ) -> GatewayCall:
+        """A Chat Completions request; `body` is the upstream body without model/stream."""
+        return cls._build(
+            api=CHAT,
+            stats=chat_input_stats(messages),
+            tools=tools,
+            requested=requested,
+            metadata=metadata,
+            reasoning=reasoning,
+            response_schema=response_schema,
+            request_id=request_id,
+            team_id=team_id,
+            api_key_id=api_key_id,
+            body=body,
+            stream=stream,
+            max_output_tokens=max_output_tokens,
+            service_tier=service_tier,
+            client_wants_usage=client_wants_usage,
+            store_content=store_content,
+        )
+
+    @classmethod
+    def for_responses(
+        cls,
+        *,
+        body: dict[str, Any],
+        team_id: int,
+        api_key_id: int | None,
+        team_store_content: bool,
+        version: Any = None,
+        requested: str = AUTO,
+        pinned_by: str = "",
+        stream: bool = False,
+        metadata: dict[str, Any] | None = None,
+        purpose: str = "gateway",
+        max_output_tokens: int | None = None,
+        response_schema: dict | None = None,
+        service_tier: str = "default",
+        request_id: str | None = None,
+    ) -> GatewayCall:
+        """A Responses API request, with or without a prompt version behind it.
+
+        `body` is the upstream body without model/stream. The target is the request's, else
+        the version's tier or model (`version_target`); `pinned_by` names a pin other than
+        the request's or the version's (the classifier's). The output bound defaults to the
+        body's `max_output_tokens`, the schema to the version's."""
+        target, who = version_target(version, requested)
+        effort = (body.get("reasoning") or {}).get("effort") or ""
+        prompt = version.prompt if version is not None else None
+        if response_schema is None and version is not None:
+            response_schema = version.response_schema or None
+        return cls._build(
+            api=RESPONSES,
+            stats=responses_input_stats(body.get("input"), body.get("instructions") or ""),
+            tools=body.get("tools") or [],
+            requested=target,
+            pinned_by=pinned_by or who,
+            prompt=prompt,
+            metadata=metadata,
+            reasoning=effort not in ("", "none", "minimal"),
+            response_schema=response_schema,
+            request_id=request_id,
+            team_id=team_id,
+            api_key_id=api_key_id,
+            body=body,
+            stream=stream,
+            max_output_tokens=max_output_tokens or body.get("max_output_tokens"),
+            service_tier=service_tier,
+            prompt_version=version,
+            purpose=purpose,
+            store_content=bool(team_store_content or (prompt is not None and prompt.store_content)),
+        )
+
+    @classmethod
+    def for_prompt_version(
+        cls, *, version: Any, variables: dict[str, Any], **kwargs: Any
+    ) -> GatewayCall:
+        """A stored prompt version rendered with `variables` (InvalidVariables when they do
+        not fit), its model settings included; the keywords are `for_responses`'."""
+        body = prompt_body(version, render_version(version, variables))
+        return cls.for_responses(body=body, version=version, **kwargs)
+
     def upstream_body(self, model: ModelInfo, tier: TierInfo | None) -> dict[str, Any]:
         body = dict(self.body)
         body["model"] = model.name
@@ -111,6 +253,43 @@ class GatewayCall:
         if self.max_output_tokens:
             return min(self.max_output_tokens, model.max_output_tokens)
         return model.max_output_tokens
+
+
+def version_target(version: Any, requested: str = AUTO) -> tuple[str, str]:
+    """The router's `requested` target and who pinned it: the request's own choice when it is
+    not `auto`, else the prompt version's tier, else its model, else `auto`."""
+    if requested != AUTO:
+        return requested, "request"
+    if version is not None and (version.tier or version.model_name):
+        target = f"{TIER_PREFIX}{version.tier}" if version.tier else version.model_name
+        return target, "prompt version"
+    return AUTO, "request"
+
+
+def prompt_body(version: Any, rendered: Any) -> dict[str, Any]:
+    """A Responses API body for a rendered prompt version (its model settings included)."""
+    body: dict[str, Any] = {"input": rendered.input_messages}
+    if rendered.instructions:
+        body["instructions"] = rendered.instructions
+    if version.temperature is not None:
+        body["temperature"] = float(version.temperature)
+    if version.max_output_tokens:
+        body["max_output_tokens"] = version.max_output_tokens
+    if version.reasoning_effort:
+        body["reasoning"] = {"effort": version.reasoning_effort}
+    if version.tools:
+        body["tools"] = version.tools
+    schema = version.response_schema
+    if schema:
+        body["text"] = {
+            "format": {
+                "type": "json_schema",
+                "name": version.prompt.slug.replace("-", "_")[:64],
+                "schema": schema,
+                "strict": schema.get("additionalProperties") is False,
+            }
+        }
+    return body
 
 
 # --------------------------------------------------------------------------- feature extraction
@@ -192,8 +371,6 @@ def tools_bound(tools: list[Any]) -> int:
     # Tool definitions are sent to the model as text; their JSON length bounds their tokens.
     if not tools:
         return 0
-    import json
-
     return len(json.dumps(tools))
 
 

@@ -15,15 +15,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from accounts.models import ApiKey
 from core.errors import AppError, BadRequest, MethodNotAllowed, NotFound
-from gateway.calls import (
-    GatewayCall,
-    InputStats,
-    build_features,
-    chat_input_stats,
-    new_request_id,
-    responses_input_stats,
-    tools_bound,
-)
+from gateway.calls import GatewayCall, new_request_id, prompt_body
 from gateway.http import (
     authenticate,
     event_stream,
@@ -35,9 +27,8 @@ from gateway.http import (
     switchboard_headers,
 )
 from gateway.payloads import schema_of_chat, schema_of_responses
-from gateway.pipeline import OpenStream, Outcome, complete, open_stream, prepare, prompt_body
+from gateway.pipeline import OpenStream, Outcome, complete, open_stream, prepare
 from gateway.streaming import openai_emitter, relay
-from gateway.upstream import CHAT, RESPONSES
 from routing.router import AUTO, TIER_PREFIX
 from routing.snapshot import snapshot_get
 from spend.pricing import SERVICE_TIER_MULTIPLIERS
@@ -122,38 +113,24 @@ def chat_call(body: dict[str, Any], api_key: ApiKey, request_id: str) -> Gateway
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise BadRequest("`messages` must be a non-empty list.", param="messages")
-    requested = _model(body)
-    stream = _bool(body, "stream")
-    tools = _list(body, "tools")
-    metadata = _metadata(body)
-    stats = chat_input_stats(messages)
-    schema = schema_of_chat(body)
     stream_options = body.get("stream_options") or {}
-    upstream = {k: v for k, v in body.items() if k not in ("model", "stream", "stream_options")}
-    return GatewayCall(
-        api=CHAT,
+    return GatewayCall.for_chat(
+        body={k: v for k, v in body.items() if k not in ("model", "stream", "stream_options")},
+        messages=messages,
         team_id=api_key.team_id,
         api_key_id=api_key.id,
-        body=upstream,
-        stream=stream,
-        features=build_features(
-            team_id=api_key.team_id,
-            stats=stats,
-            tools=tools,
-            json_schema=schema is not None,
-            reasoning=_effort(body.get("reasoning_effort"), "reasoning_effort"),
-            metadata=metadata,
-            requested=requested,
-        ),
-        input_token_bound=stats.token_bound + tools_bound(tools),
+        store_content=api_key.team.store_content,
+        requested=_model(body),
+        stream=_bool(body, "stream"),
+        tools=_list(body, "tools"),
+        metadata=_metadata(body),
+        reasoning=_effort(body.get("reasoning_effort"), "reasoning_effort"),
+        response_schema=schema_of_chat(body),
         max_output_tokens=_positive_int(body, "max_completion_tokens", "max_tokens"),
         service_tier=_service_tier(body),
-        response_schema=schema,
-        classifier_text="\n".join(stats.user_text),
         client_wants_usage=bool(
             isinstance(stream_options, dict) and stream_options.get("include_usage")
         ),
-        store_content=api_key.team.store_content,
         request_id=request_id,
     )
 
@@ -179,47 +156,27 @@ async def responses_call(body: dict[str, Any], api_key: ApiKey, request_id: str)
         if k not in ("model", "stream", "prompt", "prompt_id", "prompt_version", "prompt_variables")
     }
     version = None
-    pinned_by = "request"
     if prompt_ref is not None:
         version, upstream = await _with_prompt(prompt_ref, upstream, api_key)
-        if requested == AUTO and (version.tier or version.model_name):
-            requested = f"{TIER_PREFIX}{version.tier}" if version.tier else version.model_name
-            pinned_by = "prompt version"
     elif "input" not in upstream:
         raise BadRequest("`input` is required (or a stored `prompt`).", param="input")
-    tools = _list(upstream, "tools")
-    stats: InputStats = responses_input_stats(
-        upstream.get("input"), upstream.get("instructions") or ""
-    )
-    schema = schema_of_responses(upstream)
+    _list(upstream, "tools")
     reasoning = upstream.get("reasoning") or {}
     if not isinstance(reasoning, dict):
         raise BadRequest("`reasoning` must be an object.", param="reasoning")
-    return GatewayCall(
-        api=RESPONSES,
+    _effort(reasoning.get("effort"), "reasoning.effort")
+    return GatewayCall.for_responses(
+        body=upstream,
         team_id=api_key.team_id,
         api_key_id=api_key.id,
-        body=upstream,
+        team_store_content=api_key.team.store_content,
+        version=version,
+        requested=requested,
         stream=stream,
-        features=build_features(
-            team_id=api_key.team_id,
-            stats=stats,
-            tools=tools,
-            json_schema=schema is not None,
-            reasoning=_effort(reasoning.get("effort"), "reasoning.effort"),
-            metadata=metadata,
-            requested=requested,
-            prompt=version.prompt if version is not None else None,
-            pinned_by=pinned_by,
-        ),
-        input_token_bound=stats.token_bound + tools_bound(tools),
+        metadata=metadata,
         max_output_tokens=_positive_int(upstream, "max_output_tokens"),
+        response_schema=schema_of_responses(upstream),
         service_tier=_service_tier(upstream),
-        response_schema=schema,
-        classifier_text="\n".join(stats.user_text),
-        prompt_version=version,
-        store_content=api_key.team.store_content
-        or bool(version is not None and version.prompt.store_content),
         request_id=request_id,
     )
 

@@ -18,10 +18,11 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from gateway.attempts import OpenStream
 from gateway.calls import Usage
 from gateway.payloads import usage_from_chat, usage_from_responses
-from gateway.pipeline import OpenStream, SSEvent
 from gateway.shadow import shadow_offer
+from gateway.sse import SSEvent
 from gateway.upstream import CHAT, classify_error
 from routing.router import estimate_tokens
 from spend.models import UsageRecord

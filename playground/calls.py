@@ -13,7 +13,14 @@ from typing import Any
 from asgiref.sync import sync_to_async
 
 from core.errors import AppError, BadRequest, UpstreamFailed
+from gateway.calls import GatewayCall, prompt_body
+from gateway.pipeline import complete, open_stream, prepare
+from gateway.streaming import relay
+from gateway.usage import usage_flush
 from playground.columns import ColumnSpec
+from prompts.rendering import render_version
+from routing.router import AUTO, TIER_PREFIX
+from spend.models import UsageRecord
 
 # Free text has no prompt version to bound its answer; the budget reserves for this many.
 FREE_TEXT_MAX_OUTPUT_TOKENS = 4096
@@ -52,25 +59,16 @@ class CallResult:
     request_id: str = ""
 
 
-def _requested(spec: CallInput) -> tuple[str, str]:
-    """The gateway's `requested` target and who pinned it."""
-    from routing.router import AUTO, TIER_PREFIX
-
-    column, version = spec.column, spec.prompt_version
+def _requested(column: ColumnSpec) -> str:
+    """The column's own target; `auto` lets the prompt version's pin or the policy decide."""
     if column.model:
-        return column.model, "request"
+        return column.model
     if column.tier:
-        return f"{TIER_PREFIX}{column.tier}", "request"
-    if version is not None and (version.tier or version.model_name):
-        target = f"{TIER_PREFIX}{version.tier}" if version.tier else version.model_name
-        return target, "prompt version"
-    return AUTO, "request"
+        return f"{TIER_PREFIX}{column.tier}"
+    return AUTO
 
 
 def _body(spec: CallInput) -> tuple[dict[str, Any], int | None]:
-    from gateway.pipeline import prompt_body
-    from prompts.rendering import render_version
-
     version = spec.prompt_version
     if spec.body is not None:
         body = {
@@ -99,50 +97,25 @@ def _body(spec: CallInput) -> tuple[dict[str, Any], int | None]:
     return body, max_output
 
 
-async def _gateway_call(spec: CallInput, *, stream: bool) -> Any:
-    from gateway.calls import GatewayCall, build_features, new_request_id, responses_input_stats
-    from gateway.upstream import RESPONSES
-
+def _gateway_call(spec: CallInput, *, stream: bool) -> GatewayCall:
     body, max_output = _body(spec)
-    requested, pinned_by = _requested(spec)
-    version = spec.prompt_version
-    prompt = version.prompt if version is not None else None
-    stats = responses_input_stats(body["input"], body.get("instructions", ""))
-    effort = (body.get("reasoning") or {}).get("effort", "")
-    team = spec.team
-    return GatewayCall(
-        api=RESPONSES,
-        team_id=team.pk,
-        api_key_id=spec.api_key.pk if spec.api_key is not None else None,
+    return GatewayCall.for_responses(
         body=body,
+        team_id=spec.team.pk,
+        api_key_id=spec.api_key.pk if spec.api_key is not None else None,
+        team_store_content=spec.team.store_content,
+        version=spec.prompt_version,
+        requested=_requested(spec.column),
         stream=stream,
-        features=build_features(
-            team_id=team.pk,
-            stats=stats,
-            tools=body.get("tools") or [],
-            json_schema=bool(version is not None and version.response_schema),
-            reasoning=bool(effort and effort not in ("none", "minimal")),
-            metadata={**spec.metadata, "purpose": spec.purpose},
-            requested=requested,
-            prompt=prompt,
-            pinned_by=pinned_by,
-        ),
-        input_token_bound=stats.token_bound,
-        max_output_tokens=max_output,
-        response_schema=version.response_schema if version is not None else None,
-        classifier_text="\n".join(stats.user_text),
-        prompt_version=version,
+        metadata={**spec.metadata, "purpose": spec.purpose},
         purpose=spec.purpose,
-        store_content=bool(team.store_content or (prompt is not None and prompt.store_content)),
-        request_id=spec.request_id or new_request_id(),
+        max_output_tokens=max_output,
+        request_id=spec.request_id,
     )
 
 
 async def usage_record_id(request_id: str) -> int | None:
     """The successful usage record of a request, once the gateway's writer has stored it."""
-    from gateway.usage import usage_flush
-    from spend.models import UsageRecord
-
     await usage_flush()
     return await sync_to_async(
         lambda: (
@@ -156,9 +129,7 @@ async def usage_record_id(request_id: str) -> int | None:
 
 async def call(spec: CallInput) -> CallResult:
     """One non-streamed call through the gateway; raises the gateway's AppError on failure."""
-    from gateway.pipeline import complete, prepare
-
-    gateway_call = await _gateway_call(spec, stream=False)
+    gateway_call = _gateway_call(spec, stream=False)
     outcome = await complete(await prepare(gateway_call))
     answer = outcome.answer
     return CallResult(
@@ -184,10 +155,8 @@ async def stream(spec: CallInput) -> AsyncIterator[str | CallResult]:
     """Text deltas as the model writes them, then one CallResult. A stream that breaks after
     its first bytes raises UpstreamFailed (the gateway has recorded the attempt as failed);
     one that never starts raises the gateway's error, after its retries and fallbacks."""
-    from gateway.pipeline import open_stream, prepare
-    from gateway.streaming import relay
 
-    gateway_call = await _gateway_call(spec, stream=True)
+    gateway_call = _gateway_call(spec, stream=True)
     prepared = await prepare(gateway_call)
     opened = await open_stream(prepared)
     final: dict[str, Any] = {}

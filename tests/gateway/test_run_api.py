@@ -149,7 +149,7 @@ def test_route_explains_a_decision_without_calling_any_model(site, api_key):
 
 def classifier_answer(simulator_url: str, text: str) -> str:
     """The tier the classifier prompt answers for `text`, asked of the simulator directly."""
-    from gateway.pipeline import prompt_body
+    from gateway.calls import prompt_body
 
     version = PromptVersion.objects.select_related("prompt").get(
         prompt__team__slug=PLATFORM_TEAM_SLUG,
