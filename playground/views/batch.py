@@ -26,6 +26,7 @@ from playground.views.common import save_version_response
 PAGE_SIZES = (25, 50, 100)
 
 
+@login_required
 def batch_list(request: HttpRequest) -> HttpResponse:
     team = selectors.team_for_user(user=request.user, slug=request.GET.get("team"))
     return render(

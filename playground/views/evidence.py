@@ -18,6 +18,7 @@ from playground.models import Verdict
 from playground.views.common import flash_error
 
 
+@login_required
 def recommendations(request: HttpRequest) -> HttpResponse:
     team = selectors.team_for_user(user=request.user, slug=request.GET.get("team"))
     rows = []
