@@ -8,6 +8,7 @@ from rest_framework.request import Request
 
 from accounts.keys import api_key_resolve_sync
 from accounts.models import ApiKey
+from core.bearer import bearer_token
 
 
 @dataclass
@@ -27,10 +28,10 @@ class ApiKeyUser(AnonymousUser):
 
 class ApiKeyAuthentication(authentication.BaseAuthentication):
     def authenticate(self, request: Request) -> tuple[ApiKeyUser, ApiKey] | None:
-        header = request.headers.get("Authorization", "")
-        if not header.startswith("Bearer "):
+        token = bearer_token(request.headers.get("Authorization", ""))
+        if token is None:
             return None
-        api_key = api_key_resolve_sync(header.removeprefix("Bearer ").strip())
+        api_key = api_key_resolve_sync(token)
         if api_key is None:
             raise exceptions.AuthenticationFailed("Invalid or revoked API key.")
         return ApiKeyUser(api_key=api_key), api_key

@@ -1,16 +1,15 @@
-"""Key → team resolution, on every gateway request: cached, so the hot path skips the DB."""
+"""Key → team resolution, on every gateway and REST request, from the process's hot cache
+(`core.hot`): a revoked or deleted key, or a key of a deleted or deactivated team, is refused
+by every server process within `HOT_CHECK_SECONDS` of the write."""
 
 from __future__ import annotations
 
 from asgiref.sync import sync_to_async
-from django.core.cache import cache
 
 from accounts.models import ApiKey
-from accounts.services import KEY_PREFIX, api_key_cache_key, hash_key
+from accounts.services import KEY_PREFIX, hash_key
 from core.db import reconnecting
-
-KEY_CACHE_SECONDS = 300
-_MISSING = "missing"  # cached negative answer, so a flood of bad keys does not hit the DB
+from core.hot import hot_get, hot_get_sync
 
 
 def _looks_like_key(raw_key: str) -> bool:
@@ -18,21 +17,24 @@ def _looks_like_key(raw_key: str) -> bool:
 
 
 @reconnecting
+def _active_key(hashed: str) -> ApiKey | None:
+    # A miss is cached too (as None), so a flood of bad keys does not reach the database.
+    return (
+        ApiKey.objects.select_related("team")
+        .filter(hashed_key=hashed, revoked_at=None, team__is_active=True)
+        .first()
+    )
+
+
 def api_key_resolve_sync(raw_key: str) -> ApiKey | None:
     if not _looks_like_key(raw_key):
         return None
     hashed = hash_key(raw_key)
-    cached = cache.get(api_key_cache_key(hashed))
-    if cached is None:
-        cached = (
-            ApiKey.objects.select_related("team").filter(hashed_key=hashed, revoked_at=None).first()
-            or _MISSING
-        )
-        cache.set(api_key_cache_key(hashed), cached, KEY_CACHE_SECONDS)
-    return None if cached == _MISSING else cached
+    return hot_get_sync(("key", hashed), lambda: _active_key(hashed))
 
 
 async def api_key_resolve(raw_key: str) -> ApiKey | None:
-    """api_key_resolve_sync in one hop to the sync thread (the gateway's hot cache calls it
-    on a miss)."""
-    return await sync_to_async(api_key_resolve_sync)(raw_key)
+    if not _looks_like_key(raw_key):
+        return None
+    hashed = hash_key(raw_key)
+    return await hot_get(("key", hashed), lambda: sync_to_async(_active_key)(hashed))

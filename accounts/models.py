@@ -30,6 +30,8 @@ class Team(TimeStampedModel):
     # Request/response bodies are stored only when a team opts in, and kept this long.
     store_content = models.BooleanField(default=False)
     retention_days = models.PositiveIntegerField(default=30)
+    # A deactivated team's keys are refused everywhere (within HOT_CHECK_SECONDS); its data stays.
+    is_active = models.BooleanField(default=True)
 
     class Meta:
         ordering = ["name"]

@@ -3,7 +3,6 @@ from __future__ import annotations
 import hashlib
 import secrets
 
-from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 
@@ -15,10 +14,6 @@ KEY_PREFIX = "sb_"
 
 def hash_key(raw_key: str) -> str:
     return hashlib.sha256(raw_key.encode()).hexdigest()
-
-
-def api_key_cache_key(hashed_key: str) -> str:
-    return f"apikey:{hashed_key}"
 
 
 @transaction.atomic
@@ -62,7 +57,6 @@ def api_key_revoke(*, api_key: ApiKey, actor: User | None = None) -> ApiKey:
         api_key.revoked_at = timezone.now()
         api_key.save(update_fields=["revoked_at", "updated_at"])
         audit_record(actor=actor, action="api_key.revoke", obj=api_key, team=api_key.team)
-    transaction.on_commit(lambda: cache.delete(api_key_cache_key(api_key.hashed_key)))
     return api_key
 
 

@@ -34,13 +34,17 @@ def _plain(value: Any) -> Any:
     return json.loads(json.dumps(value, cls=DjangoJSONEncoder))
 
 
-def _team(obj: models.Model) -> Any:
-    from accounts.models import Team
+# Named, not imported: core sits below accounts.
+TEAM_MODEL = "accounts.Team"
 
-    if isinstance(obj, Team):
+
+def _team(obj: models.Model) -> Any:
+    if obj._meta.label == TEAM_MODEL:
         return obj
     field = next((f for f in obj._meta.concrete_fields if f.name == "team"), None)
-    return getattr(obj, "team", None) if field is not None and field.related_model is Team else None
+    if field is None or field.related_model is None:
+        return None
+    return getattr(obj, "team", None) if field.related_model._meta.label == TEAM_MODEL else None
 
 
 class AuditedAdmin:

@@ -34,6 +34,7 @@ from django.db import IntegrityError, transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.utils import timezone
 
+from core.bearer import bearer_token
 from core.errors import AppError, BadRequest, Conflict
 from core.metrics import IDEMPOTENT_REPLAYS
 from core.models import IdempotencyRecord
@@ -107,9 +108,8 @@ def request_fingerprint(*, method: str, path: str, body: bytes) -> str:
 
 def idempotency_scope(request: HttpRequest) -> str | None:
     """Whose key space: the bearer key's hash, else the signed-in user; None if anonymous."""
-    header = request.META.get("HTTP_AUTHORIZATION", "")
-    if header.startswith("Bearer "):
-        token = header.removeprefix("Bearer ").strip()
+    token = bearer_token(request.META.get("HTTP_AUTHORIZATION", ""))
+    if token is not None:
         return "k:" + hashlib.sha256(token.encode()).hexdigest()
     user = getattr(request, "user", None)
     if user is not None and user.is_authenticated and user.pk is not None:
@@ -274,10 +274,15 @@ def _error_response(request: HttpRequest, error: AppError) -> HttpResponse:
     return error_response(request.path, error)
 
 
-def idempotent(view: Callable[..., Any]) -> Callable[..., Any]:
+def idempotent(
+    view: Callable[..., Any], *, authenticate: Callable[[HttpRequest], Any] | None = None
+) -> Callable[..., Any]:
     """Make a view honour Idempotency-Key (see the module docstring). Async or sync views.
 
-    Requests without the header pass straight through, at the cost of one dict lookup."""
+    `authenticate(request)` (awaited for an async view) runs before any replay and raises an
+    AppError for a caller it refuses: a stored result is never replayed to a revoked key; the
+    view itself then answers the refusal. Requests without the header pass straight through,
+    at the cost of one dict lookup."""
 
     if iscoroutinefunction(view):
 
@@ -285,6 +290,11 @@ def idempotent(view: Callable[..., Any]) -> Callable[..., Any]:
         async def async_wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
             if request.META.get("HTTP_IDEMPOTENCY_KEY") is None:
                 return await view(request, *args, **kwargs)
+            if authenticate is not None:
+                try:
+                    await authenticate(request)
+                except AppError:
+                    return await view(request, *args, **kwargs)
             try:
                 begun = await sync_to_async(_begin_for_request)(request)
             except AppError as error:
@@ -307,6 +317,11 @@ def idempotent(view: Callable[..., Any]) -> Callable[..., Any]:
     def sync_wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
         if request.META.get("HTTP_IDEMPOTENCY_KEY") is None:
             return view(request, *args, **kwargs)
+        if authenticate is not None:
+            try:
+                authenticate(request)
+            except AppError:
+                return view(request, *args, **kwargs)
         try:
             begun = _begin_for_request(request)
         except AppError as error:

@@ -31,6 +31,8 @@ from prometheus_client import (
     generate_latest,
 )
 
+from core.bearer import bearer_token
+
 # Seconds; the gateway's latency spans a 1 ms cache hit to a minute-long reasoning call.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
@@ -218,8 +220,8 @@ def metrics_access_allowed(request: HttpRequest) -> bool:
     proxy, so use the token there (docs/production.md)."""
     token = getattr(settings, "METRICS_TOKEN", "")
     header = request.headers.get("Authorization", "")
-    if token and header.startswith("Bearer "):
-        return secrets.compare_digest(header.removeprefix("Bearer ").strip(), token)
+    if token and (sent := bearer_token(header)) is not None:
+        return secrets.compare_digest(sent, token)
     allowed = tuple(getattr(settings, "METRICS_ALLOWED_IPS", ()))
     if not allowed:
         return False

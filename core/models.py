@@ -50,6 +50,16 @@ class Heartbeat(models.Model):
         return f"{self.name} at {self.seen_at:%Y-%m-%d %H:%M:%S}"
 
 
+class HotGeneration(models.Model):
+    """One row: moves on every write that the processes' hot caches must see (`core.hot`),
+    when there is no shared cache to hold the generation."""
+
+    value = models.BigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"hot generation {self.value}"
+
+
 class IdempotencyRecord(models.Model):
     """The first result of a request sent with an `Idempotency-Key`, replayed to its retries.
 

@@ -5,12 +5,15 @@ from django.views.decorators.csrf import csrf_exempt
 
 from core.idempotency import idempotent
 from gateway import api
+from gateway.http import authenticate
 from gateway.schema import PromptRunDoc, RouteExplainDoc, documented
 
 urlpatterns = [
     path(
         "prompts/<slug:slug>/run",
-        documented(csrf_exempt(idempotent(api.prompt_run)), PromptRunDoc),
+        documented(
+            csrf_exempt(idempotent(api.prompt_run, authenticate=authenticate)), PromptRunDoc
+        ),
         name="prompt-run",
     ),
     path(

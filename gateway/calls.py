@@ -17,7 +17,14 @@ from typing import Any
 from core.logging import get_request_id
 from gateway.upstream import CHAT, RESPONSES
 from prompts.rendering import render_version
-from routing.router import AUTO, TIER_PREFIX, RequestFeatures, estimate_tokens
+from routing.router import (
+    AUTO,
+    TIER_PREFIX,
+    RequestFeatures,
+    estimate_tokens,
+    tool_capabilities,
+    tool_kind,
+)
 from routing.snapshot import ModelInfo, TierInfo
 
 # Role markers and separators around each message, as a bound (the real overhead is ~4).
@@ -295,24 +302,6 @@ def prompt_body(version: Any, rendered: Any) -> dict[str, Any]:
 # --------------------------------------------------------------------------- feature extraction
 
 
-def tool_kind(tool: Any) -> str:
-    kind = str(tool.get("type", "function")) if isinstance(tool, dict) else "function"
-    if kind.startswith("computer"):
-        return "computer_use"
-    return kind
-
-
-def _capabilities_for_tools(kinds: frozenset[str]) -> set[str]:
-    needed: set[str] = set()
-    if kinds:
-        needed.add("tools")
-    if "computer_use" in kinds:
-        needed.add("computer_use")
-    if "tool_search" in kinds:
-        needed.add("tool_search")
-    return needed
-
-
 def _walk_content(content: Any, stats: InputStats, *, user: bool) -> None:
     if isinstance(content, str):
         stats.add_text(content, user=user)
@@ -387,7 +376,7 @@ def build_features(
     pinned_by: str = "request",
 ) -> RequestFeatures:
     kinds = frozenset(tool_kind(tool) for tool in tools or ())
-    required = _capabilities_for_tools(kinds)
+    required = tool_capabilities(kinds)
     if json_schema:
         required.add("json_schema")
     if stats.images:

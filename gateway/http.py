@@ -10,25 +10,24 @@ from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpRe
 
 from accounts.keys import api_key_resolve
 from accounts.models import ApiKey
+from core.bearer import bearer_token
 from core.errors import AppError, BadRequest, PayloadTooLarge, Unauthenticated
 from core.jsonlimits import json_loads_limited
 from core.ratelimit import rate_limit_hit
 from gateway.conf import setting
-from gateway.hot import hot_get
+from prompts.selectors import prompt_version_resolve
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
 async def authenticate(request: HttpRequest) -> ApiKey:
     """The request's team key (`Authorization: Bearer sb_...`), or Unauthenticated (401)."""
-    header = request.META.get("HTTP_AUTHORIZATION", "")
-    scheme, _, raw = header.partition(" ")
-    if scheme.lower() != "bearer" or not raw.strip():
+    raw = bearer_token(request.META.get("HTTP_AUTHORIZATION", ""))
+    if raw is None:
         raise Unauthenticated(
             "Missing API key: send `Authorization: Bearer sb_...` with a team key."
         )
-    raw = raw.strip()
-    api_key = await hot_get(("key", raw), lambda: api_key_resolve(raw))
+    api_key = await api_key_resolve(raw)
     if api_key is None:
         raise Unauthenticated("Invalid or revoked API key.")
     return api_key
@@ -143,9 +142,4 @@ async def resolve_version(
     *, team_id: int, slug: str, label: str | None, version: int | None
 ) -> Any:
     """A prompt version by label or number (prompts.selectors, behind the hot cache)."""
-    from prompts.selectors import prompt_version_resolve
-
-    return await hot_get(
-        ("prompt", team_id, slug, label, version),
-        lambda: prompt_version_resolve(team_id=team_id, slug=slug, label=label, version=version),
-    )
+    return await prompt_version_resolve(team_id=team_id, slug=slug, label=label, version=version)

@@ -2,8 +2,9 @@
 
 Called once a production answer is complete. It never awaits and never raises: prompts that
 have not opted in (sample rate 0 on the resolved version's prompt) cost one attribute read;
-for the others the sampling decision, the pair and the Celery task are made in a background
-task on a fresh context, after the response has been handed back.
+for the others `production_answer` is sent in a background thread on a fresh context, after
+the response has been handed back. The playground, above the gateway, listens: its receiver
+makes the sampling decision, the pair and the Celery task.
 """
 
 from __future__ import annotations
@@ -16,18 +17,21 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.db import close_old_connections
+from django.dispatch import Signal
 
 from spend.models import Purpose
 
 log = logging.getLogger(__name__)
 _background: set[asyncio.Task] = set()
 
+# Keywords: team_id, prompt_version_id, tier_name, request_body, output, model_name,
+# cost_usd, request_id. Sent only for prompts whose shadow sample rate is above 0.
+production_answer = Signal()
 
-def _enqueue(**kwargs: Any) -> None:
-    from playground.services import shadow_maybe_enqueue
 
+def _send(**kwargs: Any) -> None:
     try:
-        shadow_maybe_enqueue(**kwargs)
+        production_answer.send_robust(sender=None, **kwargs)
     finally:
         close_old_connections()
 
@@ -39,7 +43,7 @@ def shadow_offer(call: Any, *, model: str, tier: str, output: str, cost: Decimal
             return
         if not version.prompt.shadow_sample_rate:
             return
-        work = sync_to_async(_enqueue, thread_sensitive=False)(
+        work = sync_to_async(_send, thread_sensitive=False)(
             team_id=call.team_id,
             prompt_version_id=version.pk,
             tier_name=tier,

@@ -5,4 +5,7 @@ class PromptsConfig(AppConfig):
     name = "prompts"
 
     def ready(self) -> None:
-        from prompts import signals  # noqa: F401  (connects the cache invalidation)
+        from core.hot import hot_watch
+        from prompts.models import Label, Prompt, PromptVersion
+
+        hot_watch(Prompt, PromptVersion, Label)

@@ -1,26 +1,16 @@
-"""Reads of prompts: the gateway's cached version resolution, and the pages' queries."""
+"""Reads of prompts: the gateway's version resolution (hot-cached), and the pages' queries."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from asgiref.sync import sync_to_async
-from django.core.cache import cache
 from django.db.models import Prefetch, Q, QuerySet
 
 from accounts.models import Role, Team, User
 from accounts.selectors import user_has_role, user_teams
 from core.db import reconnecting
 from core.errors import NotFound
+from core.hot import hot_get, hot_get_sync
 from prompts.models import Label, Prompt, PromptVersion
-
-RESOLVE_CACHE_SECONDS = 120
-_MISSING = "missing"  # cached negative answer; creating the version/label deletes it
-
-
-def resolve_cache_key(*, team_id: int, slug: str, label: str | None, version: int | None) -> str:
-    which = f"v:{version}" if version is not None else f"l:{label or Label.PRODUCTION}"
-    return f"prompts:resolve:{team_id}:{slug}:{which}"
 
 
 def _not_found(slug: str, label: str | None, version: int | None) -> NotFound:
@@ -44,22 +34,28 @@ def _resolve_queryset(
 
 
 @reconnecting
+def _resolved(
+    *, team_id: int, slug: str, label: str | None, version: int | None
+) -> PromptVersion | None:
+    # A miss is cached too (as None) until the next write to prompts, versions or labels.
+    return _resolve_queryset(team_id=team_id, slug=slug, label=label, version=version).first()
+
+
+def _hot_key(team_id: int, slug: str, label: str | None, version: int | None) -> tuple:
+    return ("prompt", team_id, slug, None if version is not None else label, version)
+
+
 def prompt_version_resolve_sync(
     *, team_id: int, slug: str, label: str | None = None, version: int | None = None
 ) -> PromptVersion:
     """The version a request names: by number if given, else by label (default production).
 
-    A cached hit costs one cache round trip and no query. Raises NotFound.
-    """
-    key = resolve_cache_key(team_id=team_id, slug=slug, label=label, version=version)
-    found: Any = cache.get(key)
+    From the process's hot cache (`core.hot`) when it holds it. Raises NotFound."""
+    found = hot_get_sync(
+        _hot_key(team_id, slug, label, version),
+        lambda: _resolved(team_id=team_id, slug=slug, label=label, version=version),
+    )
     if found is None:
-        found = (
-            _resolve_queryset(team_id=team_id, slug=slug, label=label, version=version).first()
-            or _MISSING
-        )
-        cache.set(key, found, RESOLVE_CACHE_SECONDS)
-    if found == _MISSING:
         raise _not_found(slug, label, version)
     return found
 
@@ -67,14 +63,15 @@ def prompt_version_resolve_sync(
 async def prompt_version_resolve(
     *, team_id: int, slug: str, label: str | None = None, version: int | None = None
 ) -> PromptVersion:
-    """prompt_version_resolve_sync in one hop to the sync thread (the gateway's hot path)."""
-    return await sync_to_async(prompt_version_resolve_sync)(
-        team_id=team_id, slug=slug, label=label, version=version
+    """prompt_version_resolve_sync for the gateway's hot path (a miss makes one hop to the
+    sync thread)."""
+    found = await hot_get(
+        _hot_key(team_id, slug, label, version),
+        lambda: sync_to_async(_resolved)(team_id=team_id, slug=slug, label=label, version=version),
     )
-
-
-def resolve_cache_forget(*, team_id: int, slug: str, label: str | None = None, version=None):
-    cache.delete(resolve_cache_key(team_id=team_id, slug=slug, label=label, version=version))
+    if found is None:
+        raise _not_found(slug, label, version)
+    return found
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """Writes and workflows for prompts: create, version, publish (labels), approve, roll back,
 import and export. Every change is an audit event on the prompt, inside the change's
-transaction. The resolve cache is invalidated by prompts.signals once a write commits.
+transaction. The hot cache (`core.hot`) hears of every write once it commits.
 
 `actor=None` means the system (management commands, seed data): it skips the role checks
 that apply to people.

@@ -5,4 +5,7 @@ class RoutingConfig(AppConfig):
     name = "routing"
 
     def ready(self) -> None:
-        from routing import signals  # noqa: F401  (connects the price cache invalidation)
+        from core.hot import hot_watch
+        from routing.models import Model, Policy, Price, Provider, Rule, Tier, TierModel
+
+        hot_watch(Provider, Model, Price, Tier, TierModel, Policy, Rule)

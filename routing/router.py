@@ -50,6 +50,20 @@ class RequestFeatures:
         return bool(self.tool_types)
 
 
+def tool_kind(tool: Any) -> str:
+    """A tool definition's kind as rules and capabilities name it (`computer*` is one kind)."""
+    kind = str(tool.get("type", "function")) if isinstance(tool, dict) else "function"
+    if kind.startswith("computer"):
+        return "computer_use"
+    return kind
+
+
+def tool_capabilities(kinds: frozenset[str]) -> set[str]:
+    """The capabilities a model needs for these tool kinds."""
+    needed = {"tools"} if kinds else set()
+    return needed | (kinds & {"computer_use", "tool_search"})
+
+
 @dataclass(frozen=True, slots=True)
 class TierPlan:
     tier: str

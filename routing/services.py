@@ -1,7 +1,7 @@
 """Writes to the routing configuration: rules, tier members, lifecycle remaps, price sheets.
 
 Every change is audited (core.audit) and saved row by row so that the cache-invalidation
-signals fire (see routing.signals)."""
+signals fire (`core.hot`, watched in routing.apps)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from django.utils import timezone
 from accounts.models import User
 from core.audit import audit_record
 from core.errors import BadRequest
-from routing.cache import price_generation_bump
+from core.hot import hot_bump
 from routing.models import Model, Policy, Price, Provider, Rule, Tier, TierModel
 from routing.pricesheet import (
     CAPABILITIES,
@@ -401,7 +401,7 @@ def price_sheet_import(
             return result
         _apply(sheet, chosen, changes, effective_from=effective_from, actor=actor, source=filename)
         result.applied = True
-    price_generation_bump()
+        hot_bump()  # bulk writes: not every row goes through a signal
     return result
 
 

@@ -1,29 +1,20 @@
 """An immutable, in-process snapshot of the catalog and the active policy, for the hot path.
 
 The router decides from plain frozen dataclasses, never from the ORM, so a routing decision
-costs no query. The snapshot is reloaded when a write bumps the routing or price generation
-kept in the Django cache (`routing.cache`; checked at most every `CHECK_SECONDS`), and in any case after
-`MAX_AGE_SECONDS`, so a write that skipped signals (bulk updates) or a process that does
-not share the cache (LocMem) still converges.
+costs no query. The snapshot lives in the process's hot cache (`core.hot`): every write to
+the catalog, prices or the policy, by any process, makes each process load it again.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextvars
 import datetime as dt
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from asgiref.sync import sync_to_async
-from django.core.cache import cache
 
 from core.db import reconnecting
-from routing.cache import PRICE_GENERATION_KEY, ROUTING_GENERATION_KEY, routing_generation_bump
-
-CHECK_SECONDS = 1.0
-MAX_AGE_SECONDS = 30.0
+from core.hot import hot_get
 
 # Capability names, as rules and requests spell them, and the Model flag behind each.
 CAPABILITY_FLAGS = {
@@ -113,7 +104,6 @@ class Snapshot:
     rules: tuple[RuleInfo, ...]
     policy_name: str | None = None
     default_tier: str = "mini"
-    version: str = ""
     tiers_by_name: dict[str, TierInfo] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -179,7 +169,7 @@ def _rule_info(rule: Any) -> RuleInfo:
 
 
 @reconnecting
-def snapshot_load(version: str = "") -> Snapshot:
+def snapshot_load() -> Snapshot:
     """Read the catalog and the active policy from the database (a handful of queries)."""
     from routing.models import Model, Policy, Price, Provider, Rule, Tier, TierModel
 
@@ -231,88 +221,13 @@ def snapshot_load(version: str = "") -> Snapshot:
         rules=rules,
         policy_name=policy.name if policy else None,
         default_tier=default_tier,
-        version=version,
     )
 
 
-class _Cache:
-    snapshot: Snapshot | None = None
-    version: str | None = None
-    checked_at: float = 0.0
-    loaded_at: float = 0.0
-
-
-_state = _Cache()
-_loading: dict[asyncio.AbstractEventLoop, asyncio.Task] = {}
-
-
-# The generations that catalog/policy writes and price writes bump (routing.cache, signals).
-_VERSION_KEYS = [ROUTING_GENERATION_KEY, PRICE_GENERATION_KEY]
-
-
-def _version(values: dict[str, Any]) -> str:
-    return "/".join(str(values.get(key, "")) for key in _VERSION_KEYS)
-
-
-def _fresh(now: float) -> bool:
-    return (
-        _state.snapshot is not None
-        and now - _state.checked_at < CHECK_SECONDS
-        and now - _state.loaded_at < MAX_AGE_SECONDS
-    )
-
-
-def _install(snapshot: Snapshot, version: str | None, now: float) -> Snapshot:
-    _state.snapshot, _state.version, _state.checked_at, _state.loaded_at = (
-        snapshot,
-        version,
-        now,
-        now,
-    )
-    return snapshot
+SNAPSHOT_KEY = ("routing-snapshot",)
 
 
 async def snapshot_get() -> Snapshot:
-    """The current snapshot; at most one cache read per CHECK_SECONDS, a reload on change."""
-    now = time.monotonic()
-    if _fresh(now):
-        return _state.snapshot  # type: ignore[return-value]
-    version = _version(await cache.aget_many(_VERSION_KEYS))
-    if (
-        _state.snapshot is not None
-        and version == _state.version
-        and now - _state.loaded_at < MAX_AGE_SECONDS
-    ):
-        _state.checked_at = now
-        return _state.snapshot
-    # Concurrent requests share one load instead of stampeding the database.
-    loop = asyncio.get_running_loop()
-    pending = _loading.get(loop)
-    if pending is None:
-        pending = _loading[loop] = loop.create_task(
-            sync_to_async(snapshot_load)(version), context=contextvars.Context()
-        )
-        pending.add_done_callback(lambda _task: _loading.pop(loop, None))
-    snapshot = await asyncio.shield(pending)
-    return _install(snapshot, version, time.monotonic())
-
-
-def snapshot_get_sync() -> Snapshot:
-    now = time.monotonic()
-    if _fresh(now):
-        return _state.snapshot  # type: ignore[return-value]
-    version = _version(cache.get_many(_VERSION_KEYS))
-    if (
-        _state.snapshot is not None
-        and version == _state.version
-        and now - _state.loaded_at < MAX_AGE_SECONDS
-    ):
-        _state.checked_at = now
-        return _state.snapshot
-    return _install(snapshot_load(version), version, time.monotonic())
-
-
-def snapshot_invalidate() -> None:
-    """Drop this process's snapshot and make every process reload (writes that skip signals)."""
-    _state.snapshot = None
-    routing_generation_bump()
+    """The current snapshot, from the process's hot cache (`core.hot`): reloaded once after
+    any write to the catalog, prices or the policy, by any process."""
+    return await hot_get(SNAPSHOT_KEY, sync_to_async(snapshot_load))

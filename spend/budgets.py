@@ -23,7 +23,7 @@ chunk shrinks as the budget nears its limit and is exactly the request's worst c
 limit. Within one process a lease never refuses what per-request reservation would admit;
 across processes, a request can be refused while other processes' unused chunks still hold
 the headroom it needed (docs/gateway.md, "Leases", for the bound). A lease is replaced when
-its budget's settings change (seen within BUDGET_CONFIG_TTL_SECONDS) or its period ends, returned
+its budget's settings change (seen within HOT_CHECK_SECONDS) or its period ends, returned
 after `BUDGET_LEASE_IDLE_SECONDS` unused, and its row renewed while in use, so the sweeper only
 ever releases the leases of dead processes. Off (and in short-lived event loops such as
 Celery tasks) every request has a private lease of exactly its worst case: the per-request
@@ -44,7 +44,6 @@ numeric is exact.
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import datetime as dt
 import logging
 import os
@@ -61,6 +60,7 @@ from django.db.models.functions import Round
 from django.utils import timezone
 
 from core.db import reconnecting
+from core.hot import hot_get
 from core.money import COST_DIGITS, ZERO
 from spend.models import Budget, BudgetReservation
 from spend.periods import period_bounds
@@ -88,8 +88,6 @@ class BudgetInfo:
 
 # ---------------------------------------------------------------- configuration (cached)
 
-_config: dict[int, tuple[float, tuple[BudgetInfo, ...]]] = {}
-
 
 @reconnecting
 def _team_budgets(team_id: int) -> tuple[BudgetInfo, ...]:
@@ -109,38 +107,10 @@ def _team_budgets(team_id: int) -> tuple[BudgetInfo, ...]:
 
 
 async def budgets_for(*, team_id: int, api_key_id: int | None) -> tuple[BudgetInfo, ...]:
-    """The team's budget and the key's own, if any (cached for BUDGET_CONFIG_TTL_SECONDS)."""
-    now = time.monotonic()
-    cached = _config.get(team_id)
-    if cached is None or cached[0] < now:
-        # Concurrent misses for one team share one query (a cold process under load).
-        loop = asyncio.get_running_loop()
-        pending = _loading.get((loop, team_id))
-        if pending is None:
-            pending = _loading[(loop, team_id)] = loop.create_task(
-                _load(team_id, now), context=contextvars.Context()
-            )
-            pending.add_done_callback(lambda _task: _loading.pop((loop, team_id), None))
-        budgets = await asyncio.shield(pending)
-    else:
-        budgets = cached[1]
+    """The team's budget and the key's own, if any, from the process's hot cache
+    (`core.hot`: a changed budget is seen by every process within HOT_CHECK_SECONDS)."""
+    budgets = await hot_get(("budgets", team_id), lambda: sync_to_async(_team_budgets)(team_id))
     return tuple(b for b in budgets if b.api_key_id is None or b.api_key_id == api_key_id)
-
-
-async def _load(team_id: int, now: float) -> tuple[BudgetInfo, ...]:
-    budgets = await sync_to_async(_team_budgets)(team_id)
-    _config[team_id] = (now + settings.BUDGET_CONFIG_TTL_SECONDS, budgets)
-    return budgets
-
-
-_loading: dict[tuple[asyncio.AbstractEventLoop, int], asyncio.Task] = {}
-
-
-def budgets_forget(team_id: int | None = None) -> None:
-    if team_id is None:
-        _config.clear()
-    else:
-        _config.pop(team_id, None)
 
 
 # ---------------------------------------------------------------- SQL
@@ -790,5 +760,4 @@ def budget_set(
             "A `downgrade` budget needs a tier to downgrade to.", param="downgrade_tier"
         )
     budget.save()
-    transaction.on_commit(lambda: budgets_forget(budget.team_id))
     return budget

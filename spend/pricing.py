@@ -2,27 +2,19 @@
 
 Prices are per 1M tokens and have history (`routing.Price.effective_from`): a call is costed
 at the row in force when it ran, so a later price change never rewrites past costs.
-
-Hot path: `aprice_at` / `price_at` serve from an in-process copy of each model's price rows,
-reloaded when the price cache generation moves (any Price save/delete bumps it, see
-`routing.cache`) or after `PRICE_CACHE_SECONDS` at the latest (per-process caches).
+The gateway reads prices from the routing snapshot (`ModelInfo.price_at`, hot-cached); the
+lookups here go to the database (pages, imports, reports, demo data).
 """
 
 from __future__ import annotations
 
-import bisect
 import datetime as dt
-import threading
-import time
-from collections.abc import Iterable
-from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from typing import TYPE_CHECKING
 
 from django.db.models import Case, F, IntegerField, Q, QuerySet, Sum, Value, When
 
 from core.money import COST_DIGITS, MILLION, ZERO
-from routing.cache import PRICE_CACHE_SECONDS, aprice_generation, price_generation
 from routing.models import Model, Price
 
 if TYPE_CHECKING:
@@ -61,24 +53,6 @@ def service_tier_multiplier(service_tier: str | None) -> Decimal:
 # --- which price is in force -------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _Entry:
-    generation: str
-    loaded_at: float
-    starts: tuple[dt.datetime, ...]
-    rows: tuple[Price, ...]
-
-
-_entries: dict[int, _Entry] = {}
-_lock = threading.Lock()
-
-
-def price_cache_clear() -> None:
-    """Drop this process's copies (tests; the generation covers normal invalidation)."""
-    with _lock:
-        _entries.clear()
-
-
 def _model_id(model: Model | int) -> int:
     return model if isinstance(model, int) else model.pk
 
@@ -92,66 +66,16 @@ def _check_aware(at: dt.datetime) -> None:
         raise ValueError(f"price lookups need an aware datetime, got naive {at!r}")
 
 
-def _entry(generation: str, rows: Iterable[Price]) -> _Entry:
-    ordered = tuple(sorted(rows, key=lambda row: row.effective_from))
-    return _Entry(
-        generation=generation,
-        loaded_at=time.monotonic(),
-        starts=tuple(row.effective_from for row in ordered),
-        rows=ordered,
-    )
-
-
-def _fresh(entry: _Entry | None, generation: str) -> bool:
-    return (
-        entry is not None
-        and entry.generation == generation
-        and time.monotonic() - entry.loaded_at < PRICE_CACHE_SECONDS
-    )
-
-
-def _pick(entry: _Entry, model: Model | int, at: dt.datetime) -> Price:
-    index = bisect.bisect_right(entry.starts, at) - 1
-    if index < 0:
-        first = f"; its first price starts {entry.starts[0].isoformat()}" if entry.starts else ""
-        raise PriceNotFound(
-            f"No price for {_model_label(model)} in force at {at.isoformat()}{first}"
-        )
-    return entry.rows[index]
-
-
 def price_at(model: Model | int, at: dt.datetime) -> Price:
     """The price row in force at `at`: the latest `effective_from <= at`. Raises PriceNotFound."""
     _check_aware(at)
-    model_id = _model_id(model)
-    generation = price_generation()
-    entry = _entries.get(model_id)
-    if not _fresh(entry, generation):
-        entry = _entry(generation, Price.objects.filter(model_id=model_id))
-        with _lock:
-            _entries[model_id] = entry
-    return _pick(entry, model, at)
-
-
-async def aprice_at(model: Model | int, at: dt.datetime) -> Price:
-    """Async twin of `price_at` for the gateway: one cache read when the copy is fresh."""
-    _check_aware(at)
-    model_id = _model_id(model)
-    generation = await aprice_generation()
-    entry = _entries.get(model_id)
-    if not _fresh(entry, generation):
-        entry = _entry(generation, [row async for row in Price.objects.filter(model_id=model_id)])
-        with _lock:
-            _entries[model_id] = entry
-    return _pick(entry, model, at)
-
-
-def price_at_uncached(model: Model | int, at: dt.datetime) -> Price:
-    """`price_at` straight from the database (admin pages, imports, reports)."""
-    _check_aware(at)
     row = Price.objects.filter(model_id=_model_id(model), effective_from__lte=at).first()
     if row is None:  # Meta.ordering is (model, -effective_from): first() is the latest
-        raise PriceNotFound(f"No price for {_model_label(model)} in force at {at.isoformat()}")
+        first = Price.objects.filter(model_id=_model_id(model)).order_by("effective_from").first()
+        starts = f"; its first price starts {first.effective_from.isoformat()}" if first else ""
+        raise PriceNotFound(
+            f"No price for {_model_label(model)} in force at {at.isoformat()}{starts}"
+        )
     return row
 
 
@@ -303,7 +227,7 @@ def repriced_cost_by_model(
     prices: dict[int, Price] = {}
     for model_id in model_ids:
         try:
-            prices[model_id] = price_at_uncached(model_id, at)
+            prices[model_id] = price_at(model_id, at)
         except PriceNotFound:
             continue
     repriced = Q(model_id__in=list(prices))

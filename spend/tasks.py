@@ -7,10 +7,16 @@ import datetime as dt
 
 from celery import shared_task
 
-from spend import alerts, replay
+from spend import alerts, lifecycle, replay
 from spend.budgets import budget_reservations_sweep
 from spend.rollups import usage_rollup_run
 from spend.services import usage_content_purge
+
+
+@shared_task
+def send_shutdown_alerts() -> list[str]:
+    """Daily (beat): the 30- and 7-day model shutdown alerts, each sent once."""
+    return [str(alert) for alert in lifecycle.shutdown_alerts_send()]
 
 
 @shared_task

@@ -173,7 +173,7 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BEAT_SCHEDULE: dict = {
     "heartbeat": {"task": "core.tasks.heartbeat", "schedule": 60.0, "args": ["beat"]},
     "idempotency-purge": {"task": "core.tasks.idempotency_purge", "schedule": 3600.0},
-    "shutdown-alerts": {"task": "routing.tasks.send_shutdown_alerts", "schedule": 6 * 60 * 60.0},
+    "shutdown-alerts": {"task": "spend.tasks.send_shutdown_alerts", "schedule": 6 * 60 * 60.0},
     "budget-reservations-sweep": {
         "task": "spend.tasks.budget_reservations_sweep_task",
         "schedule": 60.0,
@@ -191,9 +191,9 @@ BUDGET_LEASES = env.bool("BUDGET_LEASES", default=True)
 BUDGET_LEASE_FRACTION = env.float("BUDGET_LEASE_FRACTION", default=0.05)  # of the headroom, ≤ 0.5
 BUDGET_LEASE_REQUESTS = env.int("BUDGET_LEASE_REQUESTS", default=10)  # times a request's worst case
 BUDGET_LEASE_IDLE_SECONDS = env.float("BUDGET_LEASE_IDLE_SECONDS", default=10.0)
-# How long a process reuses a team's budget settings before reading them again: a changed
-# limit or action takes up to this long to reach every server.
-BUDGET_CONFIG_TTL_SECONDS = env.float("BUDGET_CONFIG_TTL_SECONDS", default=2.0)
+# How often each process asks whether keys, prompts, routing, prices or budgets changed
+# (core.hot): a write anywhere is seen by every process within about this long.
+HOT_CHECK_SECONDS = env.float("HOT_CHECK_SECONDS", default=0.5)
 
 # Playground: batch jobs (compare and /api/v1/jobs), datasets, recommendations.
 PLAYGROUND_BATCH_CONCURRENCY = env.int("PLAYGROUND_BATCH_CONCURRENCY", default=8)

@@ -31,5 +31,5 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 else:
     DATABASES["default"]["TEST"] = {"NAME": env("TEST_DATABASE_NAME", default="test_switchboard")}
 
-# A changed budget reaches the test's site within this (tests wait for it: wait_for_budgets).
-BUDGET_CONFIG_TTL_SECONDS = 0.2
+# A change reaches the test's site within this (tests wait for it: wait_for_budgets).
+HOT_CHECK_SECONDS = 0.2

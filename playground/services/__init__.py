@@ -26,7 +26,6 @@ from playground.services.jobs import (
 from playground.services.recommendations import recommendation_apply, shadow_rate_set
 from playground.services.retention import playground_content_purge
 from playground.services.shadow import (
-    ashadow_maybe_enqueue,
     shadow_maybe_enqueue,
     shadow_pair_review,
     shadow_pair_run,
@@ -34,7 +33,6 @@ from playground.services.shadow import (
 from playground.services.variables import invalid_variables_text, variables_check
 
 __all__ = [
-    "ashadow_maybe_enqueue",
     "batch_compare_create",
     "column_metrics",
     "column_spec_of",

@@ -87,8 +87,10 @@ def shadow_maybe_enqueue(
         return None
 
 
-async def ashadow_maybe_enqueue(**kwargs: Any) -> int | None:
-    return await sync_to_async(shadow_maybe_enqueue)(**kwargs)
+def shadow_on_production_answer(sender: Any, **kwargs: Any) -> None:
+    """Receiver of the gateway's `production_answer` signal."""
+    kwargs.pop("signal", None)
+    shadow_maybe_enqueue(**kwargs)
 
 
 def _tier_is_cheaper_than_flagship(tier_name: str) -> bool:

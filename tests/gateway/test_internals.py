@@ -8,8 +8,8 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone
 
+from core.hot import hot_clear, hot_get
 from gateway.asgi import GATEWAY_PATHS, with_gateway
-from gateway.hot import hot_clear, hot_get
 from gateway.usage import Ledger
 from routing.models import Model, Rule
 from routing.snapshot import snapshot_load

@@ -74,13 +74,11 @@ def _limits(settings) -> None:
 def _fresh_gateway_cache() -> Iterator[None]:
     """The gateway keeps keys, prompts and the routing snapshot in process: each test's rows
     are new rows."""
-    from gateway.hot import hot_clear
-    from routing import snapshot
+    from core.hot import hot_clear
 
     def forget() -> None:
         cache.clear()
         hot_clear()
-        snapshot._state.snapshot = None
 
     forget()
     yield

@@ -53,13 +53,11 @@ def _roles(request):
 def _fresh_cache():
     """An empty cache, and none of the gateway's in-process copies (the routing snapshot, the
     hot keys and prompts): a test's catalog rows are new rows with new ids."""
-    from gateway.hot import hot_clear
-    from routing import snapshot
+    from core.hot import hot_clear
 
     def forget() -> None:
         cache.clear()
         hot_clear()
-        snapshot._state.snapshot = None  # snapshot_invalidate() also writes, needing the DB
 
     forget()
     yield

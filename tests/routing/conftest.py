@@ -5,16 +5,8 @@ from pathlib import Path
 import pytest
 
 from routing.seed import seed_catalog
-from spend.pricing import price_cache_clear
 
 DATA = Path(__file__).parent / "data"
-
-
-@pytest.fixture(autouse=True)
-def _fresh_price_cache():
-    price_cache_clear()
-    yield
-    price_cache_clear()
 
 
 @pytest.fixture

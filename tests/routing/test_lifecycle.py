@@ -15,11 +15,11 @@ from django.urls import reverse
 from django.utils import timezone
 
 from core.models import AuditEvent
-from routing.lifecycle import shutdown_alerts_send
 from routing.models import Model, Rule, ShutdownAlert, Tier, TierModel
 from routing.selectors import models_near_shutdown
 from routing.services import model_remap_to_replacement
 from spend.alerts import SIGNATURE_HEADER, TIMESTAMP_HEADER, webhook_verify
+from spend.lifecycle import shutdown_alerts_send
 
 pytestmark = pytest.mark.usefixtures("seeded")
 TODAY = dt.date(2026, 11, 1)
@@ -332,7 +332,7 @@ def test_the_beat_task_sends_the_alert_once_on_a_real_worker(webhook, celery_wor
     import time
 
     from routing.seed import seed_catalog
-    from routing.tasks import send_shutdown_alerts
+    from spend.tasks import send_shutdown_alerts
 
     seed_catalog(simulator_url="http://127.0.0.1:9/v1")
     _only_mini_retires(30)

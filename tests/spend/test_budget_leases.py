@@ -20,11 +20,12 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from accounts.services import api_key_create
+from core import hot
+from core.hot import hot_clear
 from gateway.usage import usage_flush
 from spend.budgets import (
     budget_leases_return,
     budget_reservations_sweep,
-    budgets_forget,
     leasing,
 )
 from spend.models import Budget, BudgetReservation, UsageRecord
@@ -49,7 +50,7 @@ def lease_settings(settings):
 @pytest.fixture
 async def leases(lease_settings) -> AsyncIterator[None]:
     """This test's event loop serves with leases, as the web server's does."""
-    budgets_forget()
+    hot_clear()
     serving(True)
     yield
     budget_leases_return()
@@ -205,17 +206,21 @@ async def test_rollover_releases_the_previous_period_s_lease(team, leases, monke
     assert budget.reserved_usd == new.amount_usd
 
 
-async def test_a_lowered_limit_is_honoured_within_the_config_ttl(team, leases, settings):
-    settings.BUDGET_CONFIG_TTL_SECONDS = 0.3
+async def test_a_limit_lowered_by_another_process_is_honoured_after_its_next_check(
+    team, leases, settings
+):
+    settings.HOT_CHECK_SECONDS = 0.3
     budget = await sync_to_async(make_budget)(team, "100.00")
     first = await hold_for(team, request_id="a")
     await first.ensure(D("1.00"))
     await settle(first, team, "0")
-    within_ttl = await hold_for(team, request_id="b")  # the settings as read before
-    # Another process lowers the limit (this one's settings cache does not hear of it).
+    before_check = await hold_for(team, request_id="b")  # the settings as read before
+    # Another process lowers the limit: its commit moves the shared generation, which this
+    # process reads at its next check (its own signals do not fire for the update).
     await Budget.objects.filter(pk=budget.pk).aupdate(limit_usd=D("0.50"))
+    await sync_to_async(hot._write_generation)()
 
-    assert await within_ttl.ensure(D("1.00")) is None  # the lease was granted before
+    assert await before_check.ensure(D("1.00")) is None  # the lease was granted before
     await asyncio.sleep(0.35)
     refused = await (await hold_for(team, request_id="c")).ensure(D("0.10"))
     assert refused is not None
@@ -298,7 +303,7 @@ def run_holders(team, worst: Decimal, cost) -> int:
         except BaseException as exc:  # re-raised in the test
             errors.append(exc)
 
-    budgets_forget()
+    hot_clear()
     serving(True)
     try:
         threads = [threading.Thread(target=thread_main, args=(n,)) for n in range(HOLDERS)]

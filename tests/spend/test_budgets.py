@@ -16,10 +16,10 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from accounts.services import api_key_create
+from core.hot import hot_clear
 from spend.budgets import (
     budget_reservations_sweep,
     budget_set,
-    budgets_forget,
 )
 from spend.models import Budget, BudgetReservation, UsageRecord
 from spend.periods import period_bounds
@@ -35,7 +35,7 @@ async def async_db(settings) -> AsyncIterator[None]:
     (leases: test_budget_leases.py); its pool is closed after the test, so the test
     database can be dropped later."""
     settings.BUDGET_LEASES = False
-    budgets_forget()
+    hot_clear()
     serving(True)
     yield
     serving(False)

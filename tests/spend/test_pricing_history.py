@@ -1,4 +1,4 @@
-"""Prices with history: the row in force, the cached lookup, repricing logged usage."""
+"""Prices with history: the row in force, repricing logged usage."""
 
 from __future__ import annotations
 
@@ -12,11 +12,8 @@ from routing.seed import seed_catalog
 from spend.models import UsageRecord
 from spend.pricing import (
     PriceNotFound,
-    aprice_at,
     cost_usd,
     price_at,
-    price_at_uncached,
-    price_cache_clear,
     repriced_cost,
     repriced_cost_by_model,
 )
@@ -24,13 +21,6 @@ from spend.pricing import (
 D = Decimal
 UTC = dt.UTC
 MID_MARCH = dt.datetime(2026, 3, 15, 12, 0, tzinfo=UTC)
-
-
-@pytest.fixture(autouse=True)
-def _fresh_price_cache():
-    price_cache_clear()
-    yield
-    price_cache_clear()
 
 
 @pytest.fixture
@@ -78,8 +68,6 @@ def test_a_time_before_the_first_price_is_a_clear_error(seeded):
     model = Model.objects.get(name="gpt-5.4")
     with pytest.raises(PriceNotFound, match=r"No price for model 'gpt-5\.4' in force at 2025"):
         price_at(model, dt.datetime(2025, 12, 31, tzinfo=UTC))
-    with pytest.raises(PriceNotFound):
-        price_at_uncached(model, dt.datetime(2025, 12, 31, tzinfo=UTC))
 
 
 def test_a_naive_time_is_rejected(seeded):
@@ -88,45 +76,21 @@ def test_a_naive_time_is_rejected(seeded):
         price_at(model, dt.datetime(2026, 3, 1))
 
 
-def test_the_cached_lookup_sees_a_new_price_as_soon_as_it_is_saved(seeded):
+def test_the_lookup_sees_a_new_price_as_soon_as_it_is_saved(seeded):
     model = Model.objects.get(name="gpt-5.4")
     later = dt.datetime(2026, 4, 1, tzinfo=UTC)
-    assert price_at(model, later).input_per_mtok == D("2.50")  # now cached
+    assert price_at(model, later).input_per_mtok == D("2.50")
     _march_price(model)
     assert price_at(model, later).input_per_mtok == D("3.00")
 
 
-def test_the_cached_lookup_forgets_a_deleted_price(seeded):
+def test_the_lookup_forgets_a_deleted_price(seeded):
     model = Model.objects.get(name="gpt-5.4")
     later = dt.datetime(2026, 4, 1, tzinfo=UTC)
     new = _march_price(model)
     assert price_at(model, later) == new
     new.delete()
     assert price_at(model, later).input_per_mtok == D("2.50")
-
-
-def test_the_cached_lookup_agrees_with_the_database(seeded):
-    model = Model.objects.get(name="gpt-5.4")
-    _march_price(model)
-    for at in [MID_MARCH - dt.timedelta(seconds=1), MID_MARCH, MID_MARCH + dt.timedelta(days=9)]:
-        assert price_at(model, at) == price_at_uncached(model, at)
-        assert price_at(model.pk, at) == price_at(model, at)
-
-
-@pytest.mark.django_db(transaction=True)
-async def test_the_async_lookup_returns_the_row_in_force():
-    from asgiref.sync import sync_to_async
-    from django.db import connections
-
-    await sync_to_async(seed_catalog)(simulator_url="http://127.0.0.1:9/v1")
-    model = await Model.objects.aget(name="gpt-5.4")
-    assert (await aprice_at(model, MID_MARCH)).input_per_mtok == D("2.50")
-    await sync_to_async(_march_price)(model)
-    assert (await aprice_at(model, MID_MARCH)).input_per_mtok == D("3.00")
-    with pytest.raises(PriceNotFound):
-        await aprice_at(model, dt.datetime(2020, 1, 1, tzinfo=UTC))
-    # hand back the connection the ORM opened in its worker thread (test DB teardown)
-    await sync_to_async(connections.close_all)()
 
 
 def test_a_mid_month_price_change_leaves_earlier_costs_as_they_were(seeded, team):

@@ -142,9 +142,6 @@ def test_a_price_change_during_the_day_prices_each_part_at_its_own_price(make_us
         cached_input_per_mtok=Decimal("0.5"),
         output_per_mtok=Decimal("30"),
     )
-    from spend.pricing import price_cache_clear
-
-    price_cache_clear()
     morning = make_usage(team=team, at=at(20, 8))
     evening = make_usage(team=team, at=at(20, 18))
     usage_rollup_run(now=at(23, 12))
