@@ -139,7 +139,7 @@ def _model_info(model: Any, providers: dict[int, ProviderInfo], prices: tuple) -
     )
 
 
-def _rule_info(rule: Any) -> RuleInfo:
+def rule_info(rule: Any) -> RuleInfo:
     conditions = tuple(
         MetadataCondition(
             key=str(c.get("key", "")), op=str(c.get("op", "eq")), value=c.get("value")
@@ -208,7 +208,7 @@ def snapshot_load() -> Snapshot:
     rules: tuple[RuleInfo, ...] = ()
     if policy is not None:
         rules = tuple(
-            _rule_info(rule)
+            rule_info(rule)
             for rule in Rule.objects.select_related("target_tier", "target_model")
             .filter(policy=policy, enabled=True)
             .order_by("position", "id")

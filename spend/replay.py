@@ -34,6 +34,7 @@ from core.money import ZERO
 from prompts.models import PromptVersion
 from routing.models import Policy, Rule
 from routing.router import tool_capabilities, tool_kind
+from routing.snapshot import Snapshot, rule_info, snapshot_load
 from spend.models import Purpose, ReplayRun, UsageRecord
 from spend.rollups import day_bounds, group_flagship_cost, local_tz
 
@@ -49,11 +50,9 @@ PINNED_RULE = "pinned"
 
 def policy_snapshot(policy: Policy):
     """The live catalog with `policy`'s rules in place of the active policy's."""
-    from routing.snapshot import Snapshot, _rule_info, snapshot_load
-
     base = snapshot_load()
     rules = tuple(
-        _rule_info(rule)
+        rule_info(rule)
         for rule in Rule.objects.select_related("target_tier", "target_model")
         .filter(policy=policy, enabled=True)
         .order_by("position", "id")
@@ -64,7 +63,6 @@ def policy_snapshot(policy: Policy):
         rules=rules,
         policy_name=policy.name,
         default_tier=base.default_tier,
-        version=f"replay:{policy.pk}",
     )
 
 

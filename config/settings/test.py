@@ -32,4 +32,4 @@ else:
     DATABASES["default"]["TEST"] = {"NAME": env("TEST_DATABASE_NAME", default="test_switchboard")}
 
 # A change reaches the test's site within this (tests wait for it: wait_for_budgets).
-HOT_CHECK_SECONDS = 0.2
+HOT_CHECK_SECONDS = env.float("HOT_CHECK_SECONDS", default=0.2)
