@@ -22,6 +22,7 @@ import httpx2
 import openai
 from openai import AsyncOpenAI
 
+from gateway.adapters.openai_sdk import sdk_status_error, sdk_transport
 from gateway.conf import setting
 from routing.snapshot import ModelInfo, ProviderInfo
 
@@ -256,7 +257,7 @@ async def send(
                 )
             )
         else:
-            http = upstream.client._client
+            http = sdk_transport(upstream.client)
             request = http.build_request(
                 "POST",
                 url,
@@ -275,7 +276,7 @@ async def send(
             await response.aclose()
             if isinstance(response, Reply):
                 response = response.as_httpx(url)
-            raise upstream.client._make_status_error_from_response(response)
+            raise sdk_status_error(upstream.client, response)
     except AttemptFailed:
         raise
     except Exception as exc:  # every failure is recorded and decides retry/fallback

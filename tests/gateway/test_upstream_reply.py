@@ -11,6 +11,7 @@ import openai
 import pytest
 from aiohttp import web
 
+from gateway.adapters.openai_sdk import sdk_status_error
 from gateway.upstream import Reply
 
 LONG = "x" * 200_000  # above aiohttp's 64 KiB line limit for `readline`
@@ -59,8 +60,6 @@ async def test_read_body_and_error_status_as_sdk_exception(upstream):
     reply = Reply(await session.get(f"{url}/missing"))
     await reply.aread()
     assert reply.status_code == 404
-    error = openai.AsyncOpenAI(api_key="k")._make_status_error_from_response(
-        reply.as_httpx(f"{url}/missing")
-    )
+    error = sdk_status_error(openai.AsyncOpenAI(api_key="k"), reply.as_httpx(f"{url}/missing"))
     assert isinstance(error, openai.NotFoundError)
     assert error.status_code == 404

@@ -1,0 +1,89 @@
+"""What the gateway's fast lane uses of Django's ASGI handler beyond its public API: a handler
+whose middleware chain is given instead of built from `settings.MIDDLEWARE` (Django keeps it
+in private attributes), that serves without a thread per request, and that hands a
+response its request to close (a response's private resource closers)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import RequestAborted
+from django.core.handlers.asgi import ASGIHandler, get_script_prefix
+from django.urls import set_script_prefix, set_urlconf
+
+GetResponse = Callable[[Any], Any]
+
+
+class ChainASGIHandler(ASGIHandler):
+    """Django's ASGI handler with the middleware chain `chain(get_response)`, the URLconf
+    `urlconf`, and no per-request thread.
+
+    Django enters a `ThreadSensitiveContext` per request, which starts a new executor thread
+    for the request's sync (ORM) calls; here they run on asgiref's one shared sync thread
+    instead, which keeps its database connection (a pooled one) between requests. The
+    request_started/request_finished signals, whose only receivers reset the debug query
+    log and recycle connections, are not sent: each would cost a hop to that thread and
+    hand its connection back to the pool.
+    """
+
+    def __init__(self, *, chain: Callable[[GetResponse], GetResponse], urlconf: str) -> None:
+        self.chain = chain
+        self.urlconf = urlconf
+        super().__init__()
+
+    def load_middleware(self, is_async: bool = False) -> None:
+        self._view_middleware = []
+        self._template_response_middleware = []
+        self._exception_middleware = []
+        self._middleware_chain = self.chain(self._get_response_async)
+
+    async def __call__(self, scope, receive, send) -> None:
+        await self.handle(scope, receive, send)
+
+    async def get_response_async(self, request):
+        # Django logs every 4xx/5xx answer here, on a worker thread: a 401/402/429 storm
+        # would cost a thread hop and a log line per request. Upstream failures are in the
+        # usage records; uncaught exceptions are still logged by Django's exception handler.
+        set_urlconf(settings.ROOT_URLCONF)
+        request.urlconf = self.urlconf
+        response = await self._middleware_chain(request)
+        response._resource_closers.append(request.close)
+        return response
+
+    async def handle(self, scope, receive, send) -> None:
+        try:
+            body_file = await self.read_body(receive)
+        except RequestAborted:
+            return
+        set_script_prefix(get_script_prefix(scope))
+        request, error_response = self.create_request(scope, body_file)
+        if request is None:
+            body_file.close()
+            await self.send_response(error_response, send)
+            return
+
+        async def process_request() -> None:
+            response = await self.run_get_response(request)
+            # The client may go away while we send: nothing more to do then.
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.send_response(response, send)
+
+        # As Django does: a disconnect while the view runs cancels it (streams record it).
+        tasks = [
+            asyncio.create_task(self.listen_for_disconnect(receive)),
+            asyncio.create_task(process_request()),
+        ]
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        for task in tasks:
+            if task.done():
+                with contextlib.suppress(RequestAborted):
+                    task.result()
+            else:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        body_file.close()
