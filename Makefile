@@ -4,16 +4,23 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: run test test-unit test-e2e install browsers lint format simulator migrate bench clean
+.PHONY: run test test-unit test-e2e install lock browsers lint format simulator migrate bench clean
 
-$(INSTALLED): pyproject.toml
+# Exact versions from requirements.lock (`make lock` regenerates it from pyproject.toml), then
+# the project itself without resolving anything again.
+$(INSTALLED): pyproject.toml requirements.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip 2>&1 | grep -v "is ignored" || true
-	$(PY) -m pip install --quiet -e ".[dev]" 2>&1 | grep -v "is ignored" || true
+	$(PY) -m pip install --quiet -r requirements.lock 2>&1 | grep -v "is ignored" || true
+	$(PY) -m pip install --quiet --no-deps -e . 2>&1 | grep -v "is ignored" || true
 	$(PY) -c "import django, celery, openai, rest_framework"
 	touch $(INSTALLED)
 
 install: $(INSTALLED)
+
+lock: install
+	$(VENV)/bin/pip-compile --quiet --extra dev --strip-extras --no-emit-index-url \
+		--no-emit-find-links --no-header -o requirements.lock pyproject.toml
 
 migrate: install
 	$(PY) manage.py preflight
