@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, TypeVar
 
+from django.conf import settings
 from django.utils import timezone
 
 from core.errors import AppError, BadRequest, UpstreamFailed, UpstreamTimeout
 from gateway.calls import Usage
-from gateway.conf import setting
 from gateway.costs import actual_cost, budget_error, ensure_budget, limit_reached
 from gateway.payloads import output_of, usage_of
 from gateway.prepared import Answer, Prepared
@@ -43,10 +43,10 @@ Attempt = Callable[[Prepared, ModelInfo, TierPlan], Awaitable[T]]
 
 def _backoff(retry: int, failure: AttemptFailed) -> float | None:
     """Seconds to wait before retrying the same model, or None to move on."""
-    base = setting("GATEWAY_BACKOFF_SECONDS") * (2**retry)
-    wait = min(base * (1 - random.random() * 0.25), setting("GATEWAY_BACKOFF_MAX_SECONDS"))
+    base = settings.GATEWAY_BACKOFF_SECONDS * (2**retry)
+    wait = min(base * (1 - random.random() * 0.25), settings.GATEWAY_BACKOFF_MAX_SECONDS)
     if failure.retry_after is not None:
-        if failure.retry_after > setting("GATEWAY_RETRY_AFTER_MAX_SECONDS"):
+        if failure.retry_after > settings.GATEWAY_RETRY_AFTER_MAX_SECONDS:
             return None
         wait = max(wait, failure.retry_after)
     return wait
@@ -105,7 +105,7 @@ async def walk_plan(
     failures: list[tuple[ModelInfo, AttemptFailed]] = []
     rejected: T | None = None  # an answer that failed its check, kept as a last resort
     escalate_why = ""
-    retries = int(setting("GATEWAY_RETRIES"))
+    retries = settings.GATEWAY_RETRIES
     for index, plan in enumerate(decision.plan):
         if index > 0:
             if escalate_why:

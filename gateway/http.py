@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
 
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 
 from accounts.keys import api_key_resolve
@@ -14,7 +15,6 @@ from core.bearer import bearer_token
 from core.errors import AppError, BadRequest, PayloadTooLarge, Unauthenticated
 from core.jsonlimits import json_loads_limited
 from core.ratelimit import rate_limit_hit
-from gateway.conf import setting
 from prompts.selectors import prompt_version_resolve
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -35,7 +35,7 @@ async def authenticate(request: HttpRequest) -> ApiKey:
 
 def json_body(request: HttpRequest) -> dict[str, Any]:
     length = request.META.get("CONTENT_LENGTH")
-    if length and length.isdigit() and int(length) > setting("GATEWAY_MAX_BODY_BYTES"):
+    if length and length.isdigit() and int(length) > settings.GATEWAY_MAX_BODY_BYTES:
         raise PayloadTooLarge("The request body is too large.")
     try:
         raw = request.body

@@ -15,9 +15,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from django.conf import settings
+
 from gateway.attempts import OpenStream, call_once, open_once, walk_plan
 from gateway.calls import GatewayCall
-from gateway.conf import setting
 from gateway.costs import budget_error, ensure_budget, ensure_or_block, limit_reached
 from gateway.payloads import check_output
 from gateway.prepared import ERROR_MAX, Answer, Outcome, Prepared
@@ -61,7 +62,7 @@ async def _classify(prepared: Prepared) -> Decision:
         text=call.classifier_text,
         snapshot=snapshot,
         execute=execute,
-        cache_seconds=setting("GATEWAY_CLASSIFIER_CACHE_SECONDS"),
+        cache_seconds=settings.GATEWAY_CLASSIFIER_CACHE_SECONDS,
     )
     return route(
         call.features, snapshot, classified_tier=result.tier, classifier_reason=result.describe()

@@ -20,10 +20,10 @@ from typing import Any
 import aiohttp
 import httpx2
 import openai
+from django.conf import settings
 from openai import AsyncOpenAI
 
 from gateway.adapters.openai_sdk import sdk_status_error, sdk_transport
-from gateway.conf import setting
 from routing.snapshot import ModelInfo, ProviderInfo
 
 CHAT, RESPONSES = "chat", "responses"
@@ -73,7 +73,7 @@ def upstream_for(provider: ProviderInfo) -> Upstream:
             api_key=api_key or "switchboard-no-key",
             max_retries=0,
             timeout=httpx2.Timeout(
-                provider.timeout_seconds, connect=setting("GATEWAY_CONNECT_TIMEOUT_SECONDS")
+                provider.timeout_seconds, connect=settings.GATEWAY_CONNECT_TIMEOUT_SECONDS
             ),
             http_client=openai.DefaultAsyncHttpxClient(
                 limits=httpx2.Limits(max_connections=2000, max_keepalive_connections=1000)
@@ -245,7 +245,7 @@ async def send(
     upstream = upstream_for(model.provider)
     url = upstream.base_url + PATHS[api]
     content = json.dumps(body).encode()
-    connect = setting("GATEWAY_CONNECT_TIMEOUT_SECONDS")
+    connect = settings.GATEWAY_CONNECT_TIMEOUT_SECONDS
     try:
         if upstream.session is not None:
             timeout = aiohttp.ClientTimeout(

@@ -24,6 +24,7 @@ from decimal import Decimal
 from typing import Any
 
 from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.db import transaction
 from django.db.models import JSONField
 from django.utils import timezone
@@ -31,7 +32,6 @@ from django.utils import timezone
 from accounts.models import ApiKey
 from core.metrics import record_ledger
 from core.money import ZERO
-from gateway.conf import setting
 from spend.budgets import BudgetHold, Settlement, budget_settle
 from spend.models import UsageRecord
 from spend.periods import period_bounds
@@ -297,7 +297,7 @@ class UsageWriter:
                 self.wakeup.clear()
                 await self.wakeup.wait()
                 # Let more requests finish first: one transaction then writes many of them.
-                await asyncio.sleep(setting("GATEWAY_USAGE_FLUSH_SECONDS"))
+                await asyncio.sleep(settings.GATEWAY_USAGE_FLUSH_SECONDS)
                 continue
             batch, self.queue = self.queue[:_MAX_BATCH], self.queue[_MAX_BATCH:]
             for delay in (0.05, 0.5, 2.0, None):

@@ -195,6 +195,23 @@ BUDGET_LEASE_IDLE_SECONDS = env.float("BUDGET_LEASE_IDLE_SECONDS", default=10.0)
 # (core.hot): a write anywhere is seen by every process within about this long.
 HOT_CHECK_SECONDS = env.float("HOT_CHECK_SECONDS", default=0.5)
 
+# Gateway (gateway/): retries, timeouts, caches. See docs/gateway.md.
+# Retries of the same model on 429/5xx/timeout/connection errors, before its fallbacks.
+GATEWAY_RETRIES = env.int("GATEWAY_RETRIES", default=1)
+# Backoff before retry n (0-based): base * 2**n, minus up to 25 % jitter, at most MAX.
+GATEWAY_BACKOFF_SECONDS = env.float("GATEWAY_BACKOFF_SECONDS", default=0.2)
+GATEWAY_BACKOFF_MAX_SECONDS = env.float("GATEWAY_BACKOFF_MAX_SECONDS", default=2.0)
+# A 429 asking to wait longer than this moves on to the next model at once.
+GATEWAY_RETRY_AFTER_MAX_SECONDS = env.float("GATEWAY_RETRY_AFTER_MAX_SECONDS", default=1.0)
+# Connect timeout for upstream calls (the read timeout is the model's timeout).
+GATEWAY_CONNECT_TIMEOUT_SECONDS = env.float("GATEWAY_CONNECT_TIMEOUT_SECONDS", default=5.0)
+# How long a classifier answer is reused for the same input text.
+GATEWAY_CLASSIFIER_CACHE_SECONDS = env.int("GATEWAY_CLASSIFIER_CACHE_SECONDS", default=24 * 3600)
+# How long the usage writer waits for more finished requests before a transaction.
+GATEWAY_USAGE_FLUSH_SECONDS = env.float("GATEWAY_USAGE_FLUSH_SECONDS", default=0.05)
+# Largest accepted request body on the gateway's paths.
+GATEWAY_MAX_BODY_BYTES = env.int("GATEWAY_MAX_BODY_BYTES", default=20 * 1024 * 1024)
+
 # Playground: batch jobs (compare and /api/v1/jobs), datasets, recommendations.
 PLAYGROUND_BATCH_CONCURRENCY = env.int("PLAYGROUND_BATCH_CONCURRENCY", default=8)
 PLAYGROUND_JOB_LEASE_SECONDS = env.float("PLAYGROUND_JOB_LEASE_SECONDS", default=60)

@@ -27,7 +27,7 @@ def _fresh_cache() -> Iterator[None]:
 
 @pytest.fixture
 def gateway_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Fast retries for the server under test (read from the environment by gateway.conf)."""
+    """Fast retries for the server under test (read from the environment by config/settings)."""
     monkeypatch.setenv("GATEWAY_BACKOFF_SECONDS", "0.01")
     monkeypatch.setenv("GATEWAY_RETRY_AFTER_MAX_SECONDS", "0")
 

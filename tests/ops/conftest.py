@@ -43,7 +43,7 @@ def redis_url(settings) -> str:
 
 @pytest.fixture
 def gateway_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Fast retries for the server under test (gateway.conf reads the environment)."""
+    """Fast retries for the server under test (config/settings reads the environment)."""
     monkeypatch.setenv("GATEWAY_BACKOFF_SECONDS", "0.01")
     monkeypatch.setenv("GATEWAY_RETRY_AFTER_MAX_SECONDS", "0")
 
