@@ -58,9 +58,3 @@ def shadow_offer(call: Any, *, model: str, tier: str, output: str, cost: Decimal
         task.add_done_callback(_background.discard)
     except Exception:  # shadow sampling must never touch the production answer
         log.exception("shadow sampling could not be offered %s", call.request_id)
-
-
-async def shadow_flush() -> None:
-    """Wait for the background offers of this process (tests, shutdown)."""
-    if _background:
-        await asyncio.gather(*list(_background), return_exceptions=True)

@@ -42,10 +42,6 @@ def _require_editor(actor: User | None, team: Team) -> None:
         raise Forbidden("Only a prompt editor of this team can change its prompts.")
 
 
-def _version_ref(version: PromptVersion | None) -> dict[str, Any] | None:
-    return None if version is None else {"version": version.number}
-
-
 # ---------------------------------------------------------------------------------------------
 # Prompts
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
-from django.db.models import Prefetch, Q, QuerySet
+from django.db.models import Prefetch, QuerySet
 from django.utils import timezone
 
 from accounts.models import Role, User
@@ -132,7 +132,3 @@ def catalog_with_prices(*, at: dt.datetime | None = None) -> list[CatalogRow]:
         current = next((price for price in history if price.effective_from <= at), None)
         rows.append(CatalogRow(model=model, price=current, history=history))
     return rows
-
-
-def model_rule_usage(*, model: Model) -> QuerySet[Rule]:
-    return Rule.objects.filter(Q(target_model=model)).select_related("policy")

@@ -281,8 +281,3 @@ def _group_cost(price: Price, group: dict) -> Decimal:
         long_context=bool(group["long_context"]),
         service_tier=group["service_tier"],
     )
-
-
-def repriced_cost(usage_qs: QuerySet[UsageRecord], *, at: dt.datetime) -> Decimal:
-    """The records' total cost at the prices in force at `at` (see repriced_cost_by_model)."""
-    return sum(repriced_cost_by_model(usage_qs, at=at).values(), ZERO)

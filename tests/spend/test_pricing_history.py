@@ -14,7 +14,6 @@ from spend.pricing import (
     PriceNotFound,
     cost_usd,
     price_at,
-    repriced_cost,
     repriced_cost_by_model,
 )
 
@@ -124,8 +123,8 @@ def test_repriced_cost_shows_a_past_month_at_todays_prices(seeded, team):
     at_old = dt.datetime(2026, 3, 1, tzinfo=UTC)
     at_new = dt.datetime(2026, 4, 1, tzinfo=UTC)
 
-    assert repriced_cost(march, at=at_old) == D("0.0355") * 2 + D("0.000325")
-    assert repriced_cost(march, at=at_new) == D("0.0426") * 2 + D("0.000325")
+    assert sum(repriced_cost_by_model(march, at=at_old).values()) == D("0.0355") * 2 + D("0.000325")
+    assert sum(repriced_cost_by_model(march, at=at_new).values()) == D("0.0426") * 2 + D("0.000325")
     assert repriced_cost_by_model(march, at=at_new) == {
         "gpt-5.4": D("0.0852"),
         "gpt-5.4-nano": D("0.000325"),
@@ -163,7 +162,9 @@ def test_repriced_cost_applies_service_tier_and_long_context_per_record(seeded, 
         model_name=model.name,
         input_tokens=272_000,
     )
-    assert repriced_cost(UsageRecord.objects.all(), at=at) == D("0.00125") + D("1.5") + D("0.68")
+    assert sum(repriced_cost_by_model(UsageRecord.objects.all(), at=at).values()) == D(
+        "0.00125"
+    ) + D("1.5") + D("0.68")
 
 
 def test_records_without_a_catalog_model_keep_their_recorded_cost(seeded, team):
