@@ -24,7 +24,7 @@ class Role(models.TextChoices):
 class Team(TimeStampedModel):
     slug = models.SlugField(max_length=64, unique=True)
     name = models.CharField(max_length=200)
-    members = models.ManyToManyField(
+    members: models.ManyToManyField[User, Membership] = models.ManyToManyField(
         settings.AUTH_USER_MODEL, through="Membership", related_name="teams"
     )
     # Request/response bodies are stored only when a team opts in, and kept this long.

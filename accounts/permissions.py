@@ -66,7 +66,7 @@ def user_roles(user: Any) -> frozenset[str]:
     cached = getattr(user, "_switchboard_roles", None)
     if cached is None:
         cached = frozenset(user.groups.values_list("name", flat=True))
-        user._switchboard_roles = cached
+        user._switchboard_roles = cached  # type: ignore[attr-defined]  # a per-request memo
     return cached
 
 
@@ -194,7 +194,7 @@ def require_role(*roles: str) -> Callable[[View], View]:
 
             @wraps(view)
             async def async_wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
-                request.user = await request.auser()  # type: ignore[attr-defined]
+                request.user = await request.auser()
                 refused = await sync_to_async(_check_roles)(request, roles)
                 return refused or await view(request, *args, **kwargs)
 

@@ -42,9 +42,10 @@ def _team(obj: models.Model) -> Any:
     if obj._meta.label == TEAM_MODEL:
         return obj
     field = next((f for f in obj._meta.concrete_fields if f.name == "team"), None)
-    if field is None or field.related_model is None:
+    related = field.related_model if field is not None else None
+    if related is None or isinstance(related, str):
         return None
-    return getattr(obj, "team", None) if field.related_model._meta.label == TEAM_MODEL else None
+    return getattr(obj, "team", None) if related._meta.label == TEAM_MODEL else None
 
 
 class AuditedAdmin:

@@ -107,5 +107,5 @@ class ResilientRedisCache(RedisCache):
     def delete_many(self, keys: Any, version: Any = None) -> None:
         self._guard(None, lambda: super(ResilientRedisCache, self).delete_many(keys, version))
 
-    def clear(self) -> bool:
-        return self._guard(False, lambda: super(ResilientRedisCache, self).clear())
+    def clear(self) -> None:
+        self._guard(None, lambda: super(ResilientRedisCache, self).clear())

@@ -118,8 +118,8 @@ def api_exception_handler(exc: Exception, context: dict) -> Response | None:
     else:
         message, details = str(exc.detail), None
     headers = {}
-    if getattr(exc, "wait", None):
-        headers["Retry-After"] = str(int(exc.wait))
+    if wait := getattr(exc, "wait", None):
+        headers["Retry-After"] = str(int(wait))
     return Response(
         {"error": {"code": code, "message": message, "details": details}},
         status=exc.status_code,

@@ -138,9 +138,10 @@ def idempotency_begin_sync(
             return Reservation(record_id=record.pk)
         except IntegrityError:
             pass
-        record = IdempotencyRecord.objects.filter(scope=scope, key=key).first()
-        if record is None:
+        found = IdempotencyRecord.objects.filter(scope=scope, key=key).first()
+        if found is None:
             continue
+        record = found
         if record.expires_at <= now:
             IdempotencyRecord.objects.filter(pk=record.pk, expires_at__lte=now).delete()
             continue

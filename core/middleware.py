@@ -13,11 +13,17 @@ import re
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from time import perf_counter
-from typing import Any
+from typing import Any, cast
 
 from asgiref.sync import markcoroutinefunction
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
+from django.http import (
+    HttpRequest,
+    HttpResponse,
+    HttpResponseBase,
+    JsonResponse,
+    StreamingHttpResponse,
+)
 
 from core.errors import AppError, BadRequest, PayloadTooLarge
 from core.logging import request_id_var
@@ -103,9 +109,9 @@ class RequestContextMiddleware:
             HTTP_IN_FLIGHT.dec()
             request_id_var.reset(token)
         response["x-request-id"] = request_id
-        if response.streaming and getattr(response, "is_async", False):
+        if isinstance(response, StreamingHttpResponse) and response.is_async:
             response.streaming_content = self._observe_stream(
-                request, response, started, response.streaming_content
+                request, response, started, cast(AsyncIterator[bytes], response.streaming_content)
             )
         else:
             self._finish(request, response, started, request_id)

@@ -11,7 +11,7 @@ class _StrictText:
     """DRF's CharField turns a JSON number into text (`12` → "12"): a request that sends a
     number where the API documents a string is a mistake, so it is refused instead."""
 
-    default_error_messages = {"not_a_string": "Must be a string."}
+    default_error_messages: dict[str, Any] = {"not_a_string": "Must be a string."}
 
     def to_internal_value(self, data: Any) -> str:
         if not isinstance(data, str):

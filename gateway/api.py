@@ -11,7 +11,7 @@ import json
 import time
 from typing import Any
 
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
 from django.utils import timezone
 
 from accounts.models import ApiKey
@@ -116,10 +116,10 @@ def run_payload(outcome: Outcome) -> dict[str, Any]:
     }
 
 
-async def prompt_run(request: HttpRequest, slug: str) -> HttpResponse:
+async def prompt_run(request: HttpRequest, slug: str) -> HttpResponseBase:
     request_id = new_request_id()
     if request.method != "POST":
-        return api_error(MethodNotAllowed(request.method, ("POST",)), request_id)
+        return api_error(MethodNotAllowed(request.method or "", ("POST",)), request_id)
     try:
         api_key = await authenticate(request)
         call = await run_call(slug, json_body(request), api_key, request_id)
@@ -141,7 +141,7 @@ async def prompt_run(request: HttpRequest, slug: str) -> HttpResponse:
     return JsonResponse(run_payload(outcome), headers=headers)
 
 
-async def _run_stream(prepared: Any) -> HttpResponse:
+async def _run_stream(prepared: Any) -> HttpResponseBase:
     """Our own SSE for the run endpoint: `start`, `delta`xN, then `done` or `error`."""
     stream = await open_stream(prepared)
     call = prepared.call
@@ -227,7 +227,7 @@ async def route_explain(request: HttpRequest) -> HttpResponse:
     """Explain the routing decision for a request without calling any model."""
     request_id = new_request_id()
     if request.method != "POST":
-        return api_error(MethodNotAllowed(request.method, ("POST",)), request_id)
+        return api_error(MethodNotAllowed(request.method or "", ("POST",)), request_id)
     try:
         api_key = await authenticate(request)
         call = await _explain_call(json_body(request), api_key, request_id)

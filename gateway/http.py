@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
@@ -17,6 +17,7 @@ from core.jsonlimits import json_loads_limited
 from core.ratelimit import rate_limit_hit
 from prompts.selectors import prompt_version_resolve
 
+R = TypeVar("R", bound=HttpResponse)
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
@@ -92,9 +93,7 @@ def api_error(exc: AppError, request_id: str | None = None) -> JsonResponse:
     return _with_headers(JsonResponse(exc.as_dict(), status=exc.status), exc.headers, request_id)
 
 
-def _with_headers(
-    response: HttpResponse, headers: dict[str, str], request_id: str | None
-) -> HttpResponse:
+def _with_headers(response: R, headers: dict[str, str], request_id: str | None) -> R:
     for name, value in headers.items():
         response[name] = value
     if request_id:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
 
 from accounts.models import ApiKey
 from core.errors import AppError, BadRequest, MethodNotAllowed, NotFound
@@ -246,7 +246,7 @@ def _headers(outcome_or_stream: Outcome | OpenStream, cost: Any) -> dict[str, st
     )
 
 
-async def _serve(call: GatewayCall) -> HttpResponse:
+async def _serve(call: GatewayCall) -> HttpResponseBase:
     prepared = await prepare(call)
     if call.stream:
         stream = await open_stream(prepared)
@@ -256,10 +256,10 @@ async def _serve(call: GatewayCall) -> HttpResponse:
     return raw_json(outcome.answer.body, _headers(outcome, outcome.cost_usd))
 
 
-async def chat_completions(request: HttpRequest) -> HttpResponse:
+async def chat_completions(request: HttpRequest) -> HttpResponseBase:
     request_id = new_request_id()
     if request.method != "POST":
-        return openai_error(MethodNotAllowed(request.method, ("POST",)), request_id)
+        return openai_error(MethodNotAllowed(request.method or "", ("POST",)), request_id)
     try:
         api_key = await authenticate(request)
         call = chat_call(json_body(request), api_key, request_id)
@@ -269,10 +269,10 @@ async def chat_completions(request: HttpRequest) -> HttpResponse:
         return openai_error(exc, request_id)
 
 
-async def responses(request: HttpRequest) -> HttpResponse:
+async def responses(request: HttpRequest) -> HttpResponseBase:
     request_id = new_request_id()
     if request.method != "POST":
-        return openai_error(MethodNotAllowed(request.method, ("POST",)), request_id)
+        return openai_error(MethodNotAllowed(request.method or "", ("POST",)), request_id)
     try:
         api_key = await authenticate(request)
         call = await responses_call(json_body(request), api_key, request_id)
@@ -304,7 +304,7 @@ def _model_entries(snapshot: Any) -> list[dict[str, Any]]:
 async def models(request: HttpRequest) -> HttpResponse:
     request_id = new_request_id()
     if request.method != "GET":
-        return openai_error(MethodNotAllowed(request.method, ("GET",)), request_id)
+        return openai_error(MethodNotAllowed(request.method or "", ("GET",)), request_id)
     try:
         await authenticate(request)
         entries = _model_entries(await snapshot_get())
@@ -316,7 +316,7 @@ async def models(request: HttpRequest) -> HttpResponse:
 async def model_detail(request: HttpRequest, model: str) -> HttpResponse:
     request_id = new_request_id()
     if request.method != "GET":
-        return openai_error(MethodNotAllowed(request.method, ("GET",)), request_id)
+        return openai_error(MethodNotAllowed(request.method or "", ("GET",)), request_id)
     try:
         await authenticate(request)
         entries = {entry["id"]: entry for entry in _model_entries(await snapshot_get())}

@@ -81,7 +81,8 @@ class Prepared:
         if call.store_content:
             row.request_body = call.body
             row.response_body = response_body
-        return self.ledger.add(row)
+        self.ledger.add(row)
+        return row
 
 
 @dataclass(slots=True)

@@ -38,7 +38,8 @@ _error = inline_serializer(
 
 class RunRequestSerializer(serializers.Serializer):
     variables = serializers.DictField(required=False, help_text="The prompt's variables.")
-    label = serializers.CharField(required=False, help_text="Label to run (default production).")
+    # The API's field is named `label`, which the stubs know as Field.label (its caption).
+    label = serializers.CharField(required=False, help_text="Label to run (default production).")  # type: ignore[assignment]
     version = serializers.IntegerField(required=False, help_text="Version number to run.")
     tier = serializers.CharField(
         required=False, default="auto", help_text="`auto` (the policy decides) or a tier name."
@@ -129,7 +130,7 @@ class PromptRunDoc(APIView):
 class RouteRequestSerializer(serializers.Serializer):
     prompt = serializers.CharField(required=False, help_text="A prompt slug (then `variables`).")
     variables = serializers.DictField(required=False)
-    label = serializers.CharField(required=False)
+    label = serializers.CharField(required=False)  # type: ignore[assignment]  # as above
     version = serializers.IntegerField(required=False)
     tier = serializers.CharField(required=False)
     model = serializers.CharField(

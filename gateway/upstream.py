@@ -246,6 +246,7 @@ async def send(
     url = upstream.base_url + PATHS[api]
     content = json.dumps(body).encode()
     connect = settings.GATEWAY_CONNECT_TIMEOUT_SECONDS
+    response: UpstreamResponse
     try:
         if upstream.session is not None:
             timeout = aiohttp.ClientTimeout(
@@ -274,9 +275,8 @@ async def send(
             raise
         if response.status_code >= 400:
             await response.aclose()
-            if isinstance(response, Reply):
-                response = response.as_httpx(url)
-            raise sdk_status_error(upstream.client, response)
+            failed = response.as_httpx(url) if isinstance(response, Reply) else response
+            raise sdk_status_error(upstream.client, failed)
     except AttemptFailed:
         raise
     except Exception as exc:  # every failure is recorded and decides retry/fallback

@@ -25,6 +25,7 @@ import time
 import urllib.error
 import urllib.request
 from decimal import Decimal
+from typing import Any
 
 from django.conf import settings
 from django.core.mail import send_mail
@@ -43,7 +44,7 @@ WEBHOOK_TIMEOUT_SECONDS = 10
 MAX_ATTEMPTS = 5
 REPLAY_TOLERANCE_SECONDS = 300
 
-EVENT_TYPES = {
+EVENT_TYPES: dict[str, str] = {
     AlertEvent.Threshold.SOFT: "budget.soft_threshold",
     AlertEvent.Threshold.HARD: "budget.hard_limit",
     AlertEvent.Threshold.ERROR_SPIKE: "upstream.error_spike",
@@ -150,7 +151,7 @@ def _enqueue(delivery_ids: list[int]) -> None:
 
 def _budget_message(status: BudgetStatus, threshold: str) -> str:
     budget = status.budget
-    scope = f"key {budget.api_key.name}" if budget.api_key_id else "team"
+    scope = f"key {budget.api_key.name}" if budget.api_key else "team"
     what = "reached its soft threshold" if threshold == "soft" else "reached its limit"
     return (
         f"{budget.team.name} ({scope}) {what}: ${status.spent.quantize(Decimal('0.01'))} of "
@@ -164,7 +165,7 @@ def _budget_details(status: BudgetStatus) -> dict:
     return {
         "budget_id": budget.id,
         "team": budget.team.slug,
-        "api_key": budget.api_key.prefix if budget.api_key_id else None,
+        "api_key": budget.api_key.prefix if budget.api_key else None,
         "period": budget.period,
         "period_start": status.period_start.isoformat(),
         "period_end": status.period_end.isoformat() if status.period_end else None,
@@ -231,7 +232,7 @@ def error_spike_check(*, now: dt.datetime | None = None) -> list[AlertEvent]:
     """One alert per model and window when its upstream error rate over the last window is
     at or above the threshold (with enough requests to mean something)."""
     now = now or timezone.now()
-    config = settings.SPEND_ERROR_SPIKE
+    config: dict[str, Any] = settings.SPEND_ERROR_SPIKE
     window = dt.timedelta(minutes=config["window_minutes"])
     rate = Decimal(str(config["rate"]))
     seconds = int(window.total_seconds())
@@ -286,7 +287,7 @@ def alert_payload(event: AlertEvent) -> dict:
         "id": event.id,
         "type": EVENT_TYPES[event.threshold],
         "threshold": event.threshold,
-        "team": event.team.slug if event.team_id else None,
+        "team": event.team.slug if event.team else None,
         "subject": event.subject or None,
         "message": event.message,
         "period_start": event.period_start.isoformat(),

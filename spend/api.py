@@ -7,6 +7,7 @@ every team). A team outside that scope is a 404, exactly like one that does not 
 from __future__ import annotations
 
 import datetime as dt
+from typing import cast
 
 from django.db.models import QuerySet
 from django.utils import timezone
@@ -23,7 +24,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from accounts.models import ApiKey, Team
+from accounts.models import ApiKey, Team, User
 from core.errors import BadRequest, NotFound
 from spend.models import Budget, Purpose, UsageRecord
 from spend.rollups import day_bounds
@@ -59,7 +60,8 @@ def _key(request: Request) -> ApiKey | None:
 def _scope(request: Request, team_slug: str | None) -> list[Team]:
     """The teams a request may read, narrowed to `team_slug` when given (404 outside)."""
     key = _key(request)
-    teams = [key.team] if key else list(visible_teams(user=request.user))
+    # Without a key the caller is a signed-in user (the views' permission classes say so).
+    teams = [key.team] if key else list(visible_teams(user=cast(User, request.user)))
     if team_slug:
         teams = [t for t in teams if t.slug == team_slug]
         if not teams:
@@ -109,7 +111,9 @@ class UsageQuery(serializers.Serializer):
 
 
 class UsageRecordSerializer(serializers.ModelSerializer):
-    team = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    team: serializers.SlugRelatedField = serializers.SlugRelatedField(
+        slug_field="slug", read_only=True
+    )
     api_key = serializers.CharField(source="api_key.prefix", default=None, read_only=True)
     prompt = serializers.CharField(source="prompt_version.prompt.slug", default=None)
     prompt_version = serializers.IntegerField(source="prompt_version.number", default=None)
@@ -165,7 +169,7 @@ class UsagePagination(CursorPagination):
                 f"page_size must be an integer from 1 to {self.max_page_size}.",
                 param="page_size",
             )
-        return super().get_page_size(request)
+        return super().get_page_size(request) or self.page_size
 
 
 class UsageListView(ListAPIView):
@@ -248,7 +252,7 @@ def _budget_data(status: BudgetStatus | None) -> dict | None:
     budget = status.budget
     return {
         "scope": status.scope,
-        "api_key": budget.api_key.prefix if budget.api_key_id else None,
+        "api_key": budget.api_key.prefix if budget.api_key else None,
         "period": budget.period,
         "period_start": status.period_start,
         "period_end": status.period_end,
@@ -260,7 +264,7 @@ def _budget_data(status: BudgetStatus | None) -> dict | None:
         "soft_threshold": budget.soft_threshold,
         "state": status.state,
         "action": budget.action,
-        "downgrade_tier": budget.downgrade_tier.name if budget.downgrade_tier_id else None,
+        "downgrade_tier": budget.downgrade_tier.name if budget.downgrade_tier else None,
         "projected_usd": status.projected,
     }
 

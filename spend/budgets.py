@@ -59,6 +59,7 @@ from django.db.models import F, Sum
 from django.db.models.functions import Round
 from django.utils import timezone
 
+from accounts.models import ApiKey, Team
 from core.db import reconnecting
 from core.hot import hot_get
 from core.money import COST_DIGITS, ZERO
@@ -100,7 +101,7 @@ def _team_budgets(team_id: int) -> tuple[BudgetInfo, ...]:
             period=b.period,
             limit_usd=b.limit_usd,
             action=b.action,
-            downgrade_tier=b.downgrade_tier.name if b.downgrade_tier_id else None,
+            downgrade_tier=b.downgrade_tier.name if b.downgrade_tier else None,
         )
         for b in rows
     )
@@ -717,9 +718,9 @@ def budget_reservations_sweep(*, older_than: dt.timedelta | None = None) -> int:
 @transaction.atomic
 def budget_set(
     *,
-    team: object,
+    team: Team,
     limit_usd: Decimal,
-    api_key: object | None = None,
+    api_key: ApiKey | None = None,
     period: str | None = None,
     action: str | None = None,
     downgrade_tier: str | None = None,

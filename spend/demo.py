@@ -61,10 +61,11 @@ def usage_demo_create(
     versions = list(
         PromptVersion.objects.filter(prompt__team=team).select_related("prompt").order_by("id")
     )
-    latest = {}
-    for version in versions:
-        if version.prompt_id not in latest or version.number > latest[version.prompt_id].number:
-            latest[version.prompt_id] = version
+    latest: dict[int, PromptVersion] = {}
+    for candidate in versions:
+        newest = latest.get(candidate.prompt_id)
+        if newest is None or candidate.number > newest.number:
+            latest[candidate.prompt_id] = candidate
     prompts = list(latest.values())
     keys = list(ApiKey.objects.filter(team=team, revoked_at=None))
     records = []

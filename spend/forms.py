@@ -67,7 +67,7 @@ class UsageFilterForm(forms.Form):
         self.selected_prompt: Prompt | None = None
 
     def clean(self) -> dict:
-        data = super().clean()
+        data = super().clean() or {}
         today = local_day(timezone.now())
         preset = data.get("range") or Range.LAST_7
         if preset == Range.CUSTOM or (data.get("start") and not data.get("range")):

@@ -22,6 +22,7 @@ import datetime as dt
 import logging
 from collections import defaultdict
 from decimal import Decimal
+from typing import Any
 
 from django.db import transaction
 from django.db.models import Case, Count, IntegerField, Min, Sum, Value, When
@@ -170,11 +171,11 @@ def replay_compute(
             id__in={g["prompt_version_id"] for g in groups if g["prompt_version_id"]}
         ).select_related("prompt", "prompt__team")
     }
-    features_of = {vid: _version_features(v) for vid, v in versions.items()}
+    features_of: dict[int | None, dict] = {vid: _version_features(v) for vid, v in versions.items()}
     features_of[None] = _version_features(None)
 
-    totals = {"actual": ZERO, "projected": ZERO, "requests": 0}
-    counts = defaultdict(int)
+    totals: dict[str, Any] = {"actual": ZERO, "projected": ZERO, "requests": 0}
+    counts: defaultdict[str, int] = defaultdict(int)
     moves: dict[tuple[str, str, str, str], dict] = {}
     prompts: dict[str, dict] = {}
     for group in groups:

@@ -96,8 +96,8 @@ class UsageFilters:
             qs = qs.filter(model_name=self.model_name)
         if self.tier_name:
             qs = qs.filter(tier_name=self.tier_name)
-        if self.purpose:
-            qs = qs.filter(purpose=self.purpose)
+        if self.purpose:  # then `model` is DailyRollup, which has the column
+            qs = qs.filter(purpose=self.purpose)  # type: ignore[misc]
         return qs.order_by()
 
     def records(self) -> QuerySet[UsageRecord]:
@@ -423,7 +423,7 @@ def dashboard_build(
 
     prompt_ids = [key[0] for key in by_prompt if key[0] is not None]
     prompts = Prompt.objects.filter(id__in=prompt_ids).select_related("team")
-    prompt_labels = {p.id: f"{p.team.slug}/{p.slug}" for p in prompts}
+    prompt_labels: dict[int | None, str] = {p.id: f"{p.team.slug}/{p.slug}" for p in prompts}
     prompt_labels[None] = "(no prompt)"
 
     model_rows = _rows(by_model, {})
@@ -444,8 +444,9 @@ def dashboard_build(
     key_budgets = _key_budgets(filters, statuses)
     slugs = {team.id: team.slug for team in teams}
     for row in team_rows:
-        row.slug = slugs.get(row.key, "")
-        row.budget = team_budgets.get(row.key)
+        team_id = row.key if isinstance(row.key, int) else None
+        row.slug = slugs.get(team_id, "") if team_id is not None else ""
+        row.budget = team_budgets.get(team_id) if team_id is not None else None
 
     # the teams' budget alerts, and upstream error spikes (site-wide, no team data in them)
     alerts = list(
@@ -514,10 +515,10 @@ def _daily(
     for model in models:
         cost, requests, tokens = [], [], []
         for d in days:
-            totals = by_day_model.get((d, model))
-            cost.append(str(totals["cost_usd"]) if totals else "0")
-            requests.append(totals["requests"] if totals else 0)
-            tokens.append(totals["input_tokens"] + totals["output_tokens"] if totals else 0)
+            found = by_day_model.get((d, model))
+            cost.append(str(found["cost_usd"]) if found else "0")
+            requests.append(found["requests"] if found else 0)
+            tokens.append(found["input_tokens"] + found["output_tokens"] if found else 0)
         datasets.append({"label": model, "cost": cost, "requests": requests, "tokens": tokens})
     chart = {"labels": [d.isoformat() for d in days], "datasets": datasets}
     return day_rows, chart
@@ -550,7 +551,9 @@ def _burn(status: BudgetStatus, context: Context) -> dict:
     end_day = local_day(status.period_end - dt.timedelta(seconds=1)) if status.period_end else today
     filters = UsageFilters(start_day=start_day, end_day=today, team_ids=(status.budget.team_id,))
     by_day = usage_breakdown(filters=filters, dims=["day"], context=context, fields=("cost_usd",))
-    labels, actual, projection = [], [], []
+    labels: list[str] = []
+    actual: list[str | None] = []
+    projection: list[str | None] = []
     running = ZERO
     day = start_day
     while day <= end_day:

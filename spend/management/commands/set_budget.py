@@ -45,7 +45,7 @@ class Command(BaseCommand):
             )
         except AppError as exc:
             raise CommandError(exc.message) from None
-        tier = f" to {budget.downgrade_tier.name}" if budget.downgrade_tier_id else ""
+        tier = f" to {budget.downgrade_tier.name}" if budget.downgrade_tier else ""
         self.stdout.write(
             f"Budget for {team.slug}: ${budget.limit_usd} {budget.period}, "
             f"action {budget.action}{tier}; spent ${budget.spent_usd} this period."
