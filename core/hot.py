@@ -113,7 +113,10 @@ async def hot_get(key: Any, load: Callable[[], Awaitable[T]]) -> T:
     Concurrent misses for one key share one load: a cold process hit by hundreds of requests
     at once makes one query per key, not one per request."""
     if _due(time.monotonic()):
-        _seen(await sync_to_async(_read_generation, thread_sensitive=False)())
+        # A Redis read may run on any thread; a database read goes to the shared sync thread,
+        # whose connection Django manages.
+        sensitive = not _shared_cache()
+        _seen(await sync_to_async(_read_generation, thread_sensitive=sensitive)())
     found = _state.entries.get(key, _MISSING)
     if found is not _MISSING:
         return found
