@@ -181,6 +181,7 @@ def test_a_team_added_with_a_member_is_audited_and_the_new_users_password_is_not
             "name": "Research",
             "slug": "research",
             "retention_days": "14",
+            "is_active": "on",
             "membership_set-TOTAL_FORMS": "1",
             "membership_set-INITIAL_FORMS": "0",
             "membership_set-0-user": str(alice.pk),
@@ -195,6 +196,7 @@ def test_a_team_added_with_a_member_is_audited_and_the_new_users_password_is_not
         "slug": "research",
         "store_content": False,
         "retention_days": 14,
+        "is_active": True,
     }
     membership = AuditEvent.objects.get(action="membership.create")
     assert membership.object_id == str(Membership.objects.get(team=team).pk)

@@ -67,6 +67,7 @@ def test_the_fast_lane_takes_only_the_gateway_paths():
     assert not GATEWAY_PATHS.match("/prompts/")
 
 
+@pytest.mark.django_db(transaction=True)
 async def test_hot_cache_loads_once_and_forgets_on_clear():
     hot_clear()
     calls = []
