@@ -50,6 +50,7 @@ class _State:
 
 _state = _State()
 _inflight: dict[tuple[asyncio.AbstractEventLoop, Any], asyncio.Task] = {}
+_checks: dict[asyncio.AbstractEventLoop, asyncio.Task] = {}
 _MISSING = object()
 
 
@@ -112,15 +113,18 @@ async def hot_get(key: Any, load: Callable[[], Awaitable[T]]) -> T:
 
     Concurrent misses for one key share one load: a cold process hit by hundreds of requests
     at once makes one query per key, not one per request."""
+    loop = asyncio.get_running_loop()
+    checking = _checks.get(loop)
     if _due(time.monotonic()):
-        # A Redis read may run on any thread; a database read goes to the shared sync thread,
-        # whose connection Django manages.
-        sensitive = not _shared_cache()
-        _seen(await sync_to_async(_read_generation, thread_sensitive=sensitive)())
+        checking = _checks[loop] = loop.create_task(_check(), context=contextvars.Context())
+        checking.add_done_callback(lambda _task: _checks.pop(loop, None))
+    if checking is not None:
+        # Requests that arrive while the generation is being read wait for it too: none is
+        # served from entries that the read is about to drop.
+        await asyncio.shield(checking)
     found = _state.entries.get(key, _MISSING)
     if found is not _MISSING:
         return found
-    loop = asyncio.get_running_loop()
     pending = _inflight.get((loop, key))
     if pending is None:
         pending = _inflight[(loop, key)] = loop.create_task(
@@ -128,6 +132,13 @@ async def hot_get(key: Any, load: Callable[[], Awaitable[T]]) -> T:
         )
         pending.add_done_callback(lambda _task: _inflight.pop((loop, key), None))
     return await asyncio.shield(pending)
+
+
+async def _check() -> None:
+    # A Redis read may run on any thread; a database read goes to the shared sync thread,
+    # whose connection Django manages.
+    sensitive = not _shared_cache()
+    _seen(await sync_to_async(_read_generation, thread_sensitive=sensitive)())
 
 
 async def _load(key: Any, load: Callable[[], Awaitable[T]], epoch: int) -> T:
