@@ -30,10 +30,10 @@ from gateway.upstream import (
     post_json,
     post_stream,
 )
-from gateway.usage import UsageRow
 from routing.router import TierPlan
 from routing.snapshot import ModelInfo
 from spend.models import UsageRecord
+from spend.usage import UsageRow
 
 log = logging.getLogger(__name__)
 

@@ -20,8 +20,6 @@ DEFAULTS: dict[str, float] = {
     "GATEWAY_CLASSIFIER_CACHE_SECONDS": 24 * 3600,
     # Characters of the request the classifier reads.
     "GATEWAY_CLASSIFIER_MAX_CHARS": 4000,
-    # How long the usage writer waits for more finished requests before a transaction.
-    "GATEWAY_USAGE_FLUSH_SECONDS": 0.05,
     # Largest accepted request body.
     "GATEWAY_MAX_BODY_BYTES": 20 * 1024 * 1024,
 }

@@ -11,10 +11,10 @@ from typing import Any
 from core.money import ZERO
 from gateway.calls import GatewayCall, Usage
 from gateway.payloads import Output
-from gateway.usage import Ledger, UsageRow
 from routing.router import Decision
 from routing.snapshot import ModelInfo, Snapshot
 from spend.models import UsageRecord
+from spend.usage import Ledger, UsageRow
 
 _REASON_MAX = UsageRecord._meta.get_field("route_reason").max_length or 300
 ERROR_MAX = UsageRecord._meta.get_field("error_message").max_length or 500

@@ -50,6 +50,7 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import ROUND_CEILING, Decimal
 
@@ -495,12 +496,18 @@ def _unreserve(params: dict) -> None:
         cursor.execute(UNRESERVE_RESERVATION_SQL, params)
 
 
-def _submit(settlements: list[Settlement]) -> None:
-    # The usage writer applies them in order after the settlements already queued, so a
-    # lease's row is closed only after the costs settled on it are written.
-    from gateway.usage import settlements_submit
+# The usage writer (spend.usage registers itself here when imported): it applies them in
+# order after the settlements already queued, so a lease's row is closed only after the
+# costs settled on it are written.
+_sink: list[Callable[[list[Settlement]], None]] = []
 
-    settlements_submit(settlements)
+
+def settlement_sink_set(sink: Callable[[list[Settlement]], None]) -> None:
+    _sink[:] = [sink]
+
+
+def _submit(settlements: list[Settlement]) -> None:
+    _sink[0](settlements)
 
 
 _leases: dict[asyncio.AbstractEventLoop, dict[int, Lease]] = {}
@@ -637,7 +644,7 @@ class BudgetHold:
 
 def budget_settle(*, settlements: list[Settlement], now: dt.datetime | None = None) -> None:
     """Apply settlements on Django's connection (SQLite; PostgreSQL outside the web server,
-    whose usage writer does the same in one statement per batch, see gateway.usage).
+    whose usage writer does the same in one statement per batch, see spend.usage_sql).
 
     Call inside the transaction that writes the requests' usage records. A reservation the
     sweeper already released (a request slower than the sweep timeout) releases nothing."""

@@ -191,6 +191,16 @@ BUDGET_LEASES = env.bool("BUDGET_LEASES", default=True)
 BUDGET_LEASE_FRACTION = env.float("BUDGET_LEASE_FRACTION", default=0.05)  # of the headroom, ≤ 0.5
 BUDGET_LEASE_REQUESTS = env.int("BUDGET_LEASE_REQUESTS", default=10)  # times a request's worst case
 BUDGET_LEASE_IDLE_SECONDS = env.float("BUDGET_LEASE_IDLE_SECONDS", default=10.0)
+# The usage writer and its spool (spend/usage.py, docs/production.md): how long it waits for
+# more finished requests before a transaction; where each server process spools its ledgers
+# (a local disk, one directory per host); how many ledgers it keeps in memory before the
+# rest wait in the spool only; how old the oldest unwritten ledger may be before /readyz
+# answers 503; how long written ledger keys are kept against a second write.
+USAGE_FLUSH_SECONDS = env.float("USAGE_FLUSH_SECONDS", default=0.05)
+USAGE_SPOOL_DIR = env("USAGE_SPOOL_DIR", default=str(VAR_DIR / "spool"))
+USAGE_QUEUE_MAX = env.int("USAGE_QUEUE_MAX", default=20_000)
+USAGE_BACKLOG_MAX_SECONDS = env.float("USAGE_BACKLOG_MAX_SECONDS", default=60.0)
+USAGE_LEDGER_KEEP_DAYS = env.int("USAGE_LEDGER_KEEP_DAYS", default=7)
 # How long a process reuses a team's budget settings before reading them again: a changed
 # limit or action takes up to this long to reach every server.
 BUDGET_CONFIG_TTL_SECONDS = env.float("BUDGET_CONFIG_TTL_SECONDS", default=2.0)

@@ -12,7 +12,7 @@ import pytest
 from django.utils import timezone
 
 from accounts.models import ApiKey, Team
-from gateway.usage import Ledger, usage_flush
+from spend.usage import Ledger, usage_flush
 from prompts.models import Prompt, PromptVersion
 from routing.models import Model
 from spend.budgets import BudgetHold, budgets_for

@@ -20,7 +20,7 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from accounts.services import api_key_create
-from gateway.usage import usage_flush
+from spend.usage import usage_flush
 from spend.budgets import (
     budget_leases_return,
     budget_reservations_sweep,
