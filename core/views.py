@@ -13,8 +13,8 @@ from django.views.defaults import page_not_found
 
 from core.errors import NotFound
 from core.metrics import metrics_access_allowed, metrics_exposition
-from core.readiness import PROCESS_CHECKS, ProcessNotReady
 from core.middleware import OPENAI_PREFIX, error_response
+from core.readiness import PROCESS_CHECKS, ProcessNotReady
 
 API_PREFIXES = ("/api/", OPENAI_PREFIX)
 

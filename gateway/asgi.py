@@ -161,7 +161,7 @@ async def _lifespan(receive, send) -> None:
         elif message["type"] == "lifespan.shutdown":
             try:
                 budget_leases_return()
-                await usage_shutdown(timeout=10)
+                await usage_shutdown(within=10)
                 await clients_close()
                 await pg.pg_close()
             except Exception:  # shutting down: log it, do not hang the server

@@ -47,6 +47,7 @@ class Prepared:
         error_message: str = "",
         ttft: float | None = None,
         response_body: Any = None,
+        service_tier: str | None = None,
     ) -> UsageRow:
         """Add one attempt's usage row to the request's ledger."""
         call = self.call
@@ -64,7 +65,7 @@ class Prepared:
             model_id=model.id,
             model_name=model.name,
             tier_name=tier,
-            service_tier=call.service_tier,
+            service_tier=service_tier or call.service_tier,
             stream=call.stream,
             input_tokens=usage.input_tokens,
             cached_input_tokens=usage.cached_input_tokens,

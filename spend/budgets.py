@@ -56,7 +56,7 @@ from decimal import ROUND_CEILING, Decimal
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import F, Sum
 from django.db.models.functions import Round
 from django.utils import timezone
@@ -129,7 +129,16 @@ async def budgets_for(*, team_id: int, api_key_id: int | None) -> tuple[BudgetIn
 
 
 async def _load(team_id: int, now: float) -> tuple[BudgetInfo, ...]:
-    budgets = await sync_to_async(_team_budgets)(team_id)
+    try:
+        budgets = await sync_to_async(_team_budgets)(team_id)
+    except (InterfaceError, OperationalError):
+        cached = _config.get(team_id)
+        if cached is None:
+            raise
+        # The database is away: keep the settings last read rather than fail every request
+        # (spend stays bounded: a lease that needs a top-up still fails without it).
+        log.warning("budgets of team %s not refreshed: the database is unreachable", team_id)
+        budgets = cached[1]
     _config[team_id] = (now + settings.BUDGET_CONFIG_TTL_SECONDS, budgets)
     return budgets
 

@@ -36,8 +36,8 @@ from django.conf import settings
 from django.db import connections
 
 from core.metrics import record_ledger
-from core.readiness import ProcessNotReady
 from core.money import ZERO
+from core.readiness import ProcessNotReady
 from spend import spool as spooling
 from spend.budgets import BudgetHold, BudgetInfo, Settlement, settlement_sink_set
 from spend.models import UsageRecord
@@ -288,7 +288,8 @@ class UsageWriter:
 
     async def _catch_up(self) -> None:
         """Write the ledgers that overflowed into the spool, reading them back from it."""
-        assert self.spool is not None and self.overflow_after is not None
+        assert self.spool is not None
+        assert self.overflow_after is not None
         after, upto = self.overflow_after, self.spool.seq
         self.spool.rotate()  # ledgers from now on are queued in memory again
         self.overflow_after, self.overflowed = None, 0
@@ -349,14 +350,19 @@ async def usage_flush() -> None:
     await writer().flush()
 
 
-async def usage_shutdown(timeout: float) -> None:
-    """Flush for up to `timeout` seconds, then give the spool up (the ASGI lifespan)."""
+async def usage_shutdown(*, within: float) -> None:
+    """Flush for up to `within` seconds, then give the spool up (the ASGI lifespan)."""
     current = writer()
     try:
-        await asyncio.wait_for(current.flush(), timeout)
+        async with asyncio.timeout(within):
+            await current.flush()
     except TimeoutError:
         count, age = current.backlog()
-        log.error("shutting down with %d usage ledgers unwritten (oldest %.0f s): left in the spool", count, age)
+        log.error(
+            "shutting down with %d usage ledgers unwritten (oldest %.0f s): left in the spool",
+            count,
+            age,
+        )
     current.close()
 
 

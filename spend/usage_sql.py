@@ -42,9 +42,7 @@ DATA_ERRORS = (
 
 assert UsageLedger._meta.db_table == "spend_usageledger"
 
-CLAIM_SQL = (
-    "INSERT INTO spend_usageledger (key, written_at) VALUES (%s, %s) ON CONFLICT DO NOTHING"
-)
+CLAIM_SQL = "INSERT INTO spend_usageledger (key, written_at) VALUES (%s, %s) ON CONFLICT DO NOTHING"
 
 
 def _instance(record: Any) -> UsageRecord:
@@ -188,9 +186,7 @@ async def ledgers_write(
                 park(ledger, exc_one)
 
 
-def ledgers_write_replayed(
-    ledgers: list[Any], park: Callable[[Any, Exception], None]
-) -> None:
+def ledgers_write_replayed(ledgers: list[Any], park: Callable[[Any, Exception], None]) -> None:
     """`ledgers_write` for a replay on Django's connection (the sweeper, start-up)."""
     try:
         ledgers_write_sync(ledgers, set())
@@ -200,4 +196,3 @@ def ledgers_write_replayed(
                 ledgers_write_sync([ledger], set())
             except DATA_ERRORS as exc_one:
                 park(ledger, exc_one)
-

@@ -10,11 +10,11 @@ from django.utils import timezone
 
 from gateway.asgi import GATEWAY_PATHS, with_gateway
 from gateway.hot import hot_clear, hot_get
-from spend.usage import Ledger
 from routing.models import Model, Rule
 from routing.snapshot import snapshot_load
 from spend.models import UsageRecord
 from spend.pg import pg_close
+from spend.usage import Ledger
 
 
 @pytest.mark.django_db
