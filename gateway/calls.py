@@ -17,7 +17,7 @@ from typing import Any
 from core.logging import get_request_id
 from gateway.upstream import CHAT, RESPONSES
 from prompts.rendering import render_version
-from routing.router import AUTO, TIER_PREFIX, RequestFeatures, estimate_tokens
+from routing.router import AUTO, TIER_PREFIX, RequestFeatures, estimate_tokens, tool_kind
 from routing.snapshot import ModelInfo, TierInfo
 
 # Role markers and separators around each message, as a bound (the real overhead is ~4).
@@ -293,13 +293,6 @@ def prompt_body(version: Any, rendered: Any) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- feature extraction
-
-
-def tool_kind(tool: Any) -> str:
-    kind = str(tool.get("type", "function")) if isinstance(tool, dict) else "function"
-    if kind.startswith("computer"):
-        return "computer_use"
-    return kind
 
 
 def _capabilities_for_tools(kinds: frozenset[str]) -> set[str]:

@@ -78,6 +78,14 @@ class Decision:
         return {"rule": self.rule, "reason": self.reason}
 
 
+def tool_kind(tool: Any) -> str:
+    """The kind of a request's tool definition, as routing's tool_types match it."""
+    kind = str(tool.get("type", "function")) if isinstance(tool, dict) else "function"
+    if kind.startswith("computer"):
+        return "computer_use"
+    return kind
+
+
 def estimate_tokens(text: str) -> int:
     """A cheap estimate for routing: about four characters per token."""
     return (len(text) + 3) // 4

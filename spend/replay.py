@@ -33,6 +33,7 @@ from core.errors import AppError
 from core.money import ZERO
 from prompts.models import PromptVersion
 from routing.models import Policy, Rule
+from routing.router import tool_kind
 from spend.models import Purpose, ReplayRun, UsageRecord
 from spend.rollups import day_bounds, group_flagship_cost, local_tz
 
@@ -96,8 +97,6 @@ def _bucket(cuts: list[int]) -> Case | Value:
 
 
 def _version_features(version: PromptVersion | None) -> dict:
-    from gateway.calls import tool_kind
-
     if version is None:
         return {"prompt_id": None, "task_tag": None, "tool_types": frozenset(), "caps": set()}
     kinds = frozenset(tool_kind(tool) for tool in version.tools or ())
