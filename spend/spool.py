@@ -60,7 +60,15 @@ def encode(ledger: Any, seq: int, fields: tuple[str, ...]) -> bytes:
     }
     if ledger.settlements:
         line["s"] = [
-            [s.budget.id, s.budget.period, s.reservation_id, s.spend, s.release, s.close]
+            [
+                s.budget.id,
+                s.budget.period,
+                s.reservation_id,
+                s.spend,
+                s.release,
+                s.close,
+                s.credit,
+            ]
             for s in ledger.settlements
         ]
     return _dumps(line).encode() + b"\n"

@@ -39,7 +39,13 @@ from core.metrics import record_ledger
 from core.money import ZERO
 from core.readiness import ProcessNotReady
 from spend import spool as spooling
-from spend.budgets import BudgetHold, BudgetInfo, Settlement, settlement_sink_set
+from spend.budgets import (
+    BudgetHold,
+    BudgetInfo,
+    Settlement,
+    budget_credits_pending,
+    settlement_sink_set,
+)
 from spend.models import UsageRecord
 from spend.pg import is_serving
 from spend.usage_sql import ledgers_write, ledgers_write_replayed
@@ -158,8 +164,9 @@ def ledger_from_line(line: dict[str, Any]) -> Ledger:
             spend=Decimal(spend),
             release=Decimal(release),
             close=close,
+            credit=Decimal(credit),
         )
-        for budget_id, period, rid, spend, release, close in line.get("s", ())
+        for budget_id, period, rid, spend, release, close, credit in line.get("s", ())
     ]
     return Ledger(
         records=[_row(values) for values in line["r"]],
@@ -214,6 +221,7 @@ class UsageWriter:
 
     def submit(self, ledger: Ledger) -> None:
         ledger.at = time.monotonic()
+        budget_credits_pending(ledger.settlements, queued=True)
         if self.spool is not None:
             try:
                 ledger.seq = self.spool.append(ledger)
@@ -283,6 +291,8 @@ class UsageWriter:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, _RETRY_MAX_SECONDS)
         self.writing = []
+        for ledger in batch:
+            budget_credits_pending(ledger.settlements, queued=False)
         if self.spool is not None and batch[-1].seq:
             self.spool.release(batch[-1].seq)
 

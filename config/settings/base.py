@@ -201,6 +201,10 @@ USAGE_SPOOL_DIR = env("USAGE_SPOOL_DIR", default=str(VAR_DIR / "spool"))
 USAGE_QUEUE_MAX = env.int("USAGE_QUEUE_MAX", default=20_000)
 USAGE_BACKLOG_MAX_SECONDS = env.float("USAGE_BACKLOG_MAX_SECONDS", default=60.0)
 USAGE_LEDGER_KEEP_DAYS = env.int("USAGE_LEDGER_KEEP_DAYS", default=7)
+# A refusal while the request would fit if no request held any of the budget is checked
+# once more after this long: requests that just ended in other processes are settled by then
+# (their usage writers batch every USAGE_FLUSH_SECONDS).
+BUDGET_REFUSAL_RECHECK_SECONDS = env.float("BUDGET_REFUSAL_RECHECK_SECONDS", default=0.15)
 # How long a process reuses a team's budget settings before reading them again: a changed
 # limit or action takes up to this long to reach every server.
 BUDGET_CONFIG_TTL_SECONDS = env.float("BUDGET_CONFIG_TTL_SECONDS", default=2.0)

@@ -432,3 +432,57 @@ def test_the_usage_spool_of_a_live_process_is_never_replayed(spool, team):
     live.close(remove=False)  # the owner dies
     assert usage_spools_replay() == 1
     assert UsageRecord.objects.count() == 1
+
+
+# --- exact refusals near the limit ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("servers", "leases"), [(1, True), (2, False)], ids=["one-process", "two-processes"]
+)
+def test_back_to_back_requests_near_the_limit_are_refused_only_when_their_worst_case_does_not_fit(
+    gateway_env, seeded, team, api_key, simulator_url, monkeypatch, servers, leases
+):
+    """100 requests one after the other, each holding a worst case ten times what it costs,
+    against a budget that fits about 40 of them: request i must be admitted exactly when
+    what is left after the records of the requests before it still covers its worst case.
+    The usage writers wait half a second before each batch: a finished request's worst case
+    is still held in the database when the next request asks (before: refused too early)."""
+    from tests.gateway.test_budgets_live import explain_worst_case
+
+    monkeypatch.setenv("BUDGET_LEASES", str(leases))
+    monkeypatch.setenv("USAGE_FLUSH_SECONDS", "0.5")
+    monkeypatch.setenv("BUDGET_REFUSAL_RECHECK_SECONDS", "1.2")
+    body = {"max_tokens": 400}
+    started = [serve_site(simulator_url) for _ in range(servers)]
+    try:
+        urls = [url for url, _process in started]
+        worst = explain_worst_case(urls[0], api_key, {**HELLO, **body})
+        warm = chat(urls[0], api_key, **body)  # no budget yet: what one request costs
+        cost = Decimal(warm.headers["x-switchboard-cost-usd"])
+        assert worst > cost * 5
+        limit = worst + cost * 40
+        budget_set(team=team, limit_usd=limit)
+        time.sleep(0.5)  # the servers read the budget again (BUDGET_CONFIG_TTL_SECONDS)
+        answers = [chat(urls[i % servers], api_key, **body) for i in range(100)]
+        admitted = [r for r in answers if r.status_code == 200]
+        assert wait_for(lambda: UsageRecord.objects.count() == len(admitted) + 1, timeout=30)
+    finally:
+        for _url, process in started:
+            stop(process)
+
+    assert {r.status_code for r in answers} == {200, 402}
+    costs = dict(UsageRecord.objects.values_list("request_id", "cost_usd"))
+    spent = Decimal(0)
+    wrong = []
+    for index, response in enumerate(answers):
+        left = limit - spent
+        fits = left >= worst
+        if (response.status_code == 200) != fits:
+            wrong.append((index, response.status_code, f"left {left}, worst {worst}"))
+        if response.status_code == 200:
+            spent += Decimal(costs[response.headers["x-request-id"]])
+    assert wrong == []
+    assert 30 <= len(admitted) <= 50
+    budget = Budget.objects.get(team=team)
+    assert budget.spent_usd == spent <= limit
