@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.contrib.auth.decorators import login_required
@@ -13,6 +14,7 @@ from django.views.defaults import page_not_found
 from core.errors import NotFound
 from core.metrics import metrics_access_allowed, metrics_exposition
 from core.middleware import OPENAI_PREFIX, error_response
+from core.readiness import PROCESS_CHECKS, ProcessNotReady
 
 API_PREFIXES = ("/api/", OPENAI_PREFIX)
 
@@ -49,9 +51,18 @@ async def readyz(request: HttpRequest) -> JsonResponse:
             results[name] = "ok"
         except Exception as exc:  # report any failure by name rather than crash the probe
             results[name] = f"error: {type(exc).__name__}: {exc}"[:300]
+    reports: dict[str, Any] = {}
+    for name, process_check in PROCESS_CHECKS.items():
+        try:
+            reports[name] = process_check()
+            results[name] = "ok"
+        except ProcessNotReady as exc:
+            reports[name] = exc.report
+            results[name] = f"error: {exc}"
     ok = all(value == "ok" for value in results.values())
     return JsonResponse(
-        {"status": "ok" if ok else "unavailable", "checks": results}, status=200 if ok else 503
+        {"status": "ok" if ok else "unavailable", "checks": results, **reports},
+        status=200 if ok else 503,
     )
 
 

@@ -79,20 +79,21 @@ def with_gateway(site):
 
 async def _lifespan(receive, send) -> None:
     from gateway.upstream import clients_close, serving
-    from gateway.usage import usage_flush
     from spend import pg
     from spend.budgets import budget_leases_return
+    from spend.usage import usage_shutdown, usage_spools_replay_start
 
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
             serving()
             pg.serving()
+            usage_spools_replay_start()  # what dead processes left unwritten
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
             try:
                 budget_leases_return()
-                await usage_flush()
+                await usage_shutdown(within=10)
                 await clients_close()
                 await pg.pg_close()
             except Exception:  # shutting down: log it, do not hang the server

@@ -19,7 +19,7 @@ from django.utils import timezone
 
 from core.errors import AppError, BadRequest, UpstreamFailed, UpstreamTimeout
 from gateway.calls import Usage
-from gateway.costs import actual_cost, budget_error, ensure_budget, limit_reached
+from gateway.costs import actual_cost, budget_error, ensure_budget, limit_reached, served_tier
 from gateway.payloads import output_of, usage_of
 from gateway.prepared import Answer, Prepared
 from gateway.sse import SSEvent, sse_events
@@ -30,10 +30,10 @@ from gateway.upstream import (
     post_json,
     post_stream,
 )
-from gateway.usage import UsageRow
 from routing.router import TierPlan
 from routing.snapshot import ModelInfo
 from spend.models import UsageRecord
+from spend.usage import UsageRow
 
 log = logging.getLogger(__name__)
 
@@ -160,6 +160,27 @@ async def walk_plan(
 # ------------------------------------------------------------------------------ calls
 
 
+def _record_cancelled(
+    prepared: Prepared, model: ModelInfo, tier: str, started_at: dt.datetime, t0: float
+) -> None:
+    """The usage record of an attempt whose client went away before the upstream answered:
+    the upstream may bill it, so it is recorded with its input tokens estimated."""
+    call = prepared.call
+    usage = Usage(input_tokens=call.features.estimated_input_tokens)
+    prepared.record(
+        model,
+        tier,
+        started_at=started_at,
+        latency=time.perf_counter() - t0,
+        usage=usage,
+        cost=actual_cost(call, model, usage, started_at),
+        status=UsageRecord.Status.CANCELLED,
+        error_code="client_disconnected",
+        error_message="The client went away before the upstream answered; "
+        "input tokens are estimated, output tokens unknown.",
+    )
+
+
 async def call_once(prepared: Prepared, model: ModelInfo, plan: TierPlan) -> Answer:
     """One non-streamed attempt; records it; raises AttemptFailed."""
     call = prepared.call
@@ -178,8 +199,12 @@ async def call_once(prepared: Prepared, model: ModelInfo, plan: TierPlan) -> Ans
     except AttemptFailed as failure:
         _record_failure(prepared, model, plan.tier, failure, started_at, t0)
         raise
+    except asyncio.CancelledError:
+        _record_cancelled(prepared, model, plan.tier, started_at, t0)
+        raise
     usage = usage_of(call.api, data)
-    cost = actual_cost(call, model, usage, started_at)
+    tier_served = served_tier(call, data.get("service_tier"))
+    cost = actual_cost(call, model, usage, started_at, tier_served)
     output = output_of(call.api, data)
     record = prepared.record(
         model,
@@ -189,6 +214,7 @@ async def call_once(prepared: Prepared, model: ModelInfo, plan: TierPlan) -> Ans
         usage=usage,
         cost=cost,
         response_body=data if call.store_content else None,
+        service_tier=tier_served,
     )
     return Answer(model, plan.tier, response.content, data, output, usage, cost, record)
 
@@ -218,8 +244,8 @@ class OpenStream:
             **kwargs,
         )
 
-    def cost(self, usage: Usage) -> Decimal:
-        return actual_cost(self.prepared.call, self.model, usage, self.started_at)
+    def cost(self, usage: Usage, service_tier: str | None = None) -> Decimal:
+        return actual_cost(self.prepared.call, self.model, usage, self.started_at, service_tier)
 
     async def aclose(self) -> None:
         try:
@@ -250,5 +276,10 @@ async def open_once(prepared: Prepared, model: ModelInfo, plan: TierPlan) -> Ope
         if response is not None:
             await response.aclose()
         _record_failure(prepared, model, plan.tier, failure, started_at, t0)
+        raise
+    except asyncio.CancelledError:
+        _record_cancelled(prepared, model, plan.tier, started_at, t0)
+        if response is not None:
+            await response.aclose()
         raise
     return OpenStream(prepared, model, plan.tier, response, events, first, started_at, t0)

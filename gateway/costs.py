@@ -17,7 +17,7 @@ from gateway.calls import GatewayCall, Usage
 from gateway.prepared import Prepared
 from routing.snapshot import ModelInfo
 from spend.budgets import BudgetInfo, budget_limit_alert
-from spend.pricing import cost_usd, worst_case_cost_usd
+from spend.pricing import SERVICE_TIER_MULTIPLIERS, cost_usd, worst_case_cost_usd
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,20 @@ def worst_case(call: GatewayCall, model: ModelInfo, at: dt.datetime) -> Decimal:
     )
 
 
-def actual_cost(call: GatewayCall, model: ModelInfo, usage: Usage, at: dt.datetime) -> Decimal:
+def served_tier(call: GatewayCall, answered: Any) -> str:
+    """The service tier the upstream says it served (a `flex` request may be served at
+    `default`), else the one asked for: what the call is billed at."""
+    tier = answered if isinstance(answered, str) else None
+    return tier if tier in SERVICE_TIER_MULTIPLIERS else call.service_tier
+
+
+def actual_cost(
+    call: GatewayCall,
+    model: ModelInfo,
+    usage: Usage,
+    at: dt.datetime,
+    service_tier: str | None = None,
+) -> Decimal:
     price = _price(model, at)
     if price is None:
         log.warning("no price for %s at %s: recorded at zero cost", model.name, at)
@@ -53,7 +66,7 @@ def actual_cost(call: GatewayCall, model: ModelInfo, usage: Usage, at: dt.dateti
         cache_write_tokens=usage.cache_write_tokens,
         output_tokens=usage.output_tokens,
         reasoning_tokens=usage.reasoning_tokens,
-        service_tier=call.service_tier,
+        service_tier=service_tier or call.service_tier,
     )
 
 

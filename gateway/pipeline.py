@@ -23,12 +23,12 @@ from gateway.costs import budget_error, ensure_budget, ensure_or_block, limit_re
 from gateway.payloads import check_output
 from gateway.prepared import ERROR_MAX, Answer, Outcome, Prepared
 from gateway.shadow import shadow_offer
-from gateway.usage import Ledger
 from routing import classifier
 from routing.router import AUTO, TIER_PREFIX, Decision, downgrade, route
 from routing.snapshot import snapshot_get
 from spend.budgets import BudgetHold, budgets_for
 from spend.models import Budget, Purpose, UsageRecord
+from spend.usage import Ledger
 
 __all__ = ["OpenStream", "Outcome", "Prepared", "complete", "open_stream", "prepare"]
 

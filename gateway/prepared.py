@@ -11,10 +11,10 @@ from typing import Any
 from core.money import ZERO
 from gateway.calls import GatewayCall, Usage
 from gateway.payloads import Output
-from gateway.usage import Ledger, UsageRow
 from routing.router import Decision
 from routing.snapshot import ModelInfo, Snapshot
 from spend.models import UsageRecord
+from spend.usage import Ledger, UsageRow
 
 _REASON_MAX = UsageRecord._meta.get_field("route_reason").max_length or 300
 ERROR_MAX = UsageRecord._meta.get_field("error_message").max_length or 500
@@ -47,6 +47,7 @@ class Prepared:
         error_message: str = "",
         ttft: float | None = None,
         response_body: Any = None,
+        service_tier: str | None = None,
     ) -> UsageRow:
         """Add one attempt's usage row to the request's ledger."""
         call = self.call
@@ -64,7 +65,7 @@ class Prepared:
             model_id=model.id,
             model_name=model.name,
             tier_name=tier,
-            service_tier=call.service_tier,
+            service_tier=service_tier or call.service_tier,
             stream=call.stream,
             input_tokens=usage.input_tokens,
             cached_input_tokens=usage.cached_input_tokens,

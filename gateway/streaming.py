@@ -20,6 +20,7 @@ from typing import Any
 
 from gateway.attempts import OpenStream
 from gateway.calls import Usage
+from gateway.costs import served_tier
 from gateway.payloads import usage_from_chat, usage_from_responses
 from gateway.shadow import shadow_offer
 from gateway.sse import SSEvent
@@ -44,6 +45,7 @@ class StreamState:
     ttft: float | None = None
     sequence: int = 0
     final: dict[str, Any] | None = None  # the upstream's final response object (responses API)
+    service_tier: Any = None  # as the upstream says it served the call
 
     @property
     def output_text(self) -> str:
@@ -72,6 +74,8 @@ def parse_chat(event: SSEvent, state: StreamState) -> Parsed:
         state.failed = str(error.get("code") or "upstream_error")
         state.failed_message = str(error.get("message") or "upstream stream error")
         return Parsed("error", data)
+    if data.get("service_tier"):
+        state.service_tier = data["service_tier"]
     if data.get("usage"):
         state.usage = usage_from_chat(data["usage"])
         if not data.get("choices"):
@@ -99,6 +103,7 @@ def parse_responses(event: SSEvent, state: StreamState) -> Parsed:
     if kind in ("response.completed", "response.incomplete", "response.failed"):
         response = data.get("response") or {}
         state.final = response
+        state.service_tier = response.get("service_tier")
         state.usage = usage_from_responses(response.get("usage"))
         if kind == "response.failed":
             error = response.get("error") or {}
@@ -227,9 +232,11 @@ def _finish(stream: OpenStream, state: StreamState) -> None:
                 "client_disconnected",
                 "The client went away mid-stream; tokens are estimated.",
             )
+        tier = served_tier(stream.prepared.call, state.service_tier)
         stream.record(
             usage=usage,
-            cost=stream.cost(usage),
+            cost=stream.cost(usage, tier),
+            service_tier=tier,
             status=status,
             error_code=code,
             error_message=message,

@@ -16,11 +16,11 @@ from core.errors import AppError, BadRequest, UpstreamFailed
 from gateway.calls import GatewayCall, prompt_body
 from gateway.pipeline import complete, open_stream, prepare
 from gateway.streaming import relay
-from gateway.usage import usage_flush
 from playground.columns import ColumnSpec
 from prompts.rendering import render_version
 from routing.router import AUTO, TIER_PREFIX
 from spend.models import UsageRecord
+from spend.usage import usage_flush
 
 # Free text has no prompt version to bound its answer; the budget reserves for this many.
 FREE_TEXT_MAX_OUTPUT_TOKENS = 4096

@@ -266,8 +266,8 @@ async def gateway_cleanup() -> None:
     PostgreSQL pool: a Celery task's loop ends with the task, and what is bound to it would
     leak."""
     from gateway.upstream import clients_close
-    from gateway.usage import usage_flush
     from spend.pg import pg_close
+    from spend.usage import usage_flush
 
     await usage_flush()
     await clients_close()

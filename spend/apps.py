@@ -9,3 +9,10 @@ class SpendConfig(AppConfig):
         from spend.models import Budget
 
         hot_watch(Budget)
+
+        # The usage writer registers itself as the budget leases' settlement sink, and its
+        # backlog as a readiness check.
+        from core.readiness import PROCESS_CHECKS
+        from spend.usage import usage_backlog_check
+
+        PROCESS_CHECKS["usage_backlog"] = usage_backlog_check

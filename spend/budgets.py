@@ -49,6 +49,7 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import ROUND_CEILING, Decimal
 
@@ -131,7 +132,10 @@ _ROLL_OVER = (
 # (`fraction`, at most `cap`): a lease grows less the closer the budget is to its limit, and
 # never past it (fraction ≤ 0.5 keeps the rounded share within the headroom). Parameters are
 # only used in arithmetic: SQLite compares a number with a text parameter as text.
-_LEFT = f"ROUND(limit_usd - {_SPENT} - reserved_usd - %(need)s, 10)"
+# `credit`: what this process's settlements not yet written will take off spent + reserved
+# (the unused part of finished requests' holds, less their spend): the headroom is exact
+# before the usage writer catches up.
+_LEFT = f"ROUND(limit_usd - {_SPENT} - reserved_usd - %(need)s + %(credit)s, 10)"
 _SHARE = f"ROUND({_LEFT} * %(fraction)s, 10)"
 _GRANT = f"(%(need)s + CASE WHEN {_SHARE} - %(cap)s < 0 THEN {_SHARE} ELSE %(cap)s + 0 END)"
 
@@ -157,7 +161,10 @@ PG_TOPUP_SQL = (
     "SET amount_usd = amount_usd + (SELECT granted FROM b), created_at = %(now)s "
     "WHERE id = %(rid)s AND EXISTS (SELECT 1 FROM b) RETURNING id) "
     "SELECT b.limit_usd, b.spent_usd, b.reserved_usd, b.granted, "
-    "COALESCE((SELECT id FROM new), (SELECT id FROM grow)) FROM b"
+    "COALESCE((SELECT id FROM new), (SELECT id FROM grow)) FROM b "
+    # refused: the budget as it is, to tell a full budget from one held by requests
+    f"UNION ALL SELECT limit_usd, {_SPENT}, reserved_usd, NULL, NULL FROM spend_budget "
+    "WHERE id = %(id)s AND NOT EXISTS (SELECT 1 FROM b)"
 )
 # SQLite: the same steps as separate statements inside one IMMEDIATE transaction, which
 # holds the database's write lock from its first statement.
@@ -166,6 +173,7 @@ RENEW_OPEN_RESERVATION_SQL = (
     "WHERE id = %(rid)s AND settled_at IS NULL"
 )
 GRANT_SQL = f"SELECT {_GRANT} FROM spend_budget WHERE id = %(id)s AND {_LEFT} >= 0"  # noqa: S608
+STATE_SQL = f"SELECT limit_usd, {_SPENT}, reserved_usd FROM spend_budget WHERE id = %(id)s"  # noqa: S608
 RESERVE_SQL = (
     f"UPDATE spend_budget SET {_ROLL_OVER}, "  # noqa: S608 - constant fragments
     "reserved_usd = ROUND(reserved_usd + %(amount)s, 10), updated_at = %(now)s "
@@ -255,6 +263,7 @@ class Settlement:
     spend: Decimal = ZERO  # actual cost, into spent_usd
     release: Decimal = ZERO  # taken off the row and off reserved_usd (if the row is open)
     close: bool = False  # close the row, releasing all it still holds
+    credit: Decimal = ZERO  # what it takes off spent + reserved once written (see _LEFT)
 
 
 @dataclass(eq=False, slots=True)
@@ -307,6 +316,11 @@ class Lease:
             self.held += claimed
             try:
                 granted = await self._top_up(amount - claimed, amount)
+                if granted is None:
+                    # Refused, but the budget would fit the request if no request held any
+                    # of it: requests that just ended elsewhere may not be settled yet.
+                    await asyncio.sleep(settings.BUDGET_REFUSAL_RECHECK_SECONDS)
+                    granted = await self._top_up(amount - claimed, amount)
             finally:
                 self.held -= claimed
             if granted:
@@ -314,23 +328,35 @@ class Lease:
         self._close_if_done()
         return self if granted else None
 
-    async def _top_up(self, need: Decimal, request: Decimal) -> bool:
+    async def _top_up(self, need: Decimal, request: Decimal) -> bool | None:
+        """Grow the row by `need` (and a share of the headroom): True if granted, False if
+        refused, None if refused while the request would fit without anyone's holds."""
         share = self.shared and not self.retired
         cap = request * settings.BUDGET_LEASE_REQUESTS if share else ZERO
         fraction = Decimal(str(settings.BUDGET_LEASE_FRACTION)) if share else ZERO
-        amounts = {"need": need, "cap": cap, "fraction": min(fraction, _MAX_FRACTION)}
+        credit = _credits().get(self.budget.id, ZERO)
+        amounts = {
+            "need": need,
+            "cap": cap,
+            "fraction": min(fraction, _MAX_FRACTION),
+            "credit": credit,
+        }
         now = timezone.now()
         if pg_enabled():
             row = await _atop_up(self, now, amounts)
         else:
             row = await sync_to_async(_top_up)(self, now, amounts)
         if row is None:
-            return False
-        limit, spent, reserved, grant, self.reservation_id = row
+            return False  # the budget is gone
+        limit, spent, reserved, grant, rid = row
+        if grant is None:
+            fits_alone = _decimal(limit) - _decimal(spent) + credit >= request
+            return None if fits_alone else False
+        self.reservation_id = rid
         self.spare = _decimal(grant) - need
         self.amount += _decimal(grant)
         self.limit = _decimal(limit)
-        self.base = _decimal(spent) + _decimal(reserved) - self.amount
+        self.base = _decimal(spent) + _decimal(reserved) - self.amount - credit
         self.settled = ZERO
         self.renewed_at = time.monotonic()
         return True
@@ -360,11 +386,17 @@ class Lease:
             self.closed = True
             if self.reservation_id is None and cost == 0:
                 return None
-            return Settlement(self.budget, self.reservation_id, spend=cost, close=True)
+            return Settlement(
+                self.budget,
+                self.reservation_id,
+                spend=cost,
+                close=True,
+                credit=(self.amount if self.reservation_id else ZERO) - cost,
+            )
         if held == 0 and cost == 0:
             return None  # a request this lease refused
         if self.closed or self.reservation_id is None:
-            return Settlement(self.budget, None, spend=cost) if cost else None
+            return Settlement(self.budget, None, spend=cost, credit=-cost) if cost else None
         used = min(cost, held)
         self.held -= held
         self.settled += cost
@@ -374,7 +406,12 @@ class Lease:
         self.amount -= release
         close = self._close_if_done(submit=False)
         return Settlement(
-            self.budget, self.reservation_id, spend=cost, release=release, close=close
+            self.budget,
+            self.reservation_id,
+            spend=cost,
+            release=release,
+            close=close,
+            credit=(release + (self.amount if close else ZERO)) - cost,
         )
 
     def retire(self) -> None:
@@ -389,7 +426,7 @@ class Lease:
         if self._close_if_done() or free <= 0 or self.reservation_id is None:
             return
         self.amount -= free
-        _submit([Settlement(self.budget, self.reservation_id, release=free)])
+        _submit([Settlement(self.budget, self.reservation_id, release=free, credit=free)])
 
     def _close_if_done(self, *, submit: bool = True) -> bool:
         """Close a retired lease once no request holds it and no top-up is under way."""
@@ -397,7 +434,7 @@ class Lease:
             return False
         self.closed = True
         if submit and self.reservation_id is not None:
-            _submit([Settlement(self.budget, self.reservation_id, close=True)])
+            _submit([Settlement(self.budget, self.reservation_id, close=True, credit=self.amount)])
         return True
 
     def tick(self) -> None:
@@ -434,12 +471,15 @@ def _top_up(lease: Lease, now: dt.datetime, amounts: dict) -> tuple | None:
             rid = lease.reservation_id
             if rid is not None:
                 cursor.execute(RENEW_OPEN_RESERVATION_SQL, params)
-                if cursor.rowcount == 0:  # the sweeper released it
-                    return None
-            cursor.execute(GRANT_SQL, params)
-            row = cursor.fetchone()
+            if rid is None or cursor.rowcount == 1:  # else the sweeper released it
+                cursor.execute(GRANT_SQL, params)
+                row = cursor.fetchone()
+            else:
+                row = None
             if row is None:
-                return None
+                cursor.execute(STATE_SQL, params)
+                state = cursor.fetchone()
+                return (*state, None, None) if state else None
             grant = _decimal(row[0])
             params["amount"] = _adapt(grant, sqlite)
             cursor.execute(RESERVE_SQL, params)
@@ -466,12 +506,41 @@ def _unreserve(params: dict) -> None:
         cursor.execute(UNRESERVE_RESERVATION_SQL, params)
 
 
-def _submit(settlements: list[Settlement]) -> None:
-    # The usage writer applies them in order after the settlements already queued, so a
-    # lease's row is closed only after the costs settled on it are written.
-    from gateway.usage import settlements_submit
+# Per event loop: budget id → the credit of its settlements the usage writer holds (see _LEFT).
+_credit_books: dict[asyncio.AbstractEventLoop, dict[int, Decimal]] = {}
 
-    settlements_submit(settlements)
+
+def _credits() -> dict[int, Decimal]:
+    loop = asyncio.get_running_loop()
+    book = _credit_books.get(loop)
+    if book is None:
+        for old in [old for old in _credit_books if old.is_closed()]:
+            del _credit_books[old]
+        book = _credit_books[loop] = {}
+    return book
+
+
+def budget_credits_pending(settlements: list[Settlement], *, queued: bool) -> None:
+    """The usage writer took these settlements (`queued`), or wrote or parked them."""
+    book = _credits()
+    for settlement in settlements:
+        if settlement.credit:
+            change = settlement.credit if queued else -settlement.credit
+            book[settlement.budget.id] = book.get(settlement.budget.id, ZERO) + change
+
+
+# The usage writer (spend.usage registers itself here when imported): it applies them in
+# order after the settlements already queued, so a lease's row is closed only after the
+# costs settled on it are written.
+_sink: list[Callable[[list[Settlement]], None]] = []
+
+
+def settlement_sink_set(sink: Callable[[list[Settlement]], None]) -> None:
+    _sink[:] = [sink]
+
+
+def _submit(settlements: list[Settlement]) -> None:
+    _sink[0](settlements)
 
 
 _leases: dict[asyncio.AbstractEventLoop, dict[int, Lease]] = {}
@@ -577,7 +646,7 @@ class BudgetHold:
             if lease is not None:
                 settlement = lease.settle(self.reserved, cost)
             else:
-                settlement = Settlement(budget, None, spend=cost) if cost else None
+                settlement = Settlement(budget, None, spend=cost, credit=-cost) if cost else None
             if settlement is not None:
                 settlements.append(settlement)
         return settlements
@@ -608,7 +677,7 @@ class BudgetHold:
 
 def budget_settle(*, settlements: list[Settlement], now: dt.datetime | None = None) -> None:
     """Apply settlements on Django's connection (SQLite; PostgreSQL outside the web server,
-    whose usage writer does the same in one statement per batch, see gateway.usage).
+    whose usage writer does the same in one statement per batch, see spend.usage_sql).
 
     Call inside the transaction that writes the requests' usage records. A reservation the
     sweeper already released (a request slower than the sweep timeout) releases nothing."""

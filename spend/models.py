@@ -24,20 +24,40 @@ class UsageRecord(models.Model):
         ERROR = "error"
         CANCELLED = "cancelled"
 
+    # No database-level foreign keys (db_constraint=False): a record is money spent, written
+    # with the ids its request had even if the key, team or prompt was deleted meanwhile; a
+    # constraint would make the database refuse it (spend.usage_sql).
     created_at = models.DateTimeField(db_index=True)
     request_id = models.CharField(max_length=64, db_index=True)
-    team = models.ForeignKey("accounts.Team", on_delete=models.PROTECT, related_name="+")
+    team = models.ForeignKey(
+        "accounts.Team", on_delete=models.PROTECT, related_name="+", db_constraint=False
+    )
     api_key = models.ForeignKey(
-        "accounts.ApiKey", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        "accounts.ApiKey",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        db_constraint=False,
     )
     prompt_version = models.ForeignKey(
-        "prompts.PromptVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        "prompts.PromptVersion",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        db_constraint=False,
     )
     purpose = models.CharField(max_length=16, choices=Purpose.choices, default=Purpose.GATEWAY)
     rule = models.CharField(max_length=100, blank=True)
     route_reason = models.CharField(max_length=300, blank=True)
     model = models.ForeignKey(
-        "routing.Model", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        "routing.Model",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        db_constraint=False,
     )
     model_name = models.CharField(max_length=100)
     tier_name = models.CharField(max_length=32, blank=True)
@@ -73,6 +93,19 @@ class UsageRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.request_id} {self.model_name} ${self.cost_usd}"
+
+
+class UsageLedger(models.Model):
+    """The key of a request's ledger (its usage records and budget settlements), inserted
+    in the transaction that writes them: a ledger written twice (a retry after a lost commit
+    reply, a spool replayed again) finds its key taken and writes nothing. Purged after
+    USAGE_LEDGER_KEEP_DAYS, long after any spool could be replayed."""
+
+    key = models.CharField(max_length=32, primary_key=True)
+    written_at = models.DateTimeField(db_index=True)  # the purge: keys older than the window
+
+    def __str__(self) -> str:
+        return self.key
 
 
 class Budget(models.Model):

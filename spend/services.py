@@ -1,14 +1,15 @@
-"""Writes on the usage ledger other than the gateway's: content retention."""
+"""Writes on the usage ledger other than the usage writer's: retention."""
 
 from __future__ import annotations
 
 import datetime as dt
 
+from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
 from accounts.selectors import team_content_cutoffs
-from spend.models import UsageRecord
+from spend.models import UsageLedger, UsageRecord
 
 
 def usage_content_purge(*, now: dt.datetime | None = None) -> int:
@@ -24,3 +25,10 @@ def usage_content_purge(*, now: dt.datetime | None = None) -> int:
             .update(request_body=None, response_body=None)
         )
     return purged
+
+
+def usage_ledger_keys_purge(*, now: dt.datetime | None = None) -> int:
+    """Forget the keys of ledgers written more than USAGE_LEDGER_KEEP_DAYS ago: no spool or
+    retry can bring those back."""
+    cutoff = (now or timezone.now()) - dt.timedelta(days=settings.USAGE_LEDGER_KEEP_DAYS)
+    return UsageLedger.objects.filter(written_at__lt=cutoff).delete()[0]

@@ -10,7 +10,8 @@ from celery import shared_task
 from spend import alerts, lifecycle, replay
 from spend.budgets import budget_reservations_sweep
 from spend.rollups import usage_rollup_run
-from spend.services import usage_content_purge
+from spend.services import usage_content_purge, usage_ledger_keys_purge
+from spend.usage import usage_spools_replay
 
 
 @shared_task
@@ -21,7 +22,9 @@ def send_shutdown_alerts() -> list[str]:
 
 @shared_task
 def budget_reservations_sweep_task(older_than_seconds: float | None = None) -> int:
-    """Release budget reservations left open by crashed processes (periodic, see settings)."""
+    """Write the usage spooled by crashed processes, then release the budget reservations
+    they left open (periodic, see settings)."""
+    usage_spools_replay()
     older_than = (
         dt.timedelta(seconds=older_than_seconds) if older_than_seconds is not None else None
     )
@@ -68,7 +71,9 @@ def alert_deliver(delivery_id: int) -> str | None:
 
 @shared_task
 def content_purge() -> int:
-    """Drop stored request/response bodies past each team's retention period."""
+    """Drop stored request/response bodies past each team's retention period, and ledger
+    keys past the window in which a ledger could be written again."""
+    usage_ledger_keys_purge()
     return usage_content_purge()
 
 

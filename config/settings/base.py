@@ -207,10 +207,22 @@ GATEWAY_RETRY_AFTER_MAX_SECONDS = env.float("GATEWAY_RETRY_AFTER_MAX_SECONDS", d
 GATEWAY_CONNECT_TIMEOUT_SECONDS = env.float("GATEWAY_CONNECT_TIMEOUT_SECONDS", default=5.0)
 # How long a classifier answer is reused for the same input text.
 GATEWAY_CLASSIFIER_CACHE_SECONDS = env.int("GATEWAY_CLASSIFIER_CACHE_SECONDS", default=24 * 3600)
-# How long the usage writer waits for more finished requests before a transaction.
-GATEWAY_USAGE_FLUSH_SECONDS = env.float("GATEWAY_USAGE_FLUSH_SECONDS", default=0.05)
 # Largest accepted request body on the gateway's paths.
 GATEWAY_MAX_BODY_BYTES = env.int("GATEWAY_MAX_BODY_BYTES", default=20 * 1024 * 1024)
+# The usage writer and its spool (spend/usage.py, docs/production.md): how long it waits for
+# more finished requests before a transaction; where each server process spools its ledgers
+# (a local disk, one directory per host); how many ledgers it keeps in memory before the
+# rest wait in the spool only; how old the oldest unwritten ledger may be before /readyz
+# answers 503; how long written ledger keys are kept against a second write.
+USAGE_FLUSH_SECONDS = env.float("USAGE_FLUSH_SECONDS", default=0.05)
+USAGE_SPOOL_DIR = env("USAGE_SPOOL_DIR", default=str(VAR_DIR / "spool"))
+USAGE_QUEUE_MAX = env.int("USAGE_QUEUE_MAX", default=20_000)
+USAGE_BACKLOG_MAX_SECONDS = env.float("USAGE_BACKLOG_MAX_SECONDS", default=60.0)
+USAGE_LEDGER_KEEP_DAYS = env.int("USAGE_LEDGER_KEEP_DAYS", default=7)
+# A refusal while the request would fit if no request held any of the budget is checked
+# once more after this long: requests that just ended in other processes are settled by then
+# (their usage writers batch every USAGE_FLUSH_SECONDS).
+BUDGET_REFUSAL_RECHECK_SECONDS = env.float("BUDGET_REFUSAL_RECHECK_SECONDS", default=0.15)
 
 # Playground: batch jobs (compare and /api/v1/jobs), datasets, recommendations.
 PLAYGROUND_BATCH_CONCURRENCY = env.int("PLAYGROUND_BATCH_CONCURRENCY", default=8)

@@ -16,6 +16,9 @@ os.environ.setdefault("CELERY_QUEUE", f"test{_run}")
 os.environ.setdefault(
     "CELERY_FS_DIR", str(Path(__file__).resolve().parents[2] / "var" / f"celery-test-{_run}")
 )
+os.environ.setdefault(
+    "USAGE_SPOOL_DIR", str(Path(__file__).resolve().parents[2] / "var" / f"spool-test-{_run}")
+)
 
 from .base import *  # noqa: E402, F403
 from .base import DATABASES, VAR_DIR, env  # noqa: E402

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import logging
 from decimal import Decimal
 from typing import Any
 
@@ -23,12 +24,23 @@ from playground.services.datasets import BULK_BATCH, dataset_row_errors
 from playground.services.variables import invalid_variables_text, variables_check
 from prompts.models import PromptVersion
 
+log = logging.getLogger(__name__)
+
 
 def job_enqueue(job: Job) -> None:
-    """Start the job's runner once the job is committed."""
+    """Start the job's runner once the job is committed. The job is committed whatever the
+    broker says: if it cannot take the task now, the job stays queued and beat's
+    `jobs_resume_stale` starts it once the broker is back (the caller still gets its 202)."""
+    transaction.on_commit(lambda: _job_run_queue(job.pk))
+
+
+def _job_run_queue(job_id: int) -> None:
     from playground.tasks import job_run
 
-    transaction.on_commit(lambda: job_run.delay(job.pk))
+    try:
+        job_run.delay(job_id)
+    except Exception:
+        log.warning("could not queue job %s now: jobs_resume_stale will", job_id, exc_info=True)
 
 
 @transaction.atomic

@@ -10,11 +10,11 @@ from django.utils import timezone
 
 from core.hot import hot_clear, hot_get
 from gateway.asgi import GATEWAY_PATHS, with_gateway
-from gateway.usage import Ledger
 from routing.models import Model, Rule
 from routing.snapshot import snapshot_load
 from spend.models import UsageRecord
 from spend.pg import pg_close
+from spend.usage import Ledger
 
 
 @pytest.mark.django_db
@@ -125,7 +125,7 @@ def test_the_fast_lane_resolves_the_same_views_under_the_same_names():
 
 
 def test_usage_rows_carry_only_usage_record_fields():
-    from gateway.usage import UsageRow
+    from spend.usage import UsageRow
 
     columns = {f.attname for f in UsageRecord._meta.concrete_fields}
     assert set(UsageRow.__dataclass_fields__) == columns - {"id"}

@@ -12,13 +12,13 @@ import pytest
 from django.utils import timezone
 
 from accounts.models import ApiKey, Team
-from gateway.usage import Ledger, usage_flush
 from prompts.models import Prompt, PromptVersion
 from routing.models import Model
 from spend.budgets import BudgetHold, budgets_for
 from spend.models import Budget, UsageRecord
 from spend.periods import period_bounds
 from spend.pricing import cost_usd, price_at
+from spend.usage import Ledger, usage_flush
 
 _ids = itertools.count(1)
 

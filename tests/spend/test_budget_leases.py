@@ -22,7 +22,6 @@ from django.utils import timezone
 from accounts.services import api_key_create
 from core import hot
 from core.hot import hot_clear
-from gateway.usage import usage_flush
 from spend.budgets import (
     budget_leases_return,
     budget_reservations_sweep,
@@ -31,6 +30,7 @@ from spend.budgets import (
 from spend.models import Budget, BudgetReservation, UsageRecord
 from spend.periods import period_bounds
 from spend.pg import pg_close, serving
+from spend.usage import usage_flush
 from tests.spend.conftest import fresh, hold_for, make_budget, settle
 
 D = Decimal
