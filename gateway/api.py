@@ -69,7 +69,7 @@ async def run_call(
     version = await resolve_version(team_id=api_key.team_id, slug=slug, label=label, version=number)
     if tier != AUTO and not tier.startswith(TIER_PREFIX):
         tier = f"{TIER_PREFIX}{tier}"
-    return GatewayCall.for_prompt_version(
+    return await GatewayCall.for_prompt_version(
         version=version,
         variables=body.get("variables") or {},
         team_id=api_key.team_id,

@@ -16,7 +16,7 @@ from typing import Any
 
 from core.logging import get_request_id
 from gateway.upstream import CHAT, RESPONSES
-from prompts.rendering import render_version
+from prompts.rendering import arender_version
 from routing.router import AUTO, TIER_PREFIX, RequestFeatures, estimate_tokens
 from routing.snapshot import ModelInfo, TierInfo
 
@@ -220,12 +220,13 @@ class GatewayCall:
         )
 
     @classmethod
-    def for_prompt_version(
+    async def for_prompt_version(
         cls, *, version: Any, variables: dict[str, Any], **kwargs: Any
     ) -> GatewayCall:
         """A stored prompt version rendered with `variables` (InvalidVariables when they do
-        not fit), its model settings included; the keywords are `for_responses`'."""
-        body = prompt_body(version, render_version(version, variables))
+        not fit; rendering never blocks the event loop), its model settings included; the
+        keywords are `for_responses`'."""
+        body = prompt_body(version, await arender_version(version, variables))
         return cls.for_responses(body=body, version=version, **kwargs)
 
     def upstream_body(self, model: ModelInfo, tier: TierInfo | None) -> dict[str, Any]:

@@ -185,7 +185,7 @@ async def _with_prompt(
     ref: Any, upstream: dict[str, Any], api_key: ApiKey
 ) -> tuple[Any, dict[str, Any]]:
     """Resolve `prompt={id, version, variables}` against the team's prompts and merge it in."""
-    from prompts.rendering import render_version
+    from prompts.rendering import arender_version
 
     if not isinstance(ref, dict) or not isinstance(ref.get("id"), str) or not ref["id"]:
         raise BadRequest(
@@ -205,7 +205,7 @@ async def _with_prompt(
         team_id=api_key.team_id, slug=ref["id"], label=label, version=number
     )
     variables = ref.get("variables") or {}
-    rendered = render_version(version, variables)
+    rendered = await arender_version(version, variables)
     stored = prompt_body(version, rendered)
     merged = {**stored, **{k: v for k, v in upstream.items() if k not in ("input", "instructions")}}
     extra_input = upstream.get("input")
