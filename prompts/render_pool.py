@@ -125,6 +125,24 @@ class RenderPool:
                 worker.kill()
         return _Worker(self.memory_mb)
 
+    def _replace(self, worker: _Worker) -> None:
+        """Kill `worker` and start its successor in the background, so that the next render
+        does not wait for a process to start."""
+        worker.kill()
+
+        def start() -> None:
+            try:
+                successor = _Worker(self.memory_mb)
+            except RenderBusy:
+                return
+            with self.lock:
+                if len(self.idle) < self.size:
+                    self.idle.append(successor)
+                    return
+            successor.kill()
+
+        threading.Thread(target=start, daemon=True).start()
+
     def render(
         self, sources: Sequence[tuple[str, str]], values: dict[str, Any], limits: Limits
     ) -> list[str] | tuple[str, Failure]:
@@ -141,16 +159,16 @@ class RenderPool:
                 answer = worker.ask(payload, time.monotonic() + limits.seconds + KILL_GRACE_SECONDS)
             except (OSError, EOFError, ValueError):
                 answer = {"failed": ["", _stopped()]}
-                worker.kill()
+                self._replace(worker)
             else:
                 if answer is None:
-                    worker.kill()
+                    self._replace(worker)
                     timeout = RenderLimit(
                         TIMEOUT, f"took longer than {limits.seconds:g} s to render."
                     )
                     answer = {"failed": ["", failure_of(timeout)]}
                 elif answer.pop("retire", False):
-                    worker.kill()
+                    self._replace(worker)
                 else:
                     with self.lock:
                         self.idle.append(worker)
@@ -195,7 +213,7 @@ def _answer(request: tuple[list[tuple[str, str]], dict[str, Any], dict[str, Any]
                 texts.append(render_bounded(cache.get(source), values, limits))
             except Exception as exc:
                 failure = failure_of(exc) or {"kind": "failed", "message": str(exc)}
-                spent = isinstance(exc, RenderLimit) and exc.code == TOO_LARGE
+                spent = isinstance(exc, MemoryError) or getattr(exc, "exhausted", False)
                 return {"failed": [where, failure]}, spent
         return {"texts": texts}, False
     finally:

@@ -115,10 +115,13 @@ MAX_INT_ARGUMENT = 1_000_000
 class RenderLimit(Exception):
     """A template went past one of the limits; `code` names which."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, *, exhausted: bool = False) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        # True when memory actually ran out (not refused beforehand): the process that ran
+        # the template should not serve another.
+        self.exhausted = exhausted
 
 
 TIMEOUT = "template_timeout"
@@ -379,7 +382,9 @@ def render_bounded(template: Any, values: dict[str, Any], limits: Limits) -> str
     except RecursionError:
         raise RenderLimit(RECURSION_LIMIT, "calls nest deeper than Python allows.") from None
     except MemoryError:
-        raise _too_large(limits) from None
+        raise RenderLimit(
+            TOO_LARGE, f"output would pass {limits.max_chars} characters.", exhausted=True
+        ) from None
     finally:
         _budget.reset(token)
 
