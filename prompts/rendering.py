@@ -239,8 +239,10 @@ def parse_form_value(spec: Mapping[str, Any], raw: str) -> Any:
 class TemplateLimitExceeded(ValidationFailed):
     """A template went past a rendering limit (time, output size, loops, call depth)."""
 
-    def __init__(self, code: str, message: str, where: str) -> None:
-        super().__init__(message, details={where: message})
+    def __init__(self, code: str, reason: str, where: str) -> None:
+        super().__init__(
+            f"The {where} template went past a limit: {reason}", details={where: reason}
+        )
         self.code = code
 
 
@@ -248,9 +250,7 @@ def _failed(where: str, failure: Failure) -> ValidationFailed:
     kind, message = failure["kind"], failure["message"]
     where = where or "template"
     if kind == "limit":
-        return TemplateLimitExceeded(
-            failure["code"], f"The {where} template went past a limit: {message}", where
-        )
+        return TemplateLimitExceeded(failure["code"], message, where)
     if kind == "syntax":
         line = failure.get("line")
         return ValidationFailed(
