@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from core.errors import BadRequest
 from core.logging import get_request_id
 from gateway.upstream import CHAT, RESPONSES
 from prompts.rendering import arender_version
@@ -373,6 +374,22 @@ def tools_bound(tools: list[Any]) -> int:
     if not tools:
         return 0
     return len(json.dumps(tools))
+
+
+def metadata_check(value: Any) -> dict[str, Any]:
+    """A request's `metadata`: an object of scalars (rules compare them with eq, in, gt, lt,
+    regex; `task_tag` picks rules). Raises BadRequest (400) for anything else."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise BadRequest("`metadata` must be an object.", param="metadata")
+    for key, item in value.items():
+        if item is not None and not isinstance(item, str | int | float | bool):
+            raise BadRequest(
+                f"`metadata.{key}` must be a string, number, boolean or null.",
+                param=f"metadata.{key}",
+            )
+    return value
 
 
 def build_features(
