@@ -114,9 +114,16 @@ class UsageQuery(serializers.Serializer):
 
 class UsageRecordSerializer(serializers.ModelSerializer):
     team = serializers.SlugRelatedField(slug_field="slug", read_only=True)
-    api_key = serializers.CharField(source="api_key.prefix", default=None, read_only=True)
-    prompt = serializers.CharField(source="prompt_version.prompt.slug", default=None)
-    prompt_version = serializers.IntegerField(source="prompt_version.number", default=None)
+    # null for a call made without a key (the playground) or without a stored prompt
+    api_key = serializers.CharField(
+        source="api_key.prefix", default=None, allow_null=True, read_only=True
+    )
+    prompt = serializers.CharField(
+        source="prompt_version.prompt.slug", default=None, allow_null=True, read_only=True
+    )
+    prompt_version = serializers.IntegerField(
+        source="prompt_version.number", default=None, allow_null=True, read_only=True
+    )
     model = serializers.CharField(source="model_name")
     tier = serializers.CharField(source="tier_name")
 
