@@ -30,13 +30,13 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from core.sizedcache import SizedCache
 from prompts.sandbox import (
     TIMEOUT,
     TOO_LARGE,
     Failure,
     Limits,
     RenderLimit,
-    TemplateCache,
     compile_template,
     failure_of,
     render_bounded,
@@ -227,7 +227,7 @@ def main(memory_mb: int) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     signal.signal(signal.SIGALRM, _on_alarm)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when a worker ends
-    cache = TemplateCache(4 * 1024 * 1024, lambda source: compile_template(source, guarded=True))
+    cache = SizedCache(4 * 1024 * 1024, lambda source: compile_template(source, guarded=True))
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     stdout.write(b"+")
     stdout.flush()

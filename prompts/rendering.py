@@ -23,6 +23,7 @@ from django.conf import settings
 from jinja2 import TemplateSyntaxError, meta, nodes
 
 from core.errors import InvalidVariables, ServiceUnavailable, ValidationFailed
+from core.sizedcache import SizedCache
 from prompts.render_pool import RenderBusy, RenderPool
 from prompts.sandbox import (
     ENV,
@@ -30,7 +31,6 @@ from prompts.sandbox import (
     Failure,
     Limits,
     Plan,
-    TemplateCache,
     compile_template,
     failure_of,
     plan,
@@ -65,7 +65,7 @@ def _build(source: str) -> _Compiled:
     return _Compiled(found, compile_template(source, guarded=False) if found.plain else None)
 
 
-_CACHE = TemplateCache(settings.PROMPT_TEMPLATE_CACHE_CHARS, _build)
+_CACHE = SizedCache(settings.PROMPT_TEMPLATE_CACHE_CHARS, _build)
 _POOL = RenderPool(
     size=settings.PROMPT_RENDER_WORKERS, memory_mb=settings.PROMPT_RENDER_WORKER_MEMORY_MB
 )

@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import contextvars
 import operator
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -274,7 +272,7 @@ ENV = Sandbox(
     finalize=_finalize,
     keep_trailing_newline=True,
     auto_reload=False,
-    cache_size=0,  # compiled templates are cached by TemplateCache, bounded in bytes
+    cache_size=0,  # compiled templates are cached in core.sizedcache, bounded in size
 )
 GLOBAL_NAMES = frozenset(ENV.globals)
 
@@ -327,41 +325,6 @@ def compile_template(source: str, *, guarded: bool) -> Any:
         return ENV.from_string(source)
     ast = ENV.parse(source)
     return ENV.from_string(_count_loops(ast))
-
-
-class TemplateCache:
-    """Least-recently-used cache whose size is the total length of its keys' source text, so
-    that a few huge templates cannot hold more memory than many small ones."""
-
-    def __init__(self, max_chars: int, build: Callable[[str], Any]) -> None:
-        self.max_chars = max_chars
-        self.build = build
-        self.chars = 0
-        self.entries: OrderedDict[str, Any] = OrderedDict()
-        self.lock = threading.Lock()  # sync views' threads and the event loop share it
-
-    def get(self, source: str) -> Any:
-        with self.lock:
-            value = self.entries.get(source)
-            if value is not None:
-                self.entries.move_to_end(source)
-                return value
-        value = self.build(source)
-        if len(source) > self.max_chars // 4:  # a template larger than that is not kept
-            return value
-        with self.lock:
-            if source not in self.entries:
-                self.entries[source] = value
-                self.chars += len(source)
-            while self.chars > self.max_chars:
-                old, _ = self.entries.popitem(last=False)
-                self.chars -= len(old)
-        return value
-
-    def clear(self) -> None:
-        with self.lock:
-            self.entries.clear()
-            self.chars = 0
 
 
 def render_bounded(template: Any, values: dict[str, Any], limits: Limits) -> str:

@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 
 from core.errors import InvalidVariables, ValidationFailed
+from core.sizedcache import SizedCache
 from prompts.models import PromptVersion
 from prompts.rendering import (
     RenderedPrompt,
@@ -11,7 +12,7 @@ from prompts.rendering import (
     render_version,
     validate_version_templates,
 )
-from prompts.sandbox import ENV, TemplateCache, plan
+from prompts.sandbox import ENV, plan
 
 ALL_TYPES = [
     {"name": "text", "type": "string", "required": True, "max_length": 10},
@@ -301,7 +302,7 @@ def test_plain_templates_are_told_apart_from_those_that_can_loop():
 
 def test_the_template_cache_is_bounded_by_the_size_of_its_templates():
     built: list[str] = []
-    cache = TemplateCache(1000, lambda source: built.append(source) or source)
+    cache = SizedCache(1000, lambda source: built.append(source) or source)
     for index in range(10):
         cache.get(f"{index}" * 200)
     assert cache.chars <= 1000
