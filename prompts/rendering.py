@@ -300,13 +300,20 @@ def _inline(
     references = sum(entry.plan.references for _, entry in compiled)
     if not all(entry.plan.plain for _, entry in compiled):
         return None
-    if references and references * _weight(values) > settings.PROMPT_RENDER_INLINE_WORK:
+    work = references * _weight(values)
+    if work > settings.PROMPT_RENDER_INLINE_WORK:
         return None
-    limits = _limits()
+    # Output at most this many characters (linear filters grow text at most sixfold): the
+    # usual prompt renders in one call, without counting pieces as they come.
+    size = 6 * work + sum(len(source) for _, source in sources)
+    limits = None if size <= settings.PROMPT_RENDER_MAX_CHARS else _limits()
     texts = []
     for where, entry in compiled:
         try:
-            texts.append(render_bounded(entry.template, values, limits))
+            if limits is None:
+                texts.append(entry.template.render(values))
+            else:
+                texts.append(render_bounded(entry.template, values, limits))
         except Exception as exc:
             failure = failure_of(exc)
             if failure is None:
