@@ -4,6 +4,8 @@
 - nesting deeper than JSON_MAX_DEPTH (Python's own parser would hit the recursion limit and
   raise RecursionError, a 500) → 400 `json_too_deep`
 - more than JSON_MAX_ITEMS keys and list items in total → 400 `json_too_large`
+- NaN, Infinity, or a number too large for a double (it would read as infinity) → 400
+  `invalid_json`
 - NUL characters (PostgreSQL cannot store them) or lone UTF-16 surrogates (they cannot be
   encoded as UTF-8, so they would fail later, on write or on the upstream call) → 400
   `invalid_unicode`
@@ -16,6 +18,7 @@ parser configured for every /api endpoint. `body_read_limited`, `utf8_decode` an
 from __future__ import annotations
 
 import json
+import math
 import re
 from typing import Any
 
@@ -56,7 +59,7 @@ def json_loads_limited(
     if b"\\u0000" in raw:
         raise InvalidUnicode("NUL characters (\\u0000) are not allowed.")
     try:
-        data = json.loads(text)
+        data = json.loads(text, parse_constant=_non_finite, parse_float=_finite_float)
     except RecursionError:
         raise JsonTooDeep(f"JSON nesting is deeper than the limit of {max_depth}.") from None
     except ValueError as exc:
@@ -64,6 +67,18 @@ def json_loads_limited(
     check_strings = _SURROGATE_ESCAPE.search(raw) is not None
     structure_check(data, max_depth=max_depth, max_items=max_items, check_strings=check_strings)
     return data
+
+
+def _non_finite(name: str) -> float:
+    # NaN and Infinity are not JSON; Python's parser accepts them unless told otherwise.
+    raise JsonError(f"Malformed JSON: {name} is not a JSON number.")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise JsonError(f"Malformed JSON: the number {text[:40]} is out of range.")
+    return value
 
 
 def utf8_decode(raw: bytes) -> str:

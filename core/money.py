@@ -28,3 +28,19 @@ def cost_field(**kwargs: Any) -> models.DecimalField:
 
 def price_field(**kwargs: Any) -> models.DecimalField:
     return models.DecimalField(**PRICE_DIGITS, **kwargs)
+
+
+# The largest budget limit: what COST_DIGITS holds (10 digits before the point), rounded down.
+MAX_LIMIT_USD = Decimal("1000000000")
+
+
+def usd_limit_problem(value: Decimal) -> str | None:
+    """Why `value` cannot be a budget limit in USD (not a finite number, negative, or beyond
+    what the ledger's columns hold), or None when it can."""
+    if not isinstance(value, Decimal) or not value.is_finite():
+        return "Enter a finite number of dollars."
+    if value < 0:
+        return "The limit must not be negative."
+    if value > MAX_LIMIT_USD:
+        return f"The limit must be at most {MAX_LIMIT_USD} USD."
+    return None

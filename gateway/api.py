@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from accounts.models import ApiKey
 from core.errors import AppError, BadRequest, MethodNotAllowed
-from gateway.calls import GatewayCall, new_request_id
+from gateway.calls import GatewayCall, metadata_check, new_request_id
 from gateway.costs import worst_case
 from gateway.http import (
     api_error,
@@ -53,9 +53,7 @@ def _run_options(body: dict[str, Any]) -> tuple[str | None, int | None, str, dic
     tier = body.get("tier", AUTO) or AUTO
     if not isinstance(tier, str):
         raise BadRequest("`tier` must be 'auto' or a tier name.", param="tier")
-    metadata = body.get("metadata") or {}
-    if not isinstance(metadata, dict):
-        raise BadRequest("`metadata` must be an object.", param="metadata")
+    metadata = metadata_check(body.get("metadata"))
     stream = body.get("stream", False)
     if not isinstance(stream, bool):
         raise BadRequest("`stream` must be a boolean.", param="stream")
@@ -69,7 +67,7 @@ async def run_call(
     version = await resolve_version(team_id=api_key.team_id, slug=slug, label=label, version=number)
     if tier != AUTO and not tier.startswith(TIER_PREFIX):
         tier = f"{TIER_PREFIX}{tier}"
-    return GatewayCall.for_prompt_version(
+    return await GatewayCall.for_prompt_version(
         version=version,
         variables=body.get("variables") or {},
         team_id=api_key.team_id,

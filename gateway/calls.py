@@ -14,9 +14,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from core.errors import BadRequest
 from core.logging import get_request_id
 from gateway.upstream import CHAT, RESPONSES
-from prompts.rendering import render_version
+from prompts.rendering import arender_version
 from routing.router import (
     AUTO,
     TIER_PREFIX,
@@ -227,12 +228,13 @@ class GatewayCall:
         )
 
     @classmethod
-    def for_prompt_version(
+    async def for_prompt_version(
         cls, *, version: Any, variables: dict[str, Any], **kwargs: Any
     ) -> GatewayCall:
         """A stored prompt version rendered with `variables` (InvalidVariables when they do
-        not fit), its model settings included; the keywords are `for_responses`'."""
-        body = prompt_body(version, render_version(version, variables))
+        not fit; rendering never blocks the event loop), its model settings included; the
+        keywords are `for_responses`'."""
+        body = prompt_body(version, await arender_version(version, variables))
         return cls.for_responses(body=body, version=version, **kwargs)
 
     def upstream_body(self, model: ModelInfo, tier: TierInfo | None) -> dict[str, Any]:
@@ -361,6 +363,22 @@ def tools_bound(tools: list[Any]) -> int:
     if not tools:
         return 0
     return len(json.dumps(tools))
+
+
+def metadata_check(value: Any) -> dict[str, Any]:
+    """A request's `metadata`: an object of scalars (rules compare them with eq, in, gt, lt,
+    regex; `task_tag` picks rules). Raises BadRequest (400) for anything else."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise BadRequest("`metadata` must be an object.", param="metadata")
+    for key, item in value.items():
+        if item is not None and not isinstance(item, str | int | float | bool):
+            raise BadRequest(
+                f"`metadata.{key}` must be a string, number, boolean or null.",
+                param=f"metadata.{key}",
+            )
+    return value
 
 
 def build_features(

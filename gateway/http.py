@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
@@ -101,8 +102,16 @@ def _with_headers(response: R, headers: dict[str, str], request_id: str | None) 
     return response
 
 
+# Printable ASCII but `%`: what a header value keeps as is (docs/gateway.md, headers).
+_HEADER_SAFE = "".join(chr(c) for c in range(0x20, 0x7F) if chr(c) != "%")
+
+
 def header_safe(value: str, limit: int = 400) -> str:
-    return value.encode("ascii", "replace").decode()[:limit].replace("\n", " ").replace("\r", " ")
+    """`value` as a header value: UTF-8 percent-encoded (RFC 3986) outside printable ASCII,
+    and `%` itself, so that `urllib.parse.unquote` gives the text back (a rule named in
+    Japanese stays readable, not `???`); at most `limit` characters before encoding."""
+    text = value[:limit].replace("\n", " ").replace("\r", " ")
+    return quote(text, safe=_HEADER_SAFE)
 
 
 def switchboard_headers(

@@ -15,7 +15,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonRespons
 
 from accounts.models import ApiKey
 from core.errors import AppError, BadRequest, MethodNotAllowed, NotFound
-from gateway.calls import GatewayCall, new_request_id, prompt_body
+from gateway.calls import GatewayCall, metadata_check, new_request_id, prompt_body
 from gateway.http import (
     authenticate,
     event_stream,
@@ -34,6 +34,15 @@ from routing.snapshot import snapshot_get
 from spend.pricing import SERVICE_TIER_MULTIPLIERS
 
 REASONING_EFFORTS = {"none", "minimal", "low", "medium", "high", "xhigh"}
+MAX_INT = 2**31 - 1  # token counts and `n`: past this a number is a mistake or a probe
+NUMBER_RANGES = {
+    "temperature": (0, 2),
+    "top_p": (0, 1),
+    "presence_penalty": (-2, 2),
+    "frequency_penalty": (-2, 2),
+    "n": (1, 128),
+    "top_logprobs": (0, 20),
+}
 
 
 # ------------------------------------------------------------------------------ validation
@@ -64,10 +73,27 @@ def _positive_int(body: dict[str, Any], *names: str) -> int | None:
         value = body.get(name)
         if value is None:
             continue
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise BadRequest(f"`{name}` must be a positive integer.", param=name)
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_INT:
+            raise BadRequest(
+                f"`{name}` must be a positive integer (at most {MAX_INT}).", param=name
+            )
         return value
     return None
+
+
+def _numbers(body: dict[str, Any]) -> None:
+    """OpenAI's numeric sampling fields: numbers within OpenAI's own ranges, refused here
+    rather than forwarded (a NaN or 1e308 would fail upstream, after routing and budgets)."""
+    for name, (low, high) in NUMBER_RANGES.items():
+        value = body.get(name)
+        if value is None:
+            continue
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not low <= value <= high
+        ):
+            raise BadRequest(f"`{name}` must be a number from {low} to {high}.", param=name)
 
 
 def _list(body: dict[str, Any], name: str) -> list[Any]:
@@ -80,17 +106,12 @@ def _list(body: dict[str, Any], name: str) -> list[Any]:
 
 
 def _metadata(body: dict[str, Any]) -> dict[str, Any]:
-    value = body.get("metadata")
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise BadRequest("`metadata` must be an object.", param="metadata")
-    return value
+    return metadata_check(body.get("metadata"))
 
 
 def _service_tier(body: dict[str, Any]) -> str:
     value = body.get("service_tier") or "default"
-    if value not in SERVICE_TIER_MULTIPLIERS:
+    if not isinstance(value, str) or value not in SERVICE_TIER_MULTIPLIERS:
         raise BadRequest(
             f"Unknown service_tier {value!r}; use one of {', '.join(SERVICE_TIER_MULTIPLIERS)}.",
             param="service_tier",
@@ -99,9 +120,9 @@ def _service_tier(body: dict[str, Any]) -> str:
 
 
 def _effort(value: Any, param: str) -> bool:
-    if value in (None, ""):
+    if value is None or value == "":
         return False
-    if value not in REASONING_EFFORTS:
+    if not isinstance(value, str) or value not in REASONING_EFFORTS:
         raise BadRequest(f"Unknown reasoning effort {value!r}.", param=param)
     return value not in ("none", "minimal")
 
@@ -114,6 +135,7 @@ def chat_call(body: dict[str, Any], api_key: ApiKey, request_id: str) -> Gateway
     if not isinstance(messages, list) or not messages:
         raise BadRequest("`messages` must be a non-empty list.", param="messages")
     stream_options = body.get("stream_options") or {}
+    _numbers(body)
     return GatewayCall.for_chat(
         body={k: v for k, v in body.items() if k not in ("model", "stream", "stream_options")},
         messages=messages,
@@ -165,6 +187,7 @@ async def responses_call(body: dict[str, Any], api_key: ApiKey, request_id: str)
     if not isinstance(reasoning, dict):
         raise BadRequest("`reasoning` must be an object.", param="reasoning")
     _effort(reasoning.get("effort"), "reasoning.effort")
+    _numbers(upstream)
     return GatewayCall.for_responses(
         body=upstream,
         team_id=api_key.team_id,
@@ -185,7 +208,7 @@ async def _with_prompt(
     ref: Any, upstream: dict[str, Any], api_key: ApiKey
 ) -> tuple[Any, dict[str, Any]]:
     """Resolve `prompt={id, version, variables}` against the team's prompts and merge it in."""
-    from prompts.rendering import render_version
+    from prompts.rendering import arender_version
 
     if not isinstance(ref, dict) or not isinstance(ref.get("id"), str) or not ref["id"]:
         raise BadRequest(
@@ -205,7 +228,7 @@ async def _with_prompt(
         team_id=api_key.team_id, slug=ref["id"], label=label, version=number
     )
     variables = ref.get("variables") or {}
-    rendered = render_version(version, variables)
+    rendered = await arender_version(version, variables)
     stored = prompt_body(version, rendered)
     merged = {**stored, **{k: v for k, v in upstream.items() if k not in ("input", "instructions")}}
     extra_input = upstream.get("input")

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
 import jsonschema
 
+from core.sizedcache import SizedCache
 from gateway.calls import Usage
 from gateway.upstream import CHAT
 
@@ -93,11 +93,18 @@ def output_of(api: str, data: dict) -> Output:
     return Output(text="".join(texts), tool_calls=tool_calls, refusal=refusal)
 
 
-@lru_cache(maxsize=512)
-def _validator(schema_json: str) -> jsonschema.protocols.Validator:
+def _build_validator(schema_json: str) -> jsonschema.protocols.Validator:
     schema = json.loads(schema_json)
     cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
     return cls(schema)
+
+
+# Keyed by the schema a client sent: bounded by the schemas' size, not their count.
+_VALIDATORS = SizedCache(2_000_000, _build_validator)
+
+
+def _validator(schema_json: str) -> jsonschema.protocols.Validator:
+    return _VALIDATORS.get(schema_json)
 
 
 def check_output(output: Output, schema: dict | None) -> str | None:

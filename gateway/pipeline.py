@@ -71,7 +71,7 @@ async def _classify(prepared: Prepared) -> Decision:
 
 async def run_classifier(parent: Prepared, version: Any, text: str) -> str:
     """Run the classifier prompt as its own upstream call, on the parent's ledger and budget."""
-    sub = GatewayCall.for_prompt_version(
+    sub = await GatewayCall.for_prompt_version(
         version=version,
         variables={"text": text},
         team_id=parent.call.team_id,

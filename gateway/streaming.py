@@ -31,6 +31,7 @@ from spend.models import UsageRecord
 log = logging.getLogger(__name__)
 
 STREAM_CUT = "upstream_stream_cut"
+CUT_MESSAGE = "The upstream stream ended before the response was complete."
 
 
 @dataclass(slots=True)
@@ -192,12 +193,16 @@ async def relay(
                 event = None
             except Exception as exc:  # a read timeout or a broken connection mid-stream
                 failure = classify_error(exc)
-                state.failed, state.failed_message = failure.kind, failure.message
+                if failure.kind == "connection_error":
+                    # A cut, whatever the transport calls it (aiohttp's reads "400, message=
+                    # 'Response payload is not completed'": no status was ever sent).
+                    state.failed, state.failed_message = STREAM_CUT, CUT_MESSAGE
+                else:
+                    state.failed, state.failed_message = failure.kind, failure.message
                 event = None
         if not state.completed:
             if not state.failed:
-                state.failed = STREAM_CUT
-                state.failed_message = "The upstream stream ended before the response was complete."
+                state.failed, state.failed_message = STREAM_CUT, CUT_MESSAGE
             yield error_event(state)
         elif on_end is not None:
             tail = on_end(state)

@@ -17,7 +17,7 @@ from gateway.calls import GatewayCall, prompt_body
 from gateway.pipeline import complete, open_stream, prepare
 from gateway.streaming import relay
 from playground.columns import ColumnSpec
-from prompts.rendering import render_version
+from prompts.rendering import arender_version
 from routing.router import AUTO, TIER_PREFIX
 from spend.models import UsageRecord
 from spend.usage import usage_flush
@@ -68,7 +68,7 @@ def _requested(column: ColumnSpec) -> str:
     return AUTO
 
 
-def _body(spec: CallInput) -> tuple[dict[str, Any], int | None]:
+async def _body(spec: CallInput) -> tuple[dict[str, Any], int | None]:
     version = spec.prompt_version
     if spec.body is not None:
         body = {
@@ -78,7 +78,7 @@ def _body(spec: CallInput) -> tuple[dict[str, Any], int | None]:
             version.max_output_tokens if version else None
         )
     elif version is not None:
-        body = prompt_body(version, render_version(version, spec.variables))
+        body = prompt_body(version, await arender_version(version, spec.variables))
         max_output = version.max_output_tokens
     else:
         if not spec.input:
@@ -97,8 +97,8 @@ def _body(spec: CallInput) -> tuple[dict[str, Any], int | None]:
     return body, max_output
 
 
-def _gateway_call(spec: CallInput, *, stream: bool) -> GatewayCall:
-    body, max_output = _body(spec)
+async def _gateway_call(spec: CallInput, *, stream: bool) -> GatewayCall:
+    body, max_output = await _body(spec)
     return GatewayCall.for_responses(
         body=body,
         team_id=spec.team.pk,
@@ -129,7 +129,7 @@ async def usage_record_id(request_id: str) -> int | None:
 
 async def call(spec: CallInput) -> CallResult:
     """One non-streamed call through the gateway; raises the gateway's AppError on failure."""
-    gateway_call = _gateway_call(spec, stream=False)
+    gateway_call = await _gateway_call(spec, stream=False)
     outcome = await complete(await prepare(gateway_call))
     answer = outcome.answer
     return CallResult(
@@ -156,7 +156,7 @@ async def stream(spec: CallInput) -> AsyncIterator[str | CallResult]:
     its first bytes raises UpstreamFailed (the gateway has recorded the attempt as failed);
     one that never starts raises the gateway's error, after its retries and fallbacks."""
 
-    gateway_call = _gateway_call(spec, stream=True)
+    gateway_call = await _gateway_call(spec, stream=True)
     prepared = await prepare(gateway_call)
     opened = await open_stream(prepared)
     final: dict[str, Any] = {}

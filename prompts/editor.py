@@ -11,9 +11,12 @@ from __future__ import annotations
 import html
 import json
 import re
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.conf import settings
+from django.core.cache import cache
 from django.http import QueryDict
 from django.utils.safestring import SafeString, mark_safe
 
@@ -263,6 +266,19 @@ class Preview:
     detected: list[str] | None = None  # None while a template does not parse
 
 
+def preview_allowed(*, user_id: int) -> bool:
+    """Count one preview for the user in this minute's window (shared by every process
+    through the cache); False past PROMPT_PREVIEW_PER_MINUTE. Each preview compiles and
+    renders a draft, so a user cannot make a process do that without bound."""
+    key = f"prompt-preview:{user_id}:{int(time.time() // 60)}"
+    cache.add(key, 0, timeout=120)
+    try:
+        count = cache.incr(key)
+    except ValueError:  # evicted between add and incr
+        count = 1
+    return count <= settings.PROMPT_PREVIEW_PER_MINUTE
+
+
 def _mark_empty(text: str) -> SafeString:
     escaped = html.escape(text)
     return mark_safe(  # noqa: S308  (escaped above; only our own marker becomes markup)
@@ -327,6 +343,7 @@ def build_preview(draft: EditorDraft) -> Preview:
             user_template=draft.user_template,
             few_shot=few_shot,
             values=values,
+            keep=False,
         )
     except ValidationFailed as exc:
         preview.render_error = exc.message

@@ -1,28 +1,41 @@
 """Prompt rendering: typed variables validated against a version's schema, then the version's
-templates rendered in a Jinja2 sandbox with strict undefined.
+templates rendered in a Jinja2 sandbox (prompts.sandbox) with strict undefined and hard limits.
 
-This is on the gateway's hot path: compiled templates are cached by their source text (a
-version is immutable, so its text never changes under a given id), and validation is plain
-Python over a short list of declared variables.
+This is on the gateway's hot path: a plain template (no loops, macros or calls) renders inline,
+compiled once and cached by its source text in a cache bounded by the text's size; any other
+template renders in a killable worker process (prompts.render_pool), awaited without blocking
+the event loop. Validation is plain Python over a short list of declared variables.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import keyword
 import math
-import operator
 from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from decimal import Decimal
-from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
-from jinja2 import StrictUndefined, TemplateSyntaxError, meta, nodes
-from jinja2.exceptions import SecurityError, TemplateError, UndefinedError
-from jinja2.sandbox import ImmutableSandboxedEnvironment
+from django.conf import settings
+from jinja2 import TemplateSyntaxError, meta, nodes
 
-from core.errors import InvalidVariables, ValidationFailed
+from core.errors import InvalidVariables, ServiceUnavailable, ValidationFailed
+from core.sizedcache import SizedCache
+from prompts.render_pool import RenderBusy, RenderPool
+from prompts.sandbox import (
+    ENV,
+    GLOBAL_NAMES,
+    Failure,
+    Limits,
+    Plan,
+    compile_template,
+    failure_of,
+    plan,
+    render_bounded,
+)
 
 if TYPE_CHECKING:
     from prompts.models import PromptVersion
@@ -30,51 +43,34 @@ if TYPE_CHECKING:
 VARIABLE_TYPES = ("string", "integer", "number", "boolean", "enum", "list", "json")
 VARIABLE_KEYS = {"name", "type", "required", "default", "enum", "max_length", "description"}
 ROLES = ("system", "user", "assistant")
-# A rendered prompt larger than this is a template bug (or an attack), not a prompt.
-MAX_RENDERED_CHARS = 1_000_000
-# `{{ 'x' * n }}` and `{{ n ** m }}` may not build values bigger than this.
-MAX_BINOP_SIZE = 100_000
 
 
-class _Sandbox(ImmutableSandboxedEnvironment):
-    """Immutable sandbox that also refuses memory bombs built with `*` and `**`."""
-
-    intercepted_binops = frozenset(["*", "**"])
-
-    def call_binop(self, context: Any, operator_name: str, left: Any, right: Any) -> Any:
-        if operator_name == "**":
-            if isinstance(right, int | float) and abs(right) > 64:
-                raise SecurityError("exponent too large for a prompt template")
-            return operator.pow(left, right)
-        for seq, count in ((left, right), (right, left)):
-            if (
-                isinstance(seq, str | list | tuple)
-                and isinstance(count, int)
-                and len(seq) * count > MAX_BINOP_SIZE
-            ):
-                raise SecurityError("repetition too large for a prompt template")
-        return operator.mul(left, right)
+def _limits() -> Limits:
+    return Limits(
+        seconds=settings.PROMPT_RENDER_SECONDS,
+        max_chars=settings.PROMPT_RENDER_MAX_CHARS,
+        max_iterations=settings.PROMPT_RENDER_MAX_ITERATIONS,
+        max_depth=settings.PROMPT_RENDER_MAX_DEPTH,
+    )
 
 
-def _finalize(value: Any) -> Any:
-    # An optional variable left out renders as nothing, not as "None".
-    return "" if value is None else value
+@dataclass(frozen=True)
+class _Compiled:
+    plan: Plan
+    template: Any  # compiled only when plain: the others render in a worker
 
 
-_ENV = _Sandbox(
-    undefined=StrictUndefined,
-    autoescape=False,
-    finalize=_finalize,
-    keep_trailing_newline=True,
-    auto_reload=False,
-    cache_size=0,  # we cache compiled templates ourselves, keyed by their text
+def _build(source: str) -> _Compiled:
+    found = plan(ENV.parse(source))
+    return _Compiled(found, compile_template(source, guarded=False) if found.plain else None)
+
+
+_CACHE = SizedCache(settings.PROMPT_TEMPLATE_CACHE_CHARS, _build)
+_POOL = RenderPool(
+    size=settings.PROMPT_RENDER_WORKERS, memory_mb=settings.PROMPT_RENDER_WORKER_MEMORY_MB
 )
-_GLOBAL_NAMES = frozenset(_ENV.globals)
-
-
-@lru_cache(maxsize=2048)
-def _compile(source: str) -> Any:
-    return _ENV.from_string(source)
+# The threads that wait on the workers for async callers (never the event loop's own).
+_WAITERS = ThreadPoolExecutor(settings.PROMPT_RENDER_WORKERS, thread_name_prefix="render")
 
 
 @dataclass(frozen=True)
@@ -240,35 +236,140 @@ def parse_form_value(spec: Mapping[str, Any], raw: str) -> Any:
 # Rendering
 
 
-def _render_one(source: str, values: dict[str, Any], where: str) -> str:
-    try:
-        text = _compile(source).render(values)
-    except TemplateSyntaxError as exc:
-        raise ValidationFailed(
-            f"Template syntax error in {where} at line {exc.lineno}: {exc.message}",
-            details={where: f"line {exc.lineno}: {exc.message}"},
-        ) from None
-    except SecurityError as exc:
-        raise ValidationFailed(
-            f"The {where} template tried an operation the sandbox forbids: {exc}",
-            details={where: f"unsafe operation refused: {exc}"},
-        ) from None
-    except UndefinedError as exc:
-        raise ValidationFailed(
-            f"The {where} template uses an undefined value: {exc}",
-            details={where: str(exc)},
-        ) from None
-    except (TemplateError, ArithmeticError, TypeError, ValueError, LookupError) as exc:
-        raise ValidationFailed(
-            f"The {where} template failed to render: {exc}",
-            details={where: str(exc)},
-        ) from None
-    if len(text) > MAX_RENDERED_CHARS:
-        raise ValidationFailed(
-            f"The rendered {where} is larger than {MAX_RENDERED_CHARS} characters.",
-            details={where: "rendered text too large"},
+class TemplateLimitExceeded(ValidationFailed):
+    """A template went past a rendering limit (time, output size, loops, call depth)."""
+
+    def __init__(self, code: str, reason: str, where: str) -> None:
+        super().__init__(
+            f"The {where} template went past a limit: {reason}", details={where: reason}
         )
-    return text
+        self.code = code
+
+
+def _failed(where: str, failure: Failure) -> ValidationFailed:
+    kind, message = failure["kind"], failure["message"]
+    where = where or "template"
+    if kind == "limit":
+        return TemplateLimitExceeded(failure["code"], message, where)
+    if kind == "syntax":
+        line = failure.get("line")
+        return ValidationFailed(
+            f"Template syntax error in {where} at line {line}: {message}",
+            details={where: f"line {line}: {message}"},
+        )
+    if kind == "security":
+        return ValidationFailed(
+            f"The {where} template tried an operation the sandbox forbids: {message}",
+            details={where: f"unsafe operation refused: {message}"},
+        )
+    if kind == "undefined":
+        return ValidationFailed(
+            f"The {where} template uses an undefined value: {message}", details={where: message}
+        )
+    return ValidationFailed(
+        f"The {where} template failed to render: {message}", details={where: message}
+    )
+
+
+def _weight(value: Any) -> int:
+    """About how many characters `value` renders to (what a plain template can multiply)."""
+    if isinstance(value, str):
+        return len(value)
+    if isinstance(value, list | tuple):
+        return len(value) + sum(_weight(item) for item in value)
+    if isinstance(value, dict):
+        return sum(_weight(k) + _weight(v) for k, v in value.items())
+    return 24
+
+
+def _inline(
+    sources: list[tuple[str, str]], values: dict[str, Any], *, keep: bool
+) -> list[str] | None:
+    """The rendered texts when every template is plain and cheap for these values, else
+    None (a worker must render them). Raises ValidationFailed."""
+    # Compiling takes hundreds of bytes per character of source, for a while: large
+    # templates are compiled in a worker, whose memory is its own.
+    if any(len(source) > settings.PROMPT_RENDER_INLINE_SOURCE_CHARS for _, source in sources):
+        return None
+    compiled = []
+    for where, source in sources:
+        try:
+            compiled.append((where, _CACHE.get(source) if keep else _build(source)))
+        except TemplateSyntaxError as exc:
+            raise _failed(where, failure_of(exc) or {}) from None
+    references = sum(entry.plan.references for _, entry in compiled)
+    if not all(entry.plan.plain for _, entry in compiled):
+        return None
+    work = references * _weight(values)
+    if work > settings.PROMPT_RENDER_INLINE_WORK:
+        return None
+    # Output at most this many characters (linear filters grow text at most sixfold): the
+    # usual prompt renders in one call, without counting pieces as they come.
+    size = 6 * work + sum(len(source) for _, source in sources)
+    limits = None if size <= settings.PROMPT_RENDER_MAX_CHARS else _limits()
+    texts = []
+    for where, entry in compiled:
+        try:
+            if limits is None:
+                texts.append(entry.template.render(values))
+            else:
+                texts.append(render_bounded(entry.template, values, limits))
+        except Exception as exc:
+            failure = failure_of(exc)
+            if failure is None:
+                raise
+            raise _failed(where, failure) from None
+    return texts
+
+
+def _plain_values(value: Any) -> Any:
+    """Values as built-in types only, for the worker's pipe (a str subclass would need its
+    module imported there)."""
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, list | tuple):
+        return [_plain_values(item) for item in value]
+    if isinstance(value, dict):
+        return {str(k): _plain_values(v) for k, v in value.items()}
+    return value
+
+
+def _in_worker(sources: list[tuple[str, str]], values: dict[str, Any]) -> list[str]:
+    try:
+        answer = _POOL.render(sources, _plain_values(values), _limits())
+    except RenderBusy:
+        raise ServiceUnavailable(
+            "Every template worker stayed busy; try again shortly.", headers={"Retry-After": "1"}
+        ) from None
+    if isinstance(answer, tuple):
+        raise _failed(*answer)
+    return answer
+
+
+def _sources(
+    system_template: str, user_template: str, few_shot: list[dict] | None
+) -> list[tuple[str, str]]:
+    sources = [("system", system_template)] if system_template else []
+    for index, example in enumerate(few_shot or []):
+        sources.append((f"few_shot[{index}]", example.get("content", "")))
+    sources.append(("user", user_template))
+    return sources
+
+
+def _messages(
+    texts: list[str], system_template: str, user_template: str, few_shot: list[dict] | None
+) -> list[dict]:
+    messages: list[dict] = []
+    texts = list(texts)
+    if system_template:
+        system = texts.pop(0)
+        if system.strip():
+            messages.append({"role": "system", "content": system})
+    for example in few_shot or []:
+        messages.append({"role": example.get("role", "user"), "content": texts.pop(0)})
+    if user_template or not messages:
+        messages.append({"role": "user", "content": texts.pop(0)})
+    return messages
 
 
 def render_templates(
@@ -277,33 +378,60 @@ def render_templates(
     user_template: str,
     few_shot: list[dict] | None,
     values: dict[str, Any],
+    keep: bool = True,
 ) -> list[dict]:
-    """Render a version's templates with already-validated values into chat messages."""
-    messages: list[dict] = []
-    if system_template:
-        system = _render_one(system_template, values, "system")
-        if system.strip():
-            messages.append({"role": "system", "content": system})
-    for index, example in enumerate(few_shot or []):
-        messages.append(
-            {
-                "role": example.get("role", "user"),
-                "content": _render_one(example.get("content", ""), values, f"few_shot[{index}]"),
-            }
-        )
-    if user_template or not messages:
-        messages.append({"role": "user", "content": _render_one(user_template, values, "user")})
-    return messages
+    """Render a version's templates with already-validated values into chat messages;
+    `keep=False` for drafts (the editor's preview), whose compiled form is not cached.
+
+    Blocks until done (at most PROMPT_RENDER_SECONDS and a little): call it from a thread,
+    never from the event loop (use `arender_templates` there). Raises ValidationFailed (422;
+    TemplateLimitExceeded past a limit) or ServiceUnavailable (503, every worker busy).
+    """
+    sources = _sources(system_template, user_template, few_shot)
+    texts = _inline(sources, values, keep=keep)
+    if texts is None:
+        texts = _in_worker(sources, values)
+    return _messages(texts, system_template, user_template, few_shot)
+
+
+async def arender_templates(
+    *,
+    system_template: str,
+    user_template: str,
+    few_shot: list[dict] | None,
+    values: dict[str, Any],
+) -> list[dict]:
+    """`render_templates` for the event loop: plain templates inline, the rest awaited on a
+    worker without blocking the loop."""
+    sources = _sources(system_template, user_template, few_shot)
+    texts = _inline(sources, values, keep=True)
+    if texts is None:
+        loop = asyncio.get_running_loop()
+        texts = await loop.run_in_executor(_WAITERS, _in_worker, sources, values)
+    return _messages(texts, system_template, user_template, few_shot)
 
 
 def render_version(version: PromptVersion, variables: dict | None) -> RenderedPrompt:
     """Validate `variables` against the version's schema and render its messages.
 
     Raises InvalidVariables (422, one detail per bad field) or ValidationFailed (422: a
-    template that cannot render, e.g. a sandbox violation).
+    template that cannot render, e.g. a sandbox violation or a limit). Blocking: from the
+    event loop, use `arender_version`.
     """
     values = validate_variables(version.variables or [], variables)
     messages = render_templates(
+        system_template=version.system_template,
+        user_template=version.user_template,
+        few_shot=version.few_shot,
+        values=values,
+    )
+    return RenderedPrompt(messages=messages, variables=values)
+
+
+async def arender_version(version: PromptVersion, variables: dict | None) -> RenderedPrompt:
+    """`render_version` for async callers: never blocks the event loop."""
+    values = validate_variables(version.variables or [], variables)
+    messages = await arender_templates(
         system_template=version.system_template,
         user_template=version.user_template,
         few_shot=version.few_shot,
@@ -374,7 +502,7 @@ def _template_sources(
 
 
 def _names_in_order(ast: nodes.Template) -> list[str]:
-    undeclared = meta.find_undeclared_variables(ast) - _GLOBAL_NAMES
+    undeclared = meta.find_undeclared_variables(ast) - GLOBAL_NAMES
     seen: list[str] = []
     for node in ast.find_all(nodes.Name):
         if node.ctx == "load" and node.name in undeclared and node.name not in seen:
@@ -390,7 +518,7 @@ def detect_variables(*sources: str) -> tuple[list[str], list[TemplateIssue]]:
     issues: list[TemplateIssue] = []
     for index, source in enumerate(sources):
         try:
-            ast = _ENV.parse(source)
+            ast = ENV.parse(source)
         except TemplateSyntaxError as exc:
             issues.append(TemplateIssue(f"template[{index}]", exc.lineno, exc.message or ""))
             continue
@@ -417,7 +545,7 @@ def validate_variable_schema(variables: Any) -> list[TemplateIssue]:
         if name in seen:
             issues.append(TemplateIssue(where, None, "Declared twice."))
         seen.add(name)
-        if name in _GLOBAL_NAMES or name in ("true", "false", "none", "True", "False", "None"):
+        if name in GLOBAL_NAMES or name in ("true", "false", "none", "True", "False", "None"):
             issues.append(TemplateIssue(where, None, f"{name!r} is a reserved name."))
         unknown_keys = set(spec) - VARIABLE_KEYS
         if unknown_keys:
@@ -486,7 +614,7 @@ def validate_version_templates(
     used: list[str] = []
     for where, source in _template_sources(system_template, user_template, few_shot):
         try:
-            ast = _ENV.parse(source)
+            ast = ENV.parse(source)
         except TemplateSyntaxError as exc:
             syntax_errors.append(TemplateIssue(where, exc.lineno, exc.message or "syntax error"))
             continue

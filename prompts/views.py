@@ -21,7 +21,13 @@ from accounts.selectors import user_has_role, user_teams
 from core.errors import AppError, NotFound
 from core.models import AuditEvent
 from prompts.diff import version_diff
-from prompts.editor import EditorDraft, VariableRow, build_preview, draft_from_post
+from prompts.editor import (
+    EditorDraft,
+    VariableRow,
+    build_preview,
+    draft_from_post,
+    preview_allowed,
+)
 from prompts.models import ApprovalRequest, Label, Prompt, PromptVersion, TaskTag
 from prompts.rendering import VARIABLE_TYPES, detect_variables
 from prompts.selectors import (
@@ -310,6 +316,14 @@ def edit(request: HttpRequest, team: str, slug: str) -> HttpResponse:
 @require_POST
 def preview(request: HttpRequest, team: str, slug: str) -> HttpResponse:
     prompt = _get_prompt(request, team, slug)
+    _require_editor(request, prompt)
+    if not preview_allowed(user_id=request.user.pk):
+        return HttpResponse(
+            "Too many previews in the last minute; wait a moment.",
+            status=429,
+            headers={"Retry-After": "60"},
+            content_type="text/plain",
+        )
     draft = draft_from_post(request.POST)
     preview = build_preview(draft)
     response = render(

@@ -1,6 +1,10 @@
+from decimal import Decimal
+
+from django import forms
 from django.contrib import admin
 
 from core.admin import AuditedAdmin
+from core.money import usd_limit_problem
 from spend.models import (
     AlertDelivery,
     AlertEvent,
@@ -30,8 +34,22 @@ class UsageRecordAdmin(admin.ModelAdmin):
         return False
 
 
+class BudgetAdminForm(forms.ModelForm):
+    class Meta:
+        model = Budget
+        fields = "__all__"  # noqa: DJ007 - the admin's own form, every field as before
+
+    def clean_limit_usd(self) -> Decimal:
+        value = self.cleaned_data["limit_usd"]
+        problem = usd_limit_problem(value)
+        if problem:
+            raise forms.ValidationError(problem)
+        return value
+
+
 @admin.register(Budget)
 class BudgetAdmin(AuditedAdmin, admin.ModelAdmin):
+    form = BudgetAdminForm
     list_display = ["team", "api_key", "period", "limit_usd", "spent_usd", "reserved_usd", "action"]
 
 

@@ -7,7 +7,7 @@ every team). A team outside that scope is a 404, exactly like one that does not 
 from __future__ import annotations
 
 import datetime as dt
-from typing import cast
+from typing import Any, cast
 
 from django.db.models import QuerySet
 from django.utils import timezone
@@ -17,6 +17,7 @@ from drf_spectacular.utils import (
     extend_schema,
     inline_serializer,
 )
+from rest_framework import exceptions as drf_exceptions
 from rest_framework import serializers
 from rest_framework.generics import ListAPIView
 from rest_framework.pagination import CursorPagination
@@ -90,12 +91,14 @@ class UsageQuery(serializers.Serializer):
             if len(value) == 10:
                 return day_bounds(dt.date.fromisoformat(value))[0]
             moment = dt.datetime.fromisoformat(value)
+            if moment.tzinfo is None:
+                moment = timezone.make_aware(moment)
         except ValueError:
             raise serializers.ValidationError(
                 "Use an ISO 8601 date (2026-11-01) or datetime (2026-11-01T09:30:00Z)."
             ) from None
-        if moment.tzinfo is None:
-            moment = timezone.make_aware(moment)
+        except OverflowError:  # 9999-12-31: its day's end, or its time zone, is past year 9999
+            raise serializers.ValidationError("The date is out of range.") from None
         return moment
 
     def validate_since(self, value: str) -> dt.datetime:
@@ -114,9 +117,16 @@ class UsageRecordSerializer(serializers.ModelSerializer):
     team: serializers.SlugRelatedField = serializers.SlugRelatedField(
         slug_field="slug", read_only=True
     )
-    api_key = serializers.CharField(source="api_key.prefix", default=None, read_only=True)
-    prompt = serializers.CharField(source="prompt_version.prompt.slug", default=None)
-    prompt_version = serializers.IntegerField(source="prompt_version.number", default=None)
+    # null for a call made without a key (the playground) or without a stored prompt
+    api_key = serializers.CharField(
+        source="api_key.prefix", default=None, allow_null=True, read_only=True
+    )
+    prompt = serializers.CharField(
+        source="prompt_version.prompt.slug", default=None, allow_null=True, read_only=True
+    )
+    prompt_version = serializers.IntegerField(
+        source="prompt_version.number", default=None, allow_null=True, read_only=True
+    )
     model = serializers.CharField(source="model_name")
     tier = serializers.CharField(source="tier_name")
 
@@ -170,6 +180,16 @@ class UsagePagination(CursorPagination):
                 param="page_size",
             )
         return super().get_page_size(request) or self.page_size
+
+    def decode_cursor(self, request: Request) -> Any:
+        # DRF answers a malformed cursor with a 404, as if the list did not exist.
+        try:
+            return super().decode_cursor(request)
+        except drf_exceptions.NotFound:
+            raise BadRequest(
+                "The cursor is invalid; use the `next` or `previous` link of a page.",
+                param="cursor",
+            ) from None
 
 
 class UsageListView(ListAPIView):

@@ -63,7 +63,7 @@ from django.utils import timezone
 from accounts.models import ApiKey, Team
 from core.db import reconnecting
 from core.hot import hot_get
-from core.money import COST_DIGITS, ZERO
+from core.money import COST_DIGITS, ZERO, usd_limit_problem
 from spend.models import Budget, BudgetReservation
 from spend.periods import period_bounds
 from spend.pg import is_serving, pg_connection, pg_enabled
@@ -800,9 +800,10 @@ def budget_set(
     from core.errors import BadRequest
     from routing.models import Tier
 
-    if limit_usd < 0:
-        raise BadRequest("The limit must not be negative.", param="limit_usd")
-    if soft_threshold is not None and not (0 <= soft_threshold <= 1):
+    problem = usd_limit_problem(limit_usd)
+    if problem:
+        raise BadRequest(problem, param="limit_usd")
+    if soft_threshold is not None and not (soft_threshold.is_finite() and 0 <= soft_threshold <= 1):
         raise BadRequest(
             "The soft threshold is a fraction between 0 and 1.", param="soft_threshold"
         )

@@ -1,24 +1,21 @@
 """CSV exports of the usage ledger and of its daily totals, streamed in chunks.
 
 Money is written as the exact Decimal (no rounding, no float); times in ISO 8601 with their
-offset, in settings.TIME_ZONE. Text a spreadsheet would run as a formula is quoted with `'`.
+offset, in settings.TIME_ZONE. Cells a spreadsheet would run as
+a formula are quoted by core.csvexport.
 """
 
 from __future__ import annotations
 
-import csv
-import io
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 
 from django.db.models import Q
 
 from accounts.models import Team
+from core.csvexport import CHUNK_ROWS, csv_chunks
 from prompts.models import Prompt
 from spend.rollups import local_tz
 from spend.selectors import Figures, UsageFilters, context_load, usage_breakdown
-
-CHUNK_ROWS = 5000
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 USAGE_COLUMNS = [
     ("created_at", "created_at"),
@@ -46,8 +43,6 @@ USAGE_COLUMNS = [
     ("ttft_ms", "ttft_ms"),
 ]
 
-FREE_TEXT_COLUMNS = {"request_id", "api_key", "model", "tier", "service_tier", "rule", "error_code"}
-
 ROLLUP_COLUMNS = [
     "day",
     "team",
@@ -71,25 +66,6 @@ ROLLUP_COLUMNS = [
 ]
 
 
-def safe_text(value: object) -> object:
-    if isinstance(value, str) and value.startswith(_FORMULA_START):
-        return "'" + value
-    return value
-
-
-def _chunks(header: list[str], rows: Iterable[list]) -> Iterator[str]:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(header)
-    for count, row in enumerate(rows, start=1):
-        writer.writerow(row)
-        if count % CHUNK_ROWS == 0:
-            yield buffer.getvalue()
-            buffer.seek(0)
-            buffer.truncate()
-    yield buffer.getvalue()
-
-
 def _record_batches(filters: UsageFilters, fields: list[str]) -> Iterator[tuple]:
     """The records in (created_at, id) order, CHUNK_ROWS per query: keyset pages ride the
     (team, created_at) index and hold no cursor open between chunks."""
@@ -110,18 +86,14 @@ def _record_batches(filters: UsageFilters, fields: list[str]) -> Iterator[tuple]
 def usage_csv_rows(filters: UsageFilters) -> Iterator[str]:
     tz = local_tz()
     fields = [field for _name, field in USAGE_COLUMNS]
-    # free text a caller or an operator chose: the rest are slugs, numbers and enums
-    text = [i for i, (name, _f) in enumerate(USAGE_COLUMNS) if name in FREE_TEXT_COLUMNS]
 
     def rows() -> Iterator[list]:
         for record in _record_batches(filters, fields):
             row = list(record)
             row[0] = record[0].astimezone(tz).isoformat()
-            for i in text:
-                row[i] = safe_text(row[i])
             yield row
 
-    return _chunks([name for name, _field in USAGE_COLUMNS], rows())
+    return csv_chunks([name for name, _field in USAGE_COLUMNS], rows())
 
 
 def rollup_csv_rows(filters: UsageFilters) -> Iterator[str]:
@@ -141,8 +113,8 @@ def rollup_csv_rows(filters: UsageFilters) -> Iterator[str]:
                 day.isoformat(),
                 teams.get(team_id, team_id),
                 prompts.get(prompt_id, ""),
-                safe_text(model),
-                safe_text(tier),
+                model,
+                tier,
                 purpose,
                 totals["requests"],
                 totals["errors"],
@@ -159,4 +131,4 @@ def rollup_csv_rows(filters: UsageFilters) -> Iterator[str]:
                 "" if p95 is None else p95,
             ]
 
-    return _chunks(ROLLUP_COLUMNS, rows())
+    return csv_chunks(ROLLUP_COLUMNS, rows())

@@ -256,6 +256,9 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "core.errors.api_exception_handler",
+    # JSON only: /api answers never HTML (no browsable API through `?format=api`).
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "core.negotiation.FormatIfRendered",
     "COERCE_DECIMAL_TO_STRING": True,
 }
 SPECTACULAR_SETTINGS = {
@@ -287,6 +290,28 @@ ACCESS_LOG = env.bool("ACCESS_LOG", default=True)
 MAX_REQUEST_BYTES = env.int("MAX_REQUEST_BYTES", default=20 * 1024 * 1024)
 JSON_MAX_DEPTH = env.int("JSON_MAX_DEPTH", default=64)
 JSON_MAX_ITEMS = env.int("JSON_MAX_ITEMS", default=100_000)
+# Django reads form bodies (pages) up to this; the same one limit as /v1 and REST.
+DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BYTES
+
+# Prompt rendering (docs/production.md, "Limits"): each render ends in a 422 past these.
+PROMPT_RENDER_SECONDS = env.float("PROMPT_RENDER_SECONDS", default=1.0)
+PROMPT_RENDER_MAX_CHARS = env.int("PROMPT_RENDER_MAX_CHARS", default=1_000_000)
+PROMPT_RENDER_MAX_ITERATIONS = env.int("PROMPT_RENDER_MAX_ITERATIONS", default=100_000)
+PROMPT_RENDER_MAX_DEPTH = env.int("PROMPT_RENDER_MAX_DEPTH", default=40)
+# Templates that can loop render in worker processes, this many per server process, each
+# with this much memory on top of what it starts with.
+PROMPT_RENDER_WORKERS = env.int("PROMPT_RENDER_WORKERS", default=2)
+PROMPT_RENDER_WORKER_MEMORY_MB = env.int("PROMPT_RENDER_WORKER_MEMORY_MB", default=512)
+# A plain template renders inline while (variable references x characters of variables)
+# stays under this; past it, in a worker.
+PROMPT_RENDER_INLINE_WORK = env.int("PROMPT_RENDER_INLINE_WORK", default=8_000_000)
+# Editor previews per user per minute (each compiles and renders a draft).
+PROMPT_PREVIEW_PER_MINUTE = env.int("PROMPT_PREVIEW_PER_MINUTE", default=120)
+# Templates longer than this (in characters) compile and render in a worker.
+PROMPT_RENDER_INLINE_SOURCE_CHARS = env.int("PROMPT_RENDER_INLINE_SOURCE_CHARS", default=65_536)
+# Compiled templates kept per process, counted in characters of their source (a compiled
+# template holds about 30 bytes per character).
+PROMPT_TEMPLATE_CACHE_CHARS = env.int("PROMPT_TEMPLATE_CACHE_CHARS", default=2_000_000)
 RATE_LIMIT_FAIL_OPEN = env.bool("RATE_LIMIT_FAIL_OPEN", default=True)
 RATE_LIMIT_REDIS_URL = env("RATE_LIMIT_REDIS_URL", default="")  # default: REDIS_URL
 RATE_LIMIT_REDIS_TIMEOUT = env.float("RATE_LIMIT_REDIS_TIMEOUT", default=0.5)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 from typing import Any
 from urllib.parse import urlencode
@@ -16,6 +15,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from accounts.selectors import user_teams
+from core.csvexport import csv_chunks
 from core.errors import AppError, ValidationFailed
 from playground import datasets, selectors, services
 from playground.columns import DEFAULT_COLUMNS, LETTERS, REASONING_EFFORTS, ColumnSpec
@@ -407,9 +407,6 @@ def batch_export(request: HttpRequest, pk: int, fmt: str) -> HttpResponse:
         response = HttpResponse(json.dumps(data, indent=2), content_type="application/json")
         response["Content-Disposition"] = f'attachment; filename="batch-{job.pk}.json"'
         return response
-    response = HttpResponse(content_type="text/csv")
-    response["Content-Disposition"] = f'attachment; filename="batch-{job.pk}.csv"'
-    writer = csv.writer(response)
     header = ["row", "line", "input", "expected"]
     for letter, label in zip(LETTERS, labels, strict=False):
         header += [
@@ -420,7 +417,7 @@ def batch_export(request: HttpRequest, pk: int, fmt: str) -> HttpResponse:
             f"{letter} error",
         ]
     header += ["votes"]
-    writer.writerow(header)
+    lines = []
     for r in rows:
         line = [
             r.row_index,
@@ -446,5 +443,7 @@ def batch_export(request: HttpRequest, pk: int, fmt: str) -> HttpResponse:
                 for v in r.votes
             )
         )
-        writer.writerow(line)
+        lines.append(line)
+    response = HttpResponse("".join(csv_chunks(header, lines)), content_type="text/csv")
+    response["Content-Disposition"] = f'attachment; filename="batch-{job.pk}.csv"'
     return response

@@ -206,3 +206,21 @@ def test_computer_use_goes_to_a_model_that_has_it(sdk):
     assert raw.headers["x-switchboard-route"].startswith("Computer use needs flagship")
     assert refused.value.code == "unsupported_capability"
     assert "computer_use" in refused.value.message
+
+
+def test_a_route_reason_outside_latin_1_is_percent_encoded_not_lost(catalog, request):
+    from urllib.parse import unquote
+
+    from routing.models import Rule
+
+    Rule.objects.filter(name="Routine tasks to mini").update(name="定型タスク → mini 100%")
+    sdk = request.getfixturevalue("sdk")  # the site starts after the rename
+    raw = sdk.chat.completions.with_raw_response.create(
+        model="auto",
+        messages=[{"role": "user", "content": TRIAGE}],
+        metadata={"task_tag": "classification"},
+    )
+    header = raw.headers["x-switchboard-route"]
+    assert header.isascii()
+    assert "?" not in header
+    assert unquote(header).startswith("定型タスク → mini 100%:")

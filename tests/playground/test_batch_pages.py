@@ -3,6 +3,8 @@ pages, baseline), the drawer, votes and exports, and who may see them."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import re
 from decimal import Decimal
@@ -164,6 +166,18 @@ def test_the_drawer_votes_and_exports_include_the_votes(client, alice, runs):
         {"voter": "alice", "verdict": "winner", "winner": "tier:flagship", "comment": "B is right"}
     ]
     assert client.get(f"/playground/batch/{job.pk}/export.xml").status_code == 404
+
+
+def test_the_batch_csv_never_holds_a_live_spreadsheet_formula(client, alice, team, triage):
+    dataset = services.dataset_create(
+        team=team, user=alice, filename="d.csv", data=b"message\nhello\n"
+    )
+    job = _finished_job(team, triage, dataset, [("=HYPERLINK(1)", "@SUM(A1)", True)])
+    client.force_login(alice)
+    exported = client.get(reverse("playground:batch-export", args=[job.pk, "csv"])).content
+    [row] = list(csv.DictReader(io.StringIO(exported.decode())))
+    outputs = [value for name, value in row.items() if "output" in name]
+    assert outputs == ["'=HYPERLINK(1)", "'@SUM(A1)"]
 
 
 def test_an_outsider_gets_404_on_every_batch_url(client, charlie, runs):

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+
 import pytest
 import yaml
 from rest_framework.test import APIClient
@@ -277,6 +279,25 @@ def test_an_editor_creates_a_prompt_and_it_is_audited(team, alice, bob):
     assert as_user(alice).post("/api/v1/prompts", data, format="json").status_code == 409
     reserved = as_user(alice).post("/api/v1/prompts", {**data, "slug": "export"}, format="json")
     assert reserved.status_code == 422
+
+
+@pytest.mark.parametrize(
+    ("fmt", "content_type", "load"),
+    [("yaml", "application/yaml", yaml.safe_load), ("json", "application/json", json.loads)],
+)
+def test_the_export_answers_in_the_format_asked_for(prompt, api_key, fmt, content_type, load):
+    exported = as_key(api_key).get(f"/api/v1/prompts/export?format={fmt}")
+    assert exported.status_code == 200, exported.content
+    assert exported["Content-Type"] == content_type
+    assert [p["slug"] for p in load(exported.content)["prompts"]] == [prompt.slug]
+
+
+@pytest.mark.parametrize("fmt", ["xml", "api", "csv"])
+def test_an_unknown_export_format_is_a_json_400(prompt, api_key, fmt):
+    response = as_key(api_key).get(f"/api/v1/prompts/export?format={fmt}")
+    assert response.status_code == 400
+    assert response["Content-Type"] == "application/json"
+    assert response.json()["error"]["code"] == "bad_request"
 
 
 def test_export_and_import_over_the_api(prompt, alice, other_team, api_key):

@@ -3,13 +3,16 @@ from __future__ import annotations
 import pytest
 
 from core.errors import InvalidVariables, ValidationFailed
+from core.sizedcache import SizedCache
 from prompts.models import PromptVersion
 from prompts.rendering import (
     RenderedPrompt,
+    arender_version,
     detect_variables,
     render_version,
     validate_version_templates,
 )
+from prompts.sandbox import ENV, plan
 
 ALL_TYPES = [
     {"name": "text", "type": "string", "required": True, "max_length": 10},
@@ -233,3 +236,78 @@ def test_detect_variables_keeps_first_use_order_and_accepts_digits():
     names, issues = detect_variables("{{ item_2 }} {{ customer_name }} {{ item_2 }}", "{{ z }}")
     assert names == ["item_2", "customer_name", "z"]
     assert issues == []
+
+
+# --- limits -----------------------------------------------------------------------------------
+
+PATHOLOGICAL = {
+    "nested loops": (
+        "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
+        "template_loop_limit",
+    ),
+    "a slow loop": (
+        "{% for i in range(1000) %}{% for j in range(90) %}"
+        "{{ ('x' * 100000)|replace('x', 'yy')|length }}{% endfor %}{% endfor %}",
+        "template_timeout",
+    ),
+    "deep recursion": (
+        "{% macro m(n) %}{{ m(n + 1) }}{% endmacro %}{{ m(0) }}",
+        "template_recursion_limit",
+    ),
+    "a giant filter argument": ("{{ ''|center(10**12) }}", "template_output_too_large"),
+    "a giant method argument": ("{{ ''.zfill(10**12) }}", "template_output_too_large"),
+    "a giant format width": ("{{ '%0999999999d' % 1 }}", "template_output_too_large"),
+    "huge output": (
+        "{% for i in range(100000) %}{{ 'x' * 100000 }}{% endfor %}",
+        "template_output_too_large",
+    ),
+    "repeated variables": ("{{ text ~ text ~ text }}", "template_output_too_large"),
+}
+
+
+@pytest.mark.parametrize("case", list(PATHOLOGICAL))
+def test_a_pathological_template_is_a_422_with_the_limit_it_hit(case):
+    template, code = PATHOLOGICAL[case]
+    v = version(user_template=template, variables=[{"name": "text", "type": "string"}])
+    with pytest.raises(ValidationFailed) as caught:
+        render_version(v, {"text": "x" * 400_000})
+    assert caught.value.status == 422
+    assert caught.value.code == code
+    assert caught.value.details == {"user": caught.value.message.split(": ", 1)[1]}
+
+
+async def test_a_template_that_loops_renders_in_a_worker_for_async_callers():
+    v = version(
+        user_template="{% for item in items %}{{ loop.index }}. {{ item }}\n{% endfor %}",
+        variables=[{"name": "items", "type": "list"}],
+    )
+    rendered = await arender_version(v, {"items": ["a", "b"]})
+    assert rendered.messages == [{"role": "user", "content": "1. a\n2. b\n"}]
+
+
+def test_plain_templates_are_told_apart_from_those_that_can_loop():
+    assert plan(ENV.parse("Hi {{ name|upper }}{% if x %}{{ items|join(', ') }}{% endif %}")).plain
+    for source in (
+        "{% for i in x %}{% endfor %}",
+        "{% macro m() %}{% endmacro %}",
+        "{{ name.upper() }}",
+        "{% set y = x ~ x %}",
+        "{{ x * 3 }}",
+        "{{ '%s' % x }}",
+        "{{ x|center(80) }}",
+        "{{ items|join(sep) }}",
+    ):
+        assert not plan(ENV.parse(source)).plain, source
+
+
+def test_the_template_cache_is_bounded_by_the_size_of_its_templates():
+    built: list[str] = []
+    cache = SizedCache(1000, lambda source: built.append(source) or source)
+    for index in range(10):
+        cache.get(f"{index}" * 200)
+    assert cache.chars <= 1000
+    assert len(cache.entries) == 5
+    cache.get("9" * 200)
+    assert built.count("9" * 200) == 1  # the newest are kept
+    cache.get("x" * 600)  # larger than a quarter of the cache: rendered, never kept
+    assert "x" * 600 not in cache.entries

@@ -173,6 +173,30 @@ def test_preview_refuses_a_sandbox_escape(client, prompt, alice):
     assert "sandbox forbids" in content
 
 
+def test_preview_needs_edit_rights_on_the_prompt(client, prompt, bob):
+    client.force_login(bob)
+    assert client.post(url("preview", prompt), EDIT_FORM).status_code == 403
+
+
+def test_preview_is_rate_limited_per_user(client, prompt, alice, settings):
+    settings.PROMPT_PREVIEW_PER_MINUTE = 3
+    client.force_login(alice)
+    statuses = [client.post(url("preview", prompt), EDIT_FORM).status_code for _ in range(4)]
+    assert statuses == [200, 200, 200, 429]
+
+
+def test_preview_stops_a_runaway_template_with_a_clear_message(client, prompt, alice):
+    client.force_login(alice)
+    form = {
+        **EDIT_FORM,
+        "user_template": "{% macro m(n) %}{{ m(n + 1) }}{% endmacro %}{{ m(0) }}",
+        "var_name": [],
+    }
+    response = client.post(url("preview", prompt), form)
+    assert response.status_code == 200
+    assert "calls nest deeper than" in response.content.decode()
+
+
 def test_saving_creates_the_next_version_with_detected_variables(client, prompt, alice):
     client.force_login(alice)
     response = client.post(url("edit", prompt), EDIT_FORM)

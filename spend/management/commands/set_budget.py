@@ -32,7 +32,7 @@ class Command(BaseCommand):
         try:
             limit = Decimal(options["limit"])
             soft = Decimal(options["soft_threshold"]) if options["soft_threshold"] else None
-        except InvalidOperation:
+        except (InvalidOperation, ValueError):
             raise CommandError("--limit and --soft-threshold must be numbers.") from None
         try:
             budget = budget_set(
