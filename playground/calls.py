@@ -114,12 +114,15 @@ def _gateway_call(spec: CallInput, *, stream: bool) -> GatewayCall:
     )
 
 
-async def usage_record_id(request_id: str) -> int | None:
-    """The successful usage record of a request, once the gateway's writer has stored it."""
+async def usage_record_id(request_id: str, *, team_id: int) -> int | None:
+    """The team's successful usage record of a request, once the gateway's writer has stored
+    it (callers choose request ids: another team may have used the same one)."""
     await usage_flush()
     return await sync_to_async(
         lambda: (
-            UsageRecord.objects.filter(request_id=request_id, status=UsageRecord.Status.SUCCESS)
+            UsageRecord.objects.filter(
+                team_id=team_id, request_id=request_id, status=UsageRecord.Status.SUCCESS
+            )
             .order_by("-created_at")
             .values_list("pk", flat=True)
             .first()
@@ -143,7 +146,7 @@ async def call(spec: CallInput) -> CallResult:
         cost_usd=outcome.cost_usd,
         latency_ms=outcome.latency_ms,
         ttft_ms=None,
-        usage_record_id=await usage_record_id(gateway_call.request_id),
+        usage_record_id=await usage_record_id(gateway_call.request_id, team_id=spec.team.pk),
         request_id=gateway_call.request_id,
     )
 
@@ -196,6 +199,6 @@ async def stream(spec: CallInput) -> AsyncIterator[str | CallResult]:
         ttft_ms=int((state.ttft + (opened.t0 - gateway_call.started)) * 1000)
         if state.ttft is not None
         else None,
-        usage_record_id=await usage_record_id(gateway_call.request_id),
+        usage_record_id=await usage_record_id(gateway_call.request_id, team_id=spec.team.pk),
         request_id=gateway_call.request_id,
     )

@@ -25,6 +25,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from core.errors import AppError
+from core.middleware import internal_request_id
 from playground import calls, checks
 from playground.columns import ColumnSpec
 from playground.models import Job, JobItem
@@ -143,12 +144,20 @@ def _result_fields(result: calls.CallResult, *, output: str) -> dict[str, Any]:
     }
 
 
-def _adopt_finished_call(request_id: str) -> dict[str, Any] | None:
-    """The outcome of a call that succeeded before its runner died, from its usage record."""
-    from spend.models import UsageRecord
+def _adopt_finished_call(team_id: int, request_id: str) -> dict[str, Any] | None:
+    """The outcome of a call that succeeded before its runner died, from its usage record.
+
+    Only a batch record of the job's own team can match: no caller's request is ever one (a
+    caller cannot choose an internal request id, nor make a call of purpose `batch`)."""
+    from spend.models import Purpose, UsageRecord
 
     record = (
-        UsageRecord.objects.filter(request_id=request_id, status=UsageRecord.Status.SUCCESS)
+        UsageRecord.objects.filter(
+            team_id=team_id,
+            purpose=Purpose.BATCH,
+            request_id=request_id,
+            status=UsageRecord.Status.SUCCESS,
+        )
         .order_by("-created_at")
         .first()
     )
@@ -195,8 +204,8 @@ async def _run_item(ctx: _JobContext, item_id: int, semaphore: asyncio.Semaphore
             if ctx.cancelled.is_set():
                 await sync_to_async(_settle)(item_id, ctx.job.pk, {}, JobItem.Status.CANCELLED)
             return
-        request_id = f"job{ctx.job.pk}-item{item.pk}"
-        adopted = await sync_to_async(_adopt_finished_call)(request_id)
+        request_id = internal_request_id(f"job{ctx.job.pk}-item{item.pk}")
+        adopted = await sync_to_async(_adopt_finished_call)(ctx.job.team_id, request_id)
         if adopted is not None:
             adopted.update(_checks(ctx, adopted["output"], item.expected))
             await sync_to_async(_settle)(item_id, ctx.job.pk, adopted, JobItem.Status.DONE)

@@ -12,16 +12,20 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 
+import openai
 import pytest
 from django.contrib import admin
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from accounts.models import ApiKey, Team
 from accounts.services import api_key_create
+from core.middleware import internal_request_id
 from playground.models import Comparison, ComparisonColumn, Job, JobItem, ShadowPair
 from prompts.models import ApprovalRequest, Prompt, PromptVersion
 from routing.models import Model, Policy, Rule, Tier
-from spend.models import ReplayRun
+from spend.models import Purpose, ReplayRun, UsageRecord
+from tests.gateway.conftest import wait_for
+from tests.playground.test_runner import _orphan, _run
 from tests.prompts.conftest import make_prompt
 
 pytestmark = pytest.mark.django_db
@@ -318,3 +322,30 @@ def test_the_admin_refuses_team_members_for_every_registered_model(client, alice
             response = client.get(url)
             assert response.status_code == 302, url
             assert response.url.startswith(reverse("admin:login")), url
+
+
+# --- request ids: a caller's id never names another team's call ------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_job_item_never_adopts_another_teams_call_named_after_it(
+    gateway_env, catalog, live_site, team, other_api_key
+):
+    job = _orphan(team, items=1)
+    item = job.items.get()
+    sdk = openai.OpenAI(base_url=f"{live_site}/v1", api_key=other_api_key, max_retries=0)
+    forged = [f"job{job.pk}-item{item.pk}", internal_request_id(f"job{job.pk}-item{item.pk}")]
+    for request_id in forged:
+        raw = sdk.responses.with_raw_response.create(
+            model="tier:nano", input=MARKER, extra_headers={"X-Request-ID": request_id}
+        )
+        assert raw.http_response.status_code == 200
+    assert raw.headers["x-request-id"] != forged[1], "a caller chose an internal request id"
+    theirs = wait_for(lambda: UsageRecord.objects.filter(team__slug="team-b").count() == 2)
+    assert theirs, "team B's calls were not recorded"
+
+    assert _run(job.pk) == Job.Status.DONE
+    item.refresh_from_db()
+    record = UsageRecord.objects.get(pk=item.usage_record_id)
+    assert (record.team_id, record.purpose) == (team.pk, Purpose.BATCH)
+    assert MARKER not in item.output

@@ -53,7 +53,7 @@ def test_a_call_that_finished_before_its_runner_died_is_adopted_not_rerun(team, 
     first = job.items.get(row_index=0)
     record = UsageRecord.objects.create(
         created_at=timezone.now(),
-        request_id=f"job{job.pk}-item{first.pk}",
+        request_id=f"int:job{job.pk}-item{first.pk}",
         team=team,
         purpose=Purpose.BATCH,
         model_name="gpt-5.4-nano",
