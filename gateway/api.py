@@ -235,7 +235,9 @@ async def route_explain(request: HttpRequest) -> HttpResponse:
         decision = route(call.features, snapshot)
         classification = None
         if decision.needs_classifier:
-            classification = await classifier.classification_cached(call.classifier_text)
+            classification = await classifier.classification_cached(
+                team_id=api_key.team_id, text=call.classifier_text
+            )
             if classification is not None:
                 decision = route(
                     call.features,
