@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from accounts.models import ApiKey
 from core.errors import AppError, BadRequest, MethodNotAllowed
+from core.limits import LABEL_MAX, SLUG_MAX, TIER_MAX, bounded, metadata_bounded
 from gateway.calls import GatewayCall, new_request_id
 from gateway.costs import worst_case
 from gateway.http import (
@@ -48,14 +49,17 @@ def _run_options(body: dict[str, Any]) -> tuple[str | None, int | None, str, dic
         raise BadRequest("Give `label` or `version`, not both.", param="version")
     if label is not None and (not isinstance(label, str) or not label):
         raise BadRequest("`label` must be a label name.", param="label")
+    bounded(label, param="label", limit=LABEL_MAX)
     if version is not None and (isinstance(version, bool) or not isinstance(version, int)):
         raise BadRequest("`version` must be a version number.", param="version")
     tier = body.get("tier", AUTO) or AUTO
     if not isinstance(tier, str):
         raise BadRequest("`tier` must be 'auto' or a tier name.", param="tier")
+    bounded(tier, param="tier", limit=len(TIER_PREFIX) + TIER_MAX)
     metadata = body.get("metadata") or {}
     if not isinstance(metadata, dict):
         raise BadRequest("`metadata` must be an object.", param="metadata")
+    metadata_bounded(metadata)
     stream = body.get("stream", False)
     if not isinstance(stream, bool):
         raise BadRequest("`stream` must be a boolean.", param="stream")
@@ -65,6 +69,7 @@ def _run_options(body: dict[str, Any]) -> tuple[str | None, int | None, str, dic
 async def run_call(
     slug: str, body: dict[str, Any], api_key: ApiKey, request_id: str
 ) -> GatewayCall:
+    bounded(slug, param="slug", limit=SLUG_MAX)
     label, number, tier, metadata, stream = _run_options(body)
     version = await resolve_version(team_id=api_key.team_id, slug=slug, label=label, version=number)
     if tier != AUTO and not tier.startswith(TIER_PREFIX):

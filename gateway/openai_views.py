@@ -15,6 +15,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from accounts.models import ApiKey
 from core.errors import AppError, BadRequest, MethodNotAllowed, NotFound
+from core.limits import LABEL_MAX, MODEL_MAX, SLUG_MAX, bounded, metadata_bounded
 from gateway.calls import GatewayCall, new_request_id, prompt_body
 from gateway.http import (
     authenticate,
@@ -47,7 +48,7 @@ def _model(body: dict[str, Any]) -> str:
         raise BadRequest(
             "`model` must be 'auto', 'tier:<name>' or a catalog model name.", param="model"
         )
-    return model.strip()
+    return bounded(model.strip(), param="model", limit=MODEL_MAX)
 
 
 def _bool(body: dict[str, Any], name: str) -> bool:
@@ -85,7 +86,7 @@ def _metadata(body: dict[str, Any]) -> dict[str, Any]:
         return {}
     if not isinstance(value, dict):
         raise BadRequest("`metadata` must be an object.", param="metadata")
-    return value
+    return metadata_bounded(value)
 
 
 def _service_tier(body: dict[str, Any]) -> str:
@@ -191,7 +192,9 @@ async def _with_prompt(
         raise BadRequest(
             "`prompt` must be an object with an `id` (the prompt's slug).", param="prompt"
         )
+    bounded(ref["id"], param="prompt.id", limit=SLUG_MAX)
     which = ref.get("version")
+    bounded(which, param="prompt.version", limit=LABEL_MAX)
     number, label = None, None
     if isinstance(which, int) and not isinstance(which, bool):
         number = which

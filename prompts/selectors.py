@@ -12,6 +12,7 @@ from accounts.models import Role, Team, User
 from accounts.selectors import user_has_role, user_teams
 from core.db import reconnecting
 from core.errors import NotFound
+from core.limits import LABEL_MAX, SLUG_MAX, bounded
 from prompts.models import Label, Prompt, PromptVersion
 
 RESOLVE_CACHE_SECONDS = 120
@@ -49,8 +50,11 @@ def prompt_version_resolve_sync(
 ) -> PromptVersion:
     """The version a request names: by number if given, else by label (default production).
 
-    A cached hit costs one cache round trip and no query. Raises NotFound.
+    A cached hit costs one cache round trip and no query. Raises NotFound, or BadRequest for
+    a name longer than any stored one (never looked up, so never cached).
     """
+    bounded(slug, param="slug", limit=SLUG_MAX)
+    bounded(label, param="label", limit=LABEL_MAX)
     key = resolve_cache_key(team_id=team_id, slug=slug, label=label, version=version)
     found: Any = cache.get(key)
     if found is None:
