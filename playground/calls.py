@@ -14,6 +14,7 @@ from asgiref.sync import sync_to_async
 
 from core.errors import AppError, BadRequest, UpstreamFailed
 from gateway.calls import GatewayCall, prompt_body
+from gateway.http import rate_limit
 from gateway.pipeline import complete, open_stream, prepare
 from gateway.streaming import relay
 from gateway.usage import usage_flush
@@ -130,9 +131,19 @@ async def usage_record_id(request_id: str, *, team_id: int) -> int | None:
     )()
 
 
+async def _count_against_key(spec: CallInput, gateway_call: GatewayCall) -> None:
+    """A call made with a team key (a job's item) counts against the key's requests and
+    tokens per minute like a /v1 request; raises RateLimited (with Retry-After) before any
+    money is spent when it does not fit."""
+    if spec.api_key is not None:
+        await rate_limit(spec.api_key, gateway_call)
+
+
 async def call(spec: CallInput) -> CallResult:
-    """One non-streamed call through the gateway; raises the gateway's AppError on failure."""
+    """One non-streamed call through the gateway; raises the gateway's AppError on failure
+    (RateLimited, before anything is spent, when the key is over its rate limits)."""
     gateway_call = _gateway_call(spec, stream=False)
+    await _count_against_key(spec, gateway_call)
     outcome = await complete(await prepare(gateway_call))
     answer = outcome.answer
     return CallResult(
@@ -160,6 +171,7 @@ async def stream(spec: CallInput) -> AsyncIterator[str | CallResult]:
     one that never starts raises the gateway's error, after its retries and fallbacks."""
 
     gateway_call = _gateway_call(spec, stream=True)
+    await _count_against_key(spec, gateway_call)
     prepared = await prepare(gateway_call)
     opened = await open_stream(prepared)
     final: dict[str, Any] = {}

@@ -3,7 +3,7 @@
 A job's items wait in the database. `job_run` takes the job's lease (one runner per job),
 claims pending items in chunks and runs them concurrently, at most
 `PLAYGROUND_BATCH_CONCURRENCY` at a time (an asyncio semaphore), each through the gateway's
-code path. A heartbeat renews the lease and notices a cancel. Each item is settled in one
+code path; a job submitted with a key is paced by the key's rpm/tpm limits. A heartbeat renews the lease and notices a cancel. Each item is settled in one
 transaction with its usage record id and the job's counters, so an item marked done is never
 run again: a job whose worker died is resumed by `jobs_resume_stale` and only runs what is left.
 """
@@ -15,6 +15,7 @@ import contextlib
 import datetime as dt
 import logging
 import secrets
+import time
 from decimal import Decimal
 from typing import Any
 
@@ -24,7 +25,7 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from core.errors import AppError
+from core.errors import AppError, RateLimited
 from core.middleware import internal_request_id
 from playground import calls, checks
 from playground.columns import ColumnSpec
@@ -223,7 +224,7 @@ async def _run_item(ctx: _JobContext, item_id: int, semaphore: asyncio.Semaphore
             metadata={"job": str(ctx.job.pk)},
         )
         try:
-            result = await calls.call(spec)
+            result = await _call_in_turn(ctx, spec)
         except AppError as exc:
             fields = {
                 "request_id": request_id,
@@ -243,10 +244,34 @@ async def _run_item(ctx: _JobContext, item_id: int, semaphore: asyncio.Semaphore
             }
             await sync_to_async(_settle)(item_id, ctx.job.pk, fields, JobItem.Status.ERROR)
             return
+        if result is None:  # cancelled or taken over while waiting for the key's turn
+            if ctx.cancelled.is_set():
+                await sync_to_async(_settle)(item_id, ctx.job.pk, {}, JobItem.Status.CANCELLED)
+            return
         fields = _result_fields(result, output=result.output)
         fields["request_id"] = result.request_id or request_id
         fields.update(_checks(ctx, result.output, item.expected))
         await sync_to_async(_settle)(item_id, ctx.job.pk, fields, JobItem.Status.DONE)
+
+
+async def _call_in_turn(ctx: _JobContext, spec: calls.CallInput) -> calls.CallResult | None:
+    """The item's call, in its key's turn: items count against the key's requests and tokens
+    per minute like /v1 requests, and a job over the limit is paced (each item waits out the
+    Retry-After) rather than failed. None if the job is cancelled or lost meanwhile; an item
+    that needs more tokens than the key allows in a minute fails with `rate_limited`."""
+    while True:
+        try:
+            return await calls.call(spec)
+        except RateLimited as exc:
+            details = exc.details if isinstance(exc.details, dict) else {}
+            if details.get("requested", 0) > details.get("value", 0):
+                raise  # waiting cannot help
+            wait = float(exc.headers.get("Retry-After") or 1)
+        deadline = time.monotonic() + wait
+        while (left := deadline - time.monotonic()) > 0:
+            if ctx.cancelled.is_set() or ctx.lost.is_set():
+                return None
+            await asyncio.sleep(min(left, 0.5))
 
 
 def _checks(ctx: _JobContext, output: str, expected: str | None) -> dict[str, Any]:
