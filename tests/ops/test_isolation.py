@@ -349,3 +349,66 @@ def test_a_job_item_never_adopts_another_teams_call_named_after_it(
     record = UsageRecord.objects.get(pk=item.usage_record_id)
     assert (record.team_id, record.purpose) == (team.pk, Purpose.BATCH)
     assert MARKER not in item.output
+
+
+# --- existence oracles: another team's object answers exactly like a missing one ---------------
+
+# URL parameters that name an object (the others: positions, rows, formats, label names).
+_OBJECT_PARAMS = {"pk", "prompt_id", "run_id", "key_id", "slug", "team"}
+# Routing objects are global (the same for every team): no team's secret to reveal.
+_GLOBAL = ("routing:",)
+
+
+def _missing(b: TeamB, kwargs: dict) -> dict:
+    """The same URL parameters with team B's objects swapped for ones that do not exist."""
+    swapped = dict(kwargs)
+    for name, value in kwargs.items():
+        if name in _OBJECT_PARAMS and value != b.team_a.slug:
+            swapped[name] = 987654 if isinstance(value, int) else "no-such-thing"
+    return swapped
+
+
+def _statuses(client, url: str, **extra) -> list[int]:
+    return [
+        getattr(client, method)(url, {}, content_type="application/json", **extra).status_code
+        for method in METHODS
+    ]
+
+
+@pytest.mark.parametrize(
+    "name", [n for n in TEAM_B_OBJECTS if n in URLS and not n.startswith(_GLOBAL)]
+)
+def test_another_teams_object_answers_like_a_missing_one_for_a_member(client, alice, b, name):
+    client.force_login(alice)
+    for kwargs in TEAM_B_OBJECTS[name](b):
+        theirs = _statuses(client, reverse(name, kwargs=kwargs))
+        missing = _statuses(client, reverse(name, kwargs=_missing(b, kwargs)))
+        assert theirs == missing, f"{name} {kwargs}: {theirs} for B's, {missing} for none"
+
+
+def _import_answer(client, team_slug: str) -> tuple[int, str]:
+    document = {
+        "prompts": [
+            {"team": team_slug, "slug": "leak-probe", "name": "Probe", "versions": [], "labels": {}}
+        ]
+    }
+    response = client.post("/api/v1/prompts/import", document, content_type="application/json")
+    return response.status_code, response.content.decode().replace(team_slug, "<team>")
+
+
+def test_importing_into_a_team_you_are_not_in_answers_like_an_unknown_team(client, charlie, b):
+    client.force_login(charlie)
+    theirs = _import_answer(client, b.team_a.slug)
+    assert theirs == _import_answer(client, "no-such-team")
+    assert theirs[0] == 422
+
+
+@pytest.mark.parametrize("path", ["prompts", "prompts/export", "usage", "budget", "jobs"])
+def test_a_team_filter_naming_another_team_answers_like_an_unknown_team(client, charlie, b, path):
+    client.force_login(charlie)
+    theirs = client.get(f"/api/v1/{path}", {"team": b.team_a.slug})
+    missing = client.get(f"/api/v1/{path}", {"team": "no-such-team"})
+    assert theirs.status_code == missing.status_code
+    assert theirs.content.decode().replace(
+        b.team_a.slug, "<team>"
+    ) == missing.content.decode().replace("no-such-team", "<team>")
