@@ -30,6 +30,10 @@ class Team(TimeStampedModel):
     # Request/response bodies are stored only when a team opts in, and kept this long.
     store_content = models.BooleanField(default=False)
     retention_days = models.PositiveIntegerField(default=30)
+    # "Store no content": no prompt or answer text is kept anywhere, whatever a prompt opts
+    # into: not in the usage ledger, playground comparisons, batch and job results or shadow
+    # pairs; the playground holds a run's input only while it runs (docs/playground.md).
+    no_content = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["name"]

@@ -80,6 +80,7 @@ async def run_call(
         team_id=api_key.team_id,
         api_key_id=api_key.id,
         team_store_content=api_key.team.store_content,
+        team_no_content=api_key.team.no_content,
         requested=tier,
         stream=stream,
         metadata=metadata,

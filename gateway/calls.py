@@ -175,6 +175,7 @@ class GatewayCall:
         team_id: int,
         api_key_id: int | None,
         team_store_content: bool,
+        team_no_content: bool = False,
         version: Any = None,
         requested: str = AUTO,
         pinned_by: str = "",
@@ -216,7 +217,8 @@ class GatewayCall:
             service_tier=service_tier,
             prompt_version=version,
             purpose=purpose,
-            store_content=bool(team_store_content or (prompt is not None and prompt.store_content)),
+            store_content=not team_no_content
+            and bool(team_store_content or (prompt is not None and prompt.store_content)),
         )
 
     @classmethod

@@ -105,6 +105,7 @@ def _gateway_call(spec: CallInput, *, stream: bool) -> GatewayCall:
         team_id=spec.team.pk,
         api_key_id=spec.api_key.pk if spec.api_key is not None else None,
         team_store_content=spec.team.store_content,
+        team_no_content=spec.team.no_content,
         version=spec.prompt_version,
         requested=_requested(spec.column),
         stream=stream,

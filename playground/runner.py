@@ -25,6 +25,7 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from accounts.models import Team
 from core.errors import AppError, RateLimited
 from core.middleware import internal_request_id
 from playground import calls, checks
@@ -82,9 +83,18 @@ def _claim(job_id: int, count: int) -> list[int]:
     return ids
 
 
-def _settle(item_id: int, job_id: int, fields: dict[str, Any], status: str) -> bool:
+# What an item of a team that stores no content loses once it has run (its checks are done).
+_NO_CONTENT = {"input": {}, "expected": None, "output": ""}
+
+
+def _settle(
+    item_id: int, job_id: int, fields: dict[str, Any], status: str, *, no_content: bool = False
+) -> bool:
     """Record an item's outcome and count it in the job, in one transaction; False if the
-    item was no longer running (cancelled meanwhile)."""
+    item was no longer running (cancelled meanwhile). An item of a team that stores no content
+    keeps its figures and checks, not its input or output."""
+    if no_content:
+        fields = {**fields, **_NO_CONTENT}
     with transaction.atomic():
         updated = JobItem.objects.filter(pk=item_id, status=JobItem.Status.RUNNING).update(
             status=status, finished_at=timezone.now(), **fields
@@ -122,8 +132,17 @@ def _finish(job_id: int, token: str) -> str:
             return job.status  # lease lost mid-way; the next runner finishes
         else:
             status = Job.Status.DONE
+        finished: dict[str, Any] = {}
+        if Team.objects.filter(pk=job.team_id, no_content=True).exists():
+            # items that never ran (cancelled) still hold their inputs
+            JobItem.objects.filter(job_id=job_id).update(**_NO_CONTENT)
+            finished["content_purged_at"] = timezone.now()
         Job.objects.filter(pk=job_id).update(
-            status=status, finished_at=timezone.now(), runner_token="", heartbeat_at=timezone.now()
+            status=status,
+            finished_at=timezone.now(),
+            runner_token="",
+            heartbeat_at=timezone.now(),
+            **finished,
         )
     job_counters_refresh(job_id=job_id)
     return status
@@ -194,6 +213,7 @@ class _JobContext:
             regex=(job.checks or {}).get("regex", ""),
         )
         self.purpose = Purpose.BATCH
+        self.no_content = job.team.no_content
         self.cancelled = asyncio.Event()
         self.lost = asyncio.Event()
 
@@ -209,7 +229,9 @@ async def _run_item(ctx: _JobContext, item_id: int, semaphore: asyncio.Semaphore
         adopted = await sync_to_async(_adopt_finished_call)(ctx.job.team_id, request_id)
         if adopted is not None:
             adopted.update(_checks(ctx, adopted["output"], item.expected))
-            await sync_to_async(_settle)(item_id, ctx.job.pk, adopted, JobItem.Status.DONE)
+            await sync_to_async(_settle)(
+                item_id, ctx.job.pk, adopted, JobItem.Status.DONE, no_content=ctx.no_content
+            )
             return
         payload = item.input or {}
         spec = calls.CallInput(
@@ -232,7 +254,9 @@ async def _run_item(ctx: _JobContext, item_id: int, semaphore: asyncio.Semaphore
                 "error_message": exc.message[:500],
                 "passed": False,
             }
-            await sync_to_async(_settle)(item_id, ctx.job.pk, fields, JobItem.Status.ERROR)
+            await sync_to_async(_settle)(
+                item_id, ctx.job.pk, fields, JobItem.Status.ERROR, no_content=ctx.no_content
+            )
             return
         except Exception as exc:
             logger.exception("job %s item %s failed", ctx.job.pk, item_id)
@@ -242,7 +266,9 @@ async def _run_item(ctx: _JobContext, item_id: int, semaphore: asyncio.Semaphore
                 "error_message": f"{type(exc).__name__}: {exc}"[:500],
                 "passed": False,
             }
-            await sync_to_async(_settle)(item_id, ctx.job.pk, fields, JobItem.Status.ERROR)
+            await sync_to_async(_settle)(
+                item_id, ctx.job.pk, fields, JobItem.Status.ERROR, no_content=ctx.no_content
+            )
             return
         if result is None:  # cancelled or taken over while waiting for the key's turn
             if ctx.cancelled.is_set():
@@ -251,7 +277,9 @@ async def _run_item(ctx: _JobContext, item_id: int, semaphore: asyncio.Semaphore
         fields = _result_fields(result, output=result.output)
         fields["request_id"] = result.request_id or request_id
         fields.update(_checks(ctx, result.output, item.expected))
-        await sync_to_async(_settle)(item_id, ctx.job.pk, fields, JobItem.Status.DONE)
+        await sync_to_async(_settle)(
+            item_id, ctx.job.pk, fields, JobItem.Status.DONE, no_content=ctx.no_content
+        )
 
 
 async def _call_in_turn(ctx: _JobContext, spec: calls.CallInput) -> calls.CallResult | None:

@@ -77,7 +77,8 @@ def shadow_maybe_enqueue(
                 production_cost_usd=cost_usd or Decimal(0),
                 request_body=request_body,
                 production_output=output,
-                content_retained=prompt.store_content or prompt.team.store_content,
+                content_retained=not prompt.team.no_content
+                and (prompt.store_content or prompt.team.store_content),
             )
             from playground.tasks import shadow_run
 
