@@ -341,14 +341,15 @@ def test_a_job_item_never_adopts_another_teams_call_named_after_it(
         )
         assert raw.http_response.status_code == 200
     assert raw.headers["x-request-id"] != forged[1], "a caller chose an internal request id"
-    theirs = wait_for(lambda: UsageRecord.objects.filter(team__slug="team-b").count() == 2)
-    assert theirs, "team B's calls were not recorded"
+    theirs = UsageRecord.objects.filter(team__slug="team-b")
+    assert wait_for(lambda: theirs.count() == 2), "team B's calls were not recorded"
 
     assert _run(job.pk) == Job.Status.DONE
     item.refresh_from_db()
-    record = UsageRecord.objects.get(pk=item.usage_record_id)
-    assert (record.team_id, record.purpose) == (team.pk, Purpose.BATCH)
+    assert item.status == JobItem.Status.DONE
+    assert item.usage_record_id not in set(theirs.values_list("pk", flat=True))
     assert MARKER not in item.output
+    assert UsageRecord.objects.filter(team=team, purpose=Purpose.BATCH).count() == 1
 
 
 # --- existence oracles: another team's object answers exactly like a missing one ---------------
