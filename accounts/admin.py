@@ -30,7 +30,7 @@ class SwitchboardUserAdmin(AuditedAdmin, UserAdmin):
 
 @admin.register(Team)
 class TeamAdmin(AuditedAdmin, admin.ModelAdmin):
-    list_display = ["name", "slug", "is_active", "store_content", "retention_days"]
+    list_display = ["name", "slug", "is_active", "store_content", "no_content", "retention_days"]
     search_fields = ["name", "slug"]
     prepopulated_fields = {"slug": ["name"]}
     inlines = [MembershipInline]

@@ -19,6 +19,19 @@ class ContentSettingsForm(forms.Form):
         label="Store request and response bodies",
         help_text="Off by default. Prompts can opt in on their own.",
     )
+    no_content = forms.BooleanField(
+        required=False,
+        label="Store no content anywhere",
+        help_text="No prompt or answer text is kept: not in the usage log, the playground, "
+        "batch and job results or shadow samples, whatever a prompt opts into. Live "
+        "comparisons still show their answers while they run.",
+    )
     retention_days = forms.IntegerField(
         min_value=1, max_value=3650, help_text="Stored bodies are purged after this many days."
     )
+
+    def clean(self) -> dict:
+        data = super().clean()
+        if data.get("no_content") and data.get("store_content"):
+            self.add_error("store_content", "A team that stores no content stores no bodies.")
+        return data

@@ -32,6 +32,10 @@ class Team(TimeStampedModel):
     retention_days = models.PositiveIntegerField(default=30)
     # A deactivated team's keys are refused everywhere (within HOT_CHECK_SECONDS); its data stays.
     is_active = models.BooleanField(default=True)
+    # "Store no content": no prompt or answer text is kept anywhere, whatever a prompt opts
+    # into: not in the usage ledger, playground comparisons, batch and job results or shadow
+    # pairs; the playground holds a run's input only while it runs (docs/playground.md).
+    no_content = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["name"]

@@ -22,9 +22,16 @@ def user_has_role(*, user: User, role: str) -> bool:
     return user.groups.filter(name=role).exists()
 
 
+# A team that stores no content holds a run's input only while it runs; what a run left
+# behind (a comparison whose columns never started) goes after this long.
+NO_CONTENT_HOLD = dt.timedelta(hours=1)
+
+
 def team_content_cutoffs(*, now: dt.datetime) -> dict[int, dt.datetime]:
     """Each team's retention cut-off: stored content older than it is to be purged."""
     return {
-        team_id: now - dt.timedelta(days=days)
-        for team_id, days in Team.objects.values_list("id", "retention_days")
+        team_id: now - (NO_CONTENT_HOLD if no_content else dt.timedelta(days=days))
+        for team_id, days, no_content in Team.objects.values_list(
+            "id", "retention_days", "no_content"
+        )
     }

@@ -62,16 +62,30 @@ def api_key_revoke(*, api_key: ApiKey, actor: User | None = None) -> ApiKey:
 
 @transaction.atomic
 def team_content_settings_update(
-    *, team: Team, store_content: bool, retention_days: int, actor: User | None
+    *,
+    team: Team,
+    store_content: bool,
+    retention_days: int,
+    actor: User | None,
+    no_content: bool = False,
 ) -> Team:
-    """Whether request/response bodies are stored for this team, and for how many days."""
+    """Whether request/response bodies are stored for this team, and for how many days; or
+    that no content is stored anywhere (`no_content`, which excludes `store_content`)."""
     if retention_days < 1:
         raise ValueError("retention_days must be at least 1")
-    before = {"store_content": team.store_content, "retention_days": team.retention_days}
-    after = {"store_content": store_content, "retention_days": retention_days}
+    if no_content and store_content:
+        raise ValueError("a team that stores no content stores no bodies")
+    fields = ("store_content", "no_content", "retention_days")
+    before = {name: getattr(team, name) for name in fields}
+    after = {
+        "store_content": store_content,
+        "no_content": no_content,
+        "retention_days": retention_days,
+    }
     if before != after:
-        team.store_content, team.retention_days = store_content, retention_days
-        team.save(update_fields=["store_content", "retention_days", "updated_at"])
+        for name, value in after.items():
+            setattr(team, name, value)
+        team.save(update_fields=[*fields, "updated_at"])
         audit_record(
             actor=actor,
             action="team.content_settings",

@@ -74,7 +74,11 @@ def _team_context(request: HttpRequest, team: Team, **extra: Any) -> dict[str, A
         "can_manage": can_manage,
         "key_form": ApiKeyCreateForm(),
         "settings_form": ContentSettingsForm(
-            initial={"store_content": team.store_content, "retention_days": team.retention_days}
+            initial={
+                "store_content": team.store_content,
+                "no_content": team.no_content,
+                "retention_days": team.retention_days,
+            }
         ),
         **extra,
     }
@@ -136,6 +140,7 @@ def team_settings(request: HttpRequest, slug: str) -> HttpResponse:
     team_content_settings_update(
         team=team,
         store_content=form.cleaned_data["store_content"],
+        no_content=form.cleaned_data["no_content"],
         retention_days=form.cleaned_data["retention_days"],
         actor=request.user,
     )

@@ -32,8 +32,11 @@ from core.metrics import HTTP_IN_FLIGHT, record_http, record_request
 access_log = logging.getLogger("switchboard.access")
 
 # A caller's x-request-id is kept if it is a sane token (it is stored on usage records, 64
-# characters at most); otherwise we make one.
+# characters at most) outside the internal namespace; otherwise we make one.
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,64}")
+# The ids the site gives its own calls (job items, shadow runs) start with this, and a caller's
+# never does: no caller can choose an id that is mistaken for one of ours.
+INTERNAL_REQUEST_ID_PREFIX = "int:"
 OPENAI_PREFIX = "/v1/"
 # Gateway views (by view name) and the surface label their metrics carry.
 GATEWAY_SURFACES = {
@@ -45,6 +48,23 @@ GATEWAY_SURFACES = {
 
 def new_request_id() -> str:
     return "req_" + secrets.token_hex(12)
+
+
+def internal_request_id(name: str) -> str:
+    """The request id of a call the site makes by itself, e.g. `job12-item34`."""
+    return INTERNAL_REQUEST_ID_PREFIX + name
+
+
+def caller_request_id(incoming: str | None) -> str:
+    """The caller's x-request-id if it is a sane token outside the internal namespace, else
+    a new one."""
+    if (
+        incoming
+        and _REQUEST_ID.fullmatch(incoming)
+        and not incoming.startswith(INTERNAL_REQUEST_ID_PREFIX)
+    ):
+        return incoming
+    return new_request_id()
 
 
 GetResponse = Callable[[HttpRequest], Awaitable[HttpResponseBase]]
@@ -97,8 +117,7 @@ class RequestContextMiddleware:
     async def __call__(self, request: HttpRequest) -> HttpResponseBase:
         started = perf_counter()
         meta = request.META
-        incoming = meta.get("HTTP_X_REQUEST_ID")
-        request_id = incoming if incoming and _REQUEST_ID.fullmatch(incoming) else new_request_id()
+        request_id = caller_request_id(meta.get("HTTP_X_REQUEST_ID"))
         request.request_id = request_id  # type: ignore[attr-defined]
         request.log_fields = {}  # type: ignore[attr-defined]
         token = request_id_var.set(request_id)

@@ -279,6 +279,7 @@ async def rate_limit_hit(*, key_id: int, rpm: int | None, tpm: int | None, token
         details={
             "limit": "rpm" if kind == "r" else "tpm",
             "value": limit,
+            "requested": amount,  # above `value`: never fits, however long one waits
             "retry_after_seconds": retry_after,
         },
         headers={"Retry-After": str(retry_after)},

@@ -6,6 +6,8 @@ from typing import Any
 
 from rest_framework import serializers
 
+from core.limits import SLUG_MAX
+
 
 class _StrictText:
     """DRF's CharField turns a JSON number into text (`12` → "12"): a request that sends a
@@ -24,4 +26,8 @@ class StrictCharField(_StrictText, serializers.CharField):
 
 
 class StrictSlugField(_StrictText, serializers.SlugField):
-    pass
+    """A slug of at most SLUG_MAX characters unless the field says less (a label: LABEL_MAX)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("max_length", SLUG_MAX)
+        super().__init__(**kwargs)

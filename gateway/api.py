@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from accounts.models import ApiKey
 from core.errors import AppError, BadRequest, MethodNotAllowed
+from core.limits import LABEL_MAX, SLUG_MAX, TIER_MAX, bounded
 from gateway.calls import GatewayCall, metadata_check, new_request_id
 from gateway.costs import worst_case
 from gateway.http import (
@@ -48,11 +49,13 @@ def _run_options(body: dict[str, Any]) -> tuple[str | None, int | None, str, dic
         raise BadRequest("Give `label` or `version`, not both.", param="version")
     if label is not None and (not isinstance(label, str) or not label):
         raise BadRequest("`label` must be a label name.", param="label")
+    bounded(label, param="label", limit=LABEL_MAX)
     if version is not None and (isinstance(version, bool) or not isinstance(version, int)):
         raise BadRequest("`version` must be a version number.", param="version")
     tier = body.get("tier", AUTO) or AUTO
     if not isinstance(tier, str):
         raise BadRequest("`tier` must be 'auto' or a tier name.", param="tier")
+    bounded(tier, param="tier", limit=len(TIER_PREFIX) + TIER_MAX)
     metadata = metadata_check(body.get("metadata"))
     stream = body.get("stream", False)
     if not isinstance(stream, bool):
@@ -63,6 +66,7 @@ def _run_options(body: dict[str, Any]) -> tuple[str | None, int | None, str, dic
 async def run_call(
     slug: str, body: dict[str, Any], api_key: ApiKey, request_id: str
 ) -> GatewayCall:
+    bounded(slug, param="slug", limit=SLUG_MAX)
     label, number, tier, metadata, stream = _run_options(body)
     version = await resolve_version(team_id=api_key.team_id, slug=slug, label=label, version=number)
     if tier != AUTO and not tier.startswith(TIER_PREFIX):
@@ -73,6 +77,7 @@ async def run_call(
         team_id=api_key.team_id,
         api_key_id=api_key.id,
         team_store_content=api_key.team.store_content,
+        team_no_content=api_key.team.no_content,
         requested=tier,
         stream=stream,
         metadata=metadata,
@@ -233,7 +238,9 @@ async def route_explain(request: HttpRequest) -> HttpResponse:
         decision = route(call.features, snapshot)
         classification = None
         if decision.needs_classifier:
-            classification = await classifier.classification_cached(call.classifier_text)
+            classification = await classifier.classification_cached(
+                team_id=api_key.team_id, text=call.classifier_text
+            )
             if classification is not None:
                 decision = route(
                     call.features,

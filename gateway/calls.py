@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from core.errors import BadRequest
+from core.limits import metadata_bounded
 from core.logging import get_request_id
 from gateway.upstream import CHAT, RESPONSES
 from prompts.rendering import arender_version
@@ -183,6 +184,7 @@ class GatewayCall:
         team_id: int,
         api_key_id: int | None,
         team_store_content: bool,
+        team_no_content: bool = False,
         version: Any = None,
         requested: str = AUTO,
         pinned_by: str = "",
@@ -224,7 +226,8 @@ class GatewayCall:
             service_tier=service_tier,
             prompt_version=version,
             purpose=purpose,
-            store_content=bool(team_store_content or (prompt is not None and prompt.store_content)),
+            store_content=not team_no_content
+            and bool(team_store_content or (prompt is not None and prompt.store_content)),
         )
 
     @classmethod
@@ -378,7 +381,7 @@ def metadata_check(value: Any) -> dict[str, Any]:
                 f"`metadata.{key}` must be a string, number, boolean or null.",
                 param=f"metadata.{key}",
             )
-    return value
+    return metadata_bounded(value)
 
 
 def build_features(

@@ -15,6 +15,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonRespons
 
 from accounts.models import ApiKey
 from core.errors import AppError, BadRequest, MethodNotAllowed, NotFound
+from core.limits import LABEL_MAX, MODEL_MAX, SLUG_MAX, bounded
 from gateway.calls import GatewayCall, metadata_check, new_request_id, prompt_body
 from gateway.http import (
     authenticate,
@@ -56,7 +57,7 @@ def _model(body: dict[str, Any]) -> str:
         raise BadRequest(
             "`model` must be 'auto', 'tier:<name>' or a catalog model name.", param="model"
         )
-    return model.strip()
+    return bounded(model.strip(), param="model", limit=MODEL_MAX)
 
 
 def _bool(body: dict[str, Any], name: str) -> bool:
@@ -141,7 +142,7 @@ def chat_call(body: dict[str, Any], api_key: ApiKey, request_id: str) -> Gateway
         messages=messages,
         team_id=api_key.team_id,
         api_key_id=api_key.id,
-        store_content=api_key.team.store_content,
+        store_content=api_key.team.store_content and not api_key.team.no_content,
         requested=_model(body),
         stream=_bool(body, "stream"),
         tools=_list(body, "tools"),
@@ -193,6 +194,7 @@ async def responses_call(body: dict[str, Any], api_key: ApiKey, request_id: str)
         team_id=api_key.team_id,
         api_key_id=api_key.id,
         team_store_content=api_key.team.store_content,
+        team_no_content=api_key.team.no_content,
         version=version,
         requested=requested,
         stream=stream,
@@ -214,7 +216,9 @@ async def _with_prompt(
         raise BadRequest(
             "`prompt` must be an object with an `id` (the prompt's slug).", param="prompt"
         )
+    bounded(ref["id"], param="prompt.id", limit=SLUG_MAX)
     which = ref.get("version")
+    bounded(which, param="prompt.version", limit=LABEL_MAX)
     number, label = None, None
     if isinstance(which, int) and not isinstance(which, bool):
         number = which

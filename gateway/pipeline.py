@@ -59,6 +59,7 @@ async def _classify(prepared: Prepared) -> Decision:
         return await run_classifier(prepared, version, text)
 
     result = await classifier.classify(
+        team_id=call.team_id,
         text=call.classifier_text,
         snapshot=snapshot,
         execute=execute,

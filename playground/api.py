@@ -25,6 +25,7 @@ from accounts.models import ApiKey, Team
 from accounts.selectors import user_teams
 from core.errors import BadRequest, NotFound
 from core.jsonlimits import LimitedJSONParser
+from core.limits import LABEL_MAX, MODEL_MAX, NAME_MAX, TIER_MAX
 from core.serializers import StrictCharField, StrictSlugField
 from playground import selectors, services
 from playground.columns import AUTO, column_spec_parse
@@ -65,8 +66,8 @@ class VariablesField(serializers.JSONField):
 class _Column(serializers.Serializer):
     """What every job submission has besides its inputs: the column and the job's name."""
 
-    tier = StrictCharField(required=False, allow_blank=True)
-    model = StrictCharField(required=False, allow_blank=True)
+    tier = StrictCharField(required=False, allow_blank=True, max_length=TIER_MAX)
+    model = StrictCharField(required=False, allow_blank=True, max_length=MODEL_MAX)
     temperature = serializers.DecimalField(
         required=False,
         max_digits=3,
@@ -75,8 +76,8 @@ class _Column(serializers.Serializer):
         max_value=2,
         coerce_to_string=False,
     )
-    reasoning_effort = StrictCharField(required=False, allow_blank=True)
-    name = StrictCharField(required=False, allow_blank=True, max_length=200)
+    reasoning_effort = StrictCharField(required=False, allow_blank=True, max_length=16)
+    name = StrictCharField(required=False, allow_blank=True, max_length=NAME_MAX)
     team = StrictSlugField(required=False, help_text="For signed-in users in several teams.")
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
@@ -95,7 +96,9 @@ class JobSubmitSerializer(_Column):
         required=False, min_value=1, help_text="With `prompt`: a version number."
     )
     label = StrictSlugField(
-        required=False, help_text="With `prompt`: a label (default production)."
+        required=False,
+        max_length=LABEL_MAX,
+        help_text="With `prompt`: a label (default production).",
     )
     inputs = serializers.ListField(
         child=serializers.JSONField(),
@@ -110,7 +113,7 @@ class PromptJobSerializer(_Column):
 
     prompt = StrictSlugField()
     version = serializers.IntegerField(required=False, min_value=1)
-    label = StrictSlugField(required=False)
+    label = StrictSlugField(required=False, max_length=LABEL_MAX)
     inputs = serializers.ListField(child=VariablesField(), min_length=1)
 
 

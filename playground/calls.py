@@ -14,6 +14,7 @@ from asgiref.sync import sync_to_async
 
 from core.errors import AppError, BadRequest, UpstreamFailed
 from gateway.calls import GatewayCall, prompt_body
+from gateway.http import rate_limit
 from gateway.pipeline import complete, open_stream, prepare
 from gateway.streaming import relay
 from playground.columns import ColumnSpec
@@ -104,6 +105,7 @@ async def _gateway_call(spec: CallInput, *, stream: bool) -> GatewayCall:
         team_id=spec.team.pk,
         api_key_id=spec.api_key.pk if spec.api_key is not None else None,
         team_store_content=spec.team.store_content,
+        team_no_content=spec.team.no_content,
         version=spec.prompt_version,
         requested=_requested(spec.column),
         stream=stream,
@@ -114,12 +116,15 @@ async def _gateway_call(spec: CallInput, *, stream: bool) -> GatewayCall:
     )
 
 
-async def usage_record_id(request_id: str) -> int | None:
-    """The successful usage record of a request, once the gateway's writer has stored it."""
+async def usage_record_id(request_id: str, *, team_id: int) -> int | None:
+    """The team's successful usage record of a request, once the gateway's writer has stored
+    it (callers choose request ids: another team may have used the same one)."""
     await usage_flush()
     return await sync_to_async(
         lambda: (
-            UsageRecord.objects.filter(request_id=request_id, status=UsageRecord.Status.SUCCESS)
+            UsageRecord.objects.filter(
+                team_id=team_id, request_id=request_id, status=UsageRecord.Status.SUCCESS
+            )
             .order_by("-created_at")
             .values_list("pk", flat=True)
             .first()
@@ -127,9 +132,19 @@ async def usage_record_id(request_id: str) -> int | None:
     )()
 
 
+async def _count_against_key(spec: CallInput, gateway_call: GatewayCall) -> None:
+    """A call made with a team key (a job's item) counts against the key's requests and
+    tokens per minute like a /v1 request; raises RateLimited (with Retry-After) before any
+    money is spent when it does not fit."""
+    if spec.api_key is not None:
+        await rate_limit(spec.api_key, gateway_call)
+
+
 async def call(spec: CallInput) -> CallResult:
-    """One non-streamed call through the gateway; raises the gateway's AppError on failure."""
+    """One non-streamed call through the gateway; raises the gateway's AppError on failure
+    (RateLimited, before anything is spent, when the key is over its rate limits)."""
     gateway_call = await _gateway_call(spec, stream=False)
+    await _count_against_key(spec, gateway_call)
     outcome = await complete(await prepare(gateway_call))
     answer = outcome.answer
     return CallResult(
@@ -143,7 +158,7 @@ async def call(spec: CallInput) -> CallResult:
         cost_usd=outcome.cost_usd,
         latency_ms=outcome.latency_ms,
         ttft_ms=None,
-        usage_record_id=await usage_record_id(gateway_call.request_id),
+        usage_record_id=await usage_record_id(gateway_call.request_id, team_id=spec.team.pk),
         request_id=gateway_call.request_id,
     )
 
@@ -157,6 +172,7 @@ async def stream(spec: CallInput) -> AsyncIterator[str | CallResult]:
     one that never starts raises the gateway's error, after its retries and fallbacks."""
 
     gateway_call = await _gateway_call(spec, stream=True)
+    await _count_against_key(spec, gateway_call)
     prepared = await prepare(gateway_call)
     opened = await open_stream(prepared)
     final: dict[str, Any] = {}
@@ -196,6 +212,6 @@ async def stream(spec: CallInput) -> AsyncIterator[str | CallResult]:
         ttft_ms=int((state.ttft + (opened.t0 - gateway_call.started)) * 1000)
         if state.ttft is not None
         else None,
-        usage_record_id=await usage_record_id(gateway_call.request_id),
+        usage_record_id=await usage_record_id(gateway_call.request_id, team_id=spec.team.pk),
         request_id=gateway_call.request_id,
     )

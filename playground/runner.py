@@ -3,7 +3,7 @@
 A job's items wait in the database. `job_run` takes the job's lease (one runner per job),
 claims pending items in chunks and runs them concurrently, at most
 `PLAYGROUND_BATCH_CONCURRENCY` at a time (an asyncio semaphore), each through the gateway's
-code path. A heartbeat renews the lease and notices a cancel. Each item is settled in one
+code path; a job submitted with a key is paced by the key's rpm/tpm limits. A heartbeat renews the lease and notices a cancel. Each item is settled in one
 transaction with its usage record id and the job's counters, so an item marked done is never
 run again: a job whose worker died is resumed by `jobs_resume_stale` and only runs what is left.
 """
@@ -15,6 +15,7 @@ import contextlib
 import datetime as dt
 import logging
 import secrets
+import time
 from decimal import Decimal
 from typing import Any
 
@@ -24,7 +25,9 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from core.errors import AppError
+from accounts.models import Team
+from core.errors import AppError, RateLimited
+from core.middleware import internal_request_id
 from playground import calls, checks
 from playground.columns import ColumnSpec
 from playground.models import Job, JobItem
@@ -80,9 +83,18 @@ def _claim(job_id: int, count: int) -> list[int]:
     return ids
 
 
-def _settle(item_id: int, job_id: int, fields: dict[str, Any], status: str) -> bool:
+# What an item of a team that stores no content loses once it has run (its checks are done).
+_NO_CONTENT = {"input": {}, "expected": None, "output": ""}
+
+
+def _settle(
+    item_id: int, job_id: int, fields: dict[str, Any], status: str, *, no_content: bool = False
+) -> bool:
     """Record an item's outcome and count it in the job, in one transaction; False if the
-    item was no longer running (cancelled meanwhile)."""
+    item was no longer running (cancelled meanwhile). An item of a team that stores no content
+    keeps its figures and checks, not its input or output."""
+    if no_content:
+        fields = {**fields, **_NO_CONTENT}
     with transaction.atomic():
         updated = JobItem.objects.filter(pk=item_id, status=JobItem.Status.RUNNING).update(
             status=status, finished_at=timezone.now(), **fields
@@ -120,8 +132,17 @@ def _finish(job_id: int, token: str) -> str:
             return job.status  # lease lost mid-way; the next runner finishes
         else:
             status = Job.Status.DONE
+        finished: dict[str, Any] = {}
+        if Team.objects.filter(pk=job.team_id, no_content=True).exists():
+            # items that never ran (cancelled) still hold their inputs
+            JobItem.objects.filter(job_id=job_id).update(**_NO_CONTENT)
+            finished["content_purged_at"] = timezone.now()
         Job.objects.filter(pk=job_id).update(
-            status=status, finished_at=timezone.now(), runner_token="", heartbeat_at=timezone.now()
+            status=status,
+            finished_at=timezone.now(),
+            runner_token="",
+            heartbeat_at=timezone.now(),
+            **finished,
         )
     job_counters_refresh(job_id=job_id)
     return status
@@ -143,12 +164,20 @@ def _result_fields(result: calls.CallResult, *, output: str) -> dict[str, Any]:
     }
 
 
-def _adopt_finished_call(request_id: str) -> dict[str, Any] | None:
-    """The outcome of a call that succeeded before its runner died, from its usage record."""
-    from spend.models import UsageRecord
+def _adopt_finished_call(team_id: int, request_id: str) -> dict[str, Any] | None:
+    """The outcome of a call that succeeded before its runner died, from its usage record.
+
+    Only a batch record of the job's own team can match: no caller's request is ever one (a
+    caller cannot choose an internal request id, nor make a call of purpose `batch`)."""
+    from spend.models import Purpose, UsageRecord
 
     record = (
-        UsageRecord.objects.filter(request_id=request_id, status=UsageRecord.Status.SUCCESS)
+        UsageRecord.objects.filter(
+            team_id=team_id,
+            purpose=Purpose.BATCH,
+            request_id=request_id,
+            status=UsageRecord.Status.SUCCESS,
+        )
         .order_by("-created_at")
         .first()
     )
@@ -184,6 +213,7 @@ class _JobContext:
             regex=(job.checks or {}).get("regex", ""),
         )
         self.purpose = Purpose.BATCH
+        self.no_content = job.team.no_content
         self.cancelled = asyncio.Event()
         self.lost = asyncio.Event()
 
@@ -195,11 +225,13 @@ async def _run_item(ctx: _JobContext, item_id: int, semaphore: asyncio.Semaphore
             if ctx.cancelled.is_set():
                 await sync_to_async(_settle)(item_id, ctx.job.pk, {}, JobItem.Status.CANCELLED)
             return
-        request_id = f"job{ctx.job.pk}-item{item.pk}"
-        adopted = await sync_to_async(_adopt_finished_call)(request_id)
+        request_id = internal_request_id(f"job{ctx.job.pk}-item{item.pk}")
+        adopted = await sync_to_async(_adopt_finished_call)(ctx.job.team_id, request_id)
         if adopted is not None:
             adopted.update(_checks(ctx, adopted["output"], item.expected))
-            await sync_to_async(_settle)(item_id, ctx.job.pk, adopted, JobItem.Status.DONE)
+            await sync_to_async(_settle)(
+                item_id, ctx.job.pk, adopted, JobItem.Status.DONE, no_content=ctx.no_content
+            )
             return
         payload = item.input or {}
         spec = calls.CallInput(
@@ -214,7 +246,7 @@ async def _run_item(ctx: _JobContext, item_id: int, semaphore: asyncio.Semaphore
             metadata={"job": str(ctx.job.pk)},
         )
         try:
-            result = await calls.call(spec)
+            result = await _call_in_turn(ctx, spec)
         except AppError as exc:
             fields = {
                 "request_id": request_id,
@@ -222,7 +254,9 @@ async def _run_item(ctx: _JobContext, item_id: int, semaphore: asyncio.Semaphore
                 "error_message": exc.message[:500],
                 "passed": False,
             }
-            await sync_to_async(_settle)(item_id, ctx.job.pk, fields, JobItem.Status.ERROR)
+            await sync_to_async(_settle)(
+                item_id, ctx.job.pk, fields, JobItem.Status.ERROR, no_content=ctx.no_content
+            )
             return
         except Exception as exc:
             logger.exception("job %s item %s failed", ctx.job.pk, item_id)
@@ -232,12 +266,40 @@ async def _run_item(ctx: _JobContext, item_id: int, semaphore: asyncio.Semaphore
                 "error_message": f"{type(exc).__name__}: {exc}"[:500],
                 "passed": False,
             }
-            await sync_to_async(_settle)(item_id, ctx.job.pk, fields, JobItem.Status.ERROR)
+            await sync_to_async(_settle)(
+                item_id, ctx.job.pk, fields, JobItem.Status.ERROR, no_content=ctx.no_content
+            )
+            return
+        if result is None:  # cancelled or taken over while waiting for the key's turn
+            if ctx.cancelled.is_set():
+                await sync_to_async(_settle)(item_id, ctx.job.pk, {}, JobItem.Status.CANCELLED)
             return
         fields = _result_fields(result, output=result.output)
         fields["request_id"] = result.request_id or request_id
         fields.update(_checks(ctx, result.output, item.expected))
-        await sync_to_async(_settle)(item_id, ctx.job.pk, fields, JobItem.Status.DONE)
+        await sync_to_async(_settle)(
+            item_id, ctx.job.pk, fields, JobItem.Status.DONE, no_content=ctx.no_content
+        )
+
+
+async def _call_in_turn(ctx: _JobContext, spec: calls.CallInput) -> calls.CallResult | None:
+    """The item's call, in its key's turn: items count against the key's requests and tokens
+    per minute like /v1 requests, and a job over the limit is paced (each item waits out the
+    Retry-After) rather than failed. None if the job is cancelled or lost meanwhile; an item
+    that needs more tokens than the key allows in a minute fails with `rate_limited`."""
+    while True:
+        try:
+            return await calls.call(spec)
+        except RateLimited as exc:
+            details = exc.details if isinstance(exc.details, dict) else {}
+            if details.get("requested", 0) > details.get("value", 0):
+                raise  # waiting cannot help
+            wait = float(exc.headers.get("Retry-After") or 1)
+        deadline = time.monotonic() + wait
+        while (left := deadline - time.monotonic()) > 0:
+            if ctx.cancelled.is_set() or ctx.lost.is_set():
+                return None
+            await asyncio.sleep(min(left, 0.5))
 
 
 def _checks(ctx: _JobContext, output: str, expected: str | None) -> dict[str, Any]:

@@ -36,6 +36,7 @@ from core.jsonlimits import (
     structure_check,
     utf8_decode,
 )
+from core.limits import LABEL_MAX, MODEL_MAX, TIER_MAX
 from core.serializers import StrictCharField, StrictSlugField
 from prompts.models import ApprovalRequest, Label, Prompt, PromptVersion
 from prompts.portable import dump_document, load_document
@@ -241,15 +242,15 @@ class VersionCreateSerializer(serializers.Serializer):
     user_template = StrictCharField(required=False, allow_blank=True, default="")
     few_shot = serializers.ListField(child=serializers.DictField(), required=False, default=list)
     variables = serializers.ListField(child=serializers.DictField(), required=False, default=list)
-    tier = StrictCharField(required=False, allow_blank=True, default="")
-    model_name = StrictCharField(required=False, allow_blank=True, default="")
+    tier = StrictCharField(required=False, allow_blank=True, default="", max_length=TIER_MAX)
+    model_name = StrictCharField(required=False, allow_blank=True, default="", max_length=MODEL_MAX)
     temperature = serializers.DecimalField(
         max_digits=3, decimal_places=2, required=False, allow_null=True, default=None
     )
     max_output_tokens = serializers.IntegerField(
         min_value=1, required=False, allow_null=True, default=None
     )
-    reasoning_effort = StrictCharField(required=False, allow_blank=True, default="")
+    reasoning_effort = StrictCharField(required=False, allow_blank=True, default="", max_length=16)
     tools = serializers.ListField(child=serializers.DictField(), required=False, default=list)
     response_schema = serializers.JSONField(required=False, allow_null=True, default=None)
     change_note = StrictCharField(required=False, allow_blank=True, max_length=500, default="")
@@ -257,7 +258,7 @@ class VersionCreateSerializer(serializers.Serializer):
 
 class RenderRequestSerializer(serializers.Serializer):
     variables = serializers.DictField(required=False, default=dict)
-    label = StrictSlugField(required=False, help_text="Default: production.")
+    label = StrictSlugField(required=False, max_length=LABEL_MAX, help_text="Default: production.")
     version = serializers.IntegerField(
         min_value=1, required=False, help_text="A version number; wins over label."
     )

@@ -10,6 +10,7 @@ from accounts.selectors import user_has_role, user_teams
 from core.db import reconnecting
 from core.errors import NotFound
 from core.hot import hot_get, hot_get_sync
+from core.limits import LABEL_MAX, SLUG_MAX, bounded
 from prompts.models import Label, Prompt, PromptVersion
 
 
@@ -50,7 +51,10 @@ def prompt_version_resolve_sync(
 ) -> PromptVersion:
     """The version a request names: by number if given, else by label (default production).
 
-    From the process's hot cache (`core.hot`) when it holds it. Raises NotFound."""
+    From the process's hot cache (`core.hot`) when it holds it. Raises NotFound, or
+    BadRequest for a name longer than any stored one (never looked up, so never cached)."""
+    bounded(slug, param="slug", limit=SLUG_MAX)
+    bounded(label, param="label", limit=LABEL_MAX)
     found = hot_get_sync(
         _hot_key(team_id, slug, label, version),
         lambda: _resolved(team_id=team_id, slug=slug, label=label, version=version),
@@ -65,6 +69,8 @@ async def prompt_version_resolve(
 ) -> PromptVersion:
     """prompt_version_resolve_sync for the gateway's hot path (a miss makes one hop to the
     sync thread)."""
+    bounded(slug, param="slug", limit=SLUG_MAX)
+    bounded(label, param="label", limit=LABEL_MAX)
     found = await hot_get(
         _hot_key(team_id, slug, label, version),
         lambda: sync_to_async(_resolved)(team_id=team_id, slug=slug, label=label, version=version),

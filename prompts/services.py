@@ -19,6 +19,7 @@ from django.db.models import Max
 from django.utils import timezone
 
 from accounts.models import Role, Team, User
+from accounts.selectors import user_teams
 from core.audit import audit_record
 from core.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from prompts.models import ApprovalRequest, Label, Prompt, PromptVersion, TaskTag
@@ -602,7 +603,10 @@ def _import_one(
     slug = spec.get("slug")
     where = f"{where} ({slug})" if isinstance(slug, str) else where
     if team is None:
-        team = Team.objects.filter(slug=spec.get("team") or "").first()
+        # A team the actor is not in answers like one that does not exist: an import must not
+        # tell anyone which team slugs are taken.
+        teams = Team.objects.all() if actor is None else user_teams(user=actor)
+        team = teams.filter(slug=str(spec.get("team") or "")).first()
         if team is None:
             return {where: f"Unknown team {spec.get('team')!r}; pass a team to import into."}
     if actor is not None and not user_can_edit(user=actor, team=team):

@@ -2,8 +2,9 @@
 
 The prompt is `tier-classifier` in the `platform` team (seeded by `routing.seed`), run on the
 tier its version names (nano) with a JSON-schema answer `{"tier", "reason"}`. Answers are
-cached by a hash of the classifier version and the input text, so the same request is
-classified once. Running it is the caller's job (`execute`), so that the call goes through
+cached by team and a hash of the classifier version and the input text, so the same request
+is classified once per team (a cache shared by teams would tell one team, through `cached`,
+the reason or the timing, what another team sent). Running it is the caller's job (`execute`), so that the call goes through
 the gateway's upstream path and gets its own usage record (purpose `classifier`); this
 module only knows the prompt, the cache and how to read the answer.
 """
@@ -75,9 +76,9 @@ def classifier_text(text: str) -> str:
     return text[:MAX_CHARS]
 
 
-def cache_key(version_id: int, text: str) -> str:
+def cache_key(team_id: int, version_id: int, text: str) -> str:
     digest = hashlib.sha256(classifier_text(text).encode()).hexdigest()
-    return f"routing:classifier:{version_id}:{digest}"
+    return f"routing:classifier:{team_id}:{version_id}:{digest}"
 
 
 def parse_answer(answer: str, snapshot: Snapshot) -> tuple[str, str] | None:
@@ -124,12 +125,13 @@ async def classifier_version() -> Any:
         return None
 
 
-async def classification_cached(text: str) -> Classification | None:
-    """A cached answer for this text, if any (the explain endpoint never calls a model)."""
+async def classification_cached(*, team_id: int, text: str) -> Classification | None:
+    """The team's cached answer for this text, if any (the explain endpoint never calls a
+    model)."""
     version = await classifier_version()
     if version is None:
         return None
-    hit = await cache.aget(cache_key(version.id, text))
+    hit = await cache.aget(cache_key(team_id, version.id, text))
     return Classification(hit[0], hit[1], cached=True) if hit else None
 
 
@@ -137,9 +139,15 @@ Executor = Callable[[Any, str], Awaitable[str]]
 
 
 async def classify(
-    *, text: str, snapshot: Snapshot, execute: Executor, cache_seconds: float = CACHE_SECONDS
+    *,
+    team_id: int,
+    text: str,
+    snapshot: Snapshot,
+    execute: Executor,
+    cache_seconds: float = CACHE_SECONDS,
 ) -> Classification:
-    """The tier for `text`: from the cache, or by running the classifier prompt via `execute`.
+    """The tier for `text` sent by the team: from the team's cache, or by running the
+    classifier prompt via `execute`.
 
     `execute(version, text)` runs the prompt and returns the model's answer text; an AppError
     from it (upstream down, budget) falls back to the policy's default tier."""
@@ -149,7 +157,7 @@ async def classify(
         return Classification(
             fallback, f"classifier prompt '{CLASSIFIER_SLUG}' is not set up", ok=False
         )
-    key = cache_key(version.id, text)
+    key = cache_key(team_id, version.id, text)
     hit = await cache.aget(key)
     if hit:
         return Classification(hit[0], hit[1], cached=True)

@@ -5,6 +5,8 @@ from typing import Any
 from django import forms
 
 from accounts.models import Team
+from core.errors import BadRequest
+from core.limits import metadata_bounded
 from core.patterns import pattern_problem
 from prompts.models import Prompt, TaskTag
 from routing.models import Capability, Model, Rule, Tier
@@ -165,7 +167,10 @@ class RouteTestForm(forms.Form):
             if not sep or not key.strip():
                 raise forms.ValidationError(f"Line {number}: write key=value.")
             metadata[key.strip()] = value.strip()
-        return metadata
+        try:
+            return metadata_bounded(metadata)
+        except BadRequest as exc:
+            raise forms.ValidationError(exc.message) from None
 
 
 class PriceSheetUploadForm(forms.Form):

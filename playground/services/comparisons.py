@@ -10,6 +10,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.db import transaction
+from django.utils import timezone
 
 from accounts.models import Team, User
 from core.errors import AppError, BadRequest, Conflict, ValidationFailed
@@ -253,7 +254,10 @@ async def comparison_column_stream(*, column_id: int, run_token: str) -> AsyncIt
         yield {"event": "error", **column_metrics(column)}
         return
     await _column_finish(column, run_token, status=RunStatus.DONE, result=result)
-    yield {"event": "done", **column_metrics(column)}
+    # The browser gets the answer live even where the team stores none (the stored column's
+    # output is then empty).
+    live = checks.pretty(result.output) if column.json_valid else result.output
+    yield {"event": "done", **column_metrics(column), "output": live}
 
 
 async def _column_finish(
@@ -289,10 +293,28 @@ async def _column_finish(
         )
     else:
         fields["output"] = output
+    no_content = column.comparison.team.no_content
+    if no_content:
+        fields.update(output="", schema_error="")
     await ComparisonColumn.objects.filter(
         pk=column.pk, run_token=run_token, status=RunStatus.RUNNING
     ).aupdate(**fields)
     await column.arefresh_from_db()
+    if no_content:
+        await _content_drop_when_idle(column.comparison_id)
+
+
+async def _content_drop_when_idle(comparison_id: int) -> None:
+    """A comparison of a team that stores no content holds its input only while a column
+    runs: once none is pending or running, the input goes (the page says why)."""
+    busy = ComparisonColumn.objects.filter(
+        comparison_id=comparison_id, status__in=[RunStatus.PENDING, RunStatus.RUNNING]
+    )
+    if await busy.aexists():
+        return
+    await Comparison.objects.filter(pk=comparison_id, content_purged_at__isnull=True).aupdate(
+        variables={}, instructions="", input_text="", content_purged_at=timezone.now()
+    )
 
 
 @transaction.atomic

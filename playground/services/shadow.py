@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from accounts.models import User
 from core.errors import AppError, BadRequest
+from core.middleware import internal_request_id
 from playground import calls, checks
 from playground.columns import ColumnSpec
 from playground.models import ShadowPair, Verdict
@@ -76,7 +77,8 @@ def shadow_maybe_enqueue(
                 production_cost_usd=cost_usd or Decimal(0),
                 request_body=request_body,
                 production_output=output,
-                content_retained=prompt.store_content or prompt.team.store_content,
+                content_retained=not prompt.team.no_content
+                and (prompt.store_content or prompt.team.store_content),
             )
             from playground.tasks import shadow_run
 
@@ -137,7 +139,7 @@ async def shadow_pair_run(*, pair_id: int) -> ShadowPair:
                     column=ColumnSpec(tier=FLAGSHIP_TIER),
                     prompt_version=pair.prompt_version,
                     body=pair.request_body or {},
-                    request_id=f"shadow-{pair.pk}",
+                    request_id=internal_request_id(f"shadow-{pair.pk}"),
                     metadata={"shadow_of": pair.production_request_id},
                 )
             )
@@ -155,7 +157,7 @@ async def shadow_pair_run(*, pair_id: int) -> ShadowPair:
             )
     if pair.production_request_id:
         fields["production_usage_record_id"] = await calls.usage_record_id(
-            pair.production_request_id
+            pair.production_request_id, team_id=pair.team_id
         )
     if not pair.content_retained:
         fields.update(SHADOW_CONTENT)

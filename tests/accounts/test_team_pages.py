@@ -154,8 +154,8 @@ def test_an_admin_changes_the_content_retention(client, dana, team):
     team.refresh_from_db()
     assert (team.store_content, team.retention_days) == (True, 7)
     event = AuditEvent.objects.get(action="team.content_settings")
-    assert event.before == {"store_content": False, "retention_days": 30}
-    assert event.after == {"store_content": True, "retention_days": 7}
+    assert event.before == {"store_content": False, "no_content": False, "retention_days": 30}
+    assert event.after == {"store_content": True, "no_content": False, "retention_days": 7}
 
 
 def test_a_bad_retention_is_refused(client, dana, team):

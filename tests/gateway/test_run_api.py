@@ -190,6 +190,33 @@ def test_the_classifier_picks_the_tier_and_its_answer_is_cached(sdk, simulator_u
     assert explained["tier"] == expected
 
 
+def test_the_classifiers_cache_tells_no_team_what_another_team_sent(
+    sdk, site, api_key, other_api_key
+):
+    text = "Summarise our confidential merger memo for the board, with the price."
+    messages = [{"role": "user", "content": text}]
+    sdk.chat.completions.create(model="auto", messages=messages)
+    assert (
+        "[cached]"
+        in sdk.chat.completions.with_raw_response.create(model="auto", messages=messages).headers[
+            "x-switchboard-route"
+        ]
+    )
+
+    theirs = openai.OpenAI(base_url=f"{site}/v1", api_key=other_api_key, max_retries=0)
+    explained = httpx.post(
+        f"{site}/api/v1/route",
+        headers={"Authorization": f"Bearer {other_api_key}"},
+        json={"model": "auto", "messages": messages},
+    ).json()
+    assert explained["classifier"]["cached"] is False
+    answered = theirs.chat.completions.with_raw_response.create(model="auto", messages=messages)
+    assert "[cached]" not in answered.headers["x-switchboard-route"]
+    # team B's request ran the classifier itself, on team B's money
+    purposes = [r.purpose for r in usage_for(answered.headers["x-request-id"], 2)]
+    assert purposes == [Purpose.CLASSIFIER, Purpose.GATEWAY]
+
+
 BUCKET_SCHEMA = {
     "type": "object",
     # The simulator ignores multipleOf, so about half of its answers fail this schema.

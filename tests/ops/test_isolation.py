@@ -12,16 +12,20 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 
+import openai
 import pytest
 from django.contrib import admin
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from accounts.models import ApiKey, Team
 from accounts.services import api_key_create
+from core.middleware import internal_request_id
 from playground.models import Comparison, ComparisonColumn, Job, JobItem, ShadowPair
 from prompts.models import ApprovalRequest, Prompt, PromptVersion
 from routing.models import Model, Policy, Rule, Tier
-from spend.models import ReplayRun
+from spend.models import Purpose, ReplayRun, UsageRecord
+from tests.gateway.conftest import wait_for
+from tests.playground.test_runner import _orphan, _run
 from tests.prompts.conftest import make_prompt
 
 pytestmark = pytest.mark.django_db
@@ -318,3 +322,94 @@ def test_the_admin_refuses_team_members_for_every_registered_model(client, alice
             response = client.get(url)
             assert response.status_code == 302, url
             assert response.url.startswith(reverse("admin:login")), url
+
+
+# --- request ids: a caller's id never names another team's call ------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_job_item_never_adopts_another_teams_call_named_after_it(
+    gateway_env, catalog, live_site, team, other_api_key
+):
+    job = _orphan(team, items=1)
+    item = job.items.get()
+    sdk = openai.OpenAI(base_url=f"{live_site}/v1", api_key=other_api_key, max_retries=0)
+    forged = [f"job{job.pk}-item{item.pk}", internal_request_id(f"job{job.pk}-item{item.pk}")]
+    for request_id in forged:
+        raw = sdk.responses.with_raw_response.create(
+            model="tier:nano", input=MARKER, extra_headers={"X-Request-ID": request_id}
+        )
+        assert raw.http_response.status_code == 200
+    assert raw.headers["x-request-id"] != forged[1], "a caller chose an internal request id"
+    theirs = UsageRecord.objects.filter(team__slug="team-b")
+    assert wait_for(lambda: theirs.count() == 2), "team B's calls were not recorded"
+
+    assert _run(job.pk) == Job.Status.DONE
+    item.refresh_from_db()
+    assert item.status == JobItem.Status.DONE
+    assert item.usage_record_id not in set(theirs.values_list("pk", flat=True))
+    assert MARKER not in item.output
+    assert UsageRecord.objects.filter(team=team, purpose=Purpose.BATCH).count() == 1
+
+
+# --- existence oracles: another team's object answers exactly like a missing one ---------------
+
+# URL parameters that name an object (the others: positions, rows, formats, label names).
+_OBJECT_PARAMS = {"pk", "prompt_id", "run_id", "key_id", "slug", "team"}
+# Routing objects are global (the same for every team): no team's secret to reveal.
+_GLOBAL = ("routing:",)
+
+
+def _missing(b: TeamB, kwargs: dict) -> dict:
+    """The same URL parameters with team B's objects swapped for ones that do not exist."""
+    swapped = dict(kwargs)
+    for name, value in kwargs.items():
+        if name in _OBJECT_PARAMS and value != b.team_a.slug:
+            swapped[name] = 987654 if isinstance(value, int) else "no-such-thing"
+    return swapped
+
+
+def _statuses(client, url: str, **extra) -> list[int]:
+    return [
+        getattr(client, method)(url, {}, content_type="application/json", **extra).status_code
+        for method in METHODS
+    ]
+
+
+@pytest.mark.parametrize(
+    "name", [n for n in TEAM_B_OBJECTS if n in URLS and not n.startswith(_GLOBAL)]
+)
+def test_another_teams_object_answers_like_a_missing_one_for_a_member(client, alice, b, name):
+    client.force_login(alice)
+    for kwargs in TEAM_B_OBJECTS[name](b):
+        theirs = _statuses(client, reverse(name, kwargs=kwargs))
+        missing = _statuses(client, reverse(name, kwargs=_missing(b, kwargs)))
+        assert theirs == missing, f"{name} {kwargs}: {theirs} for B's, {missing} for none"
+
+
+def _import_answer(client, team_slug: str) -> tuple[int, str]:
+    document = {
+        "prompts": [
+            {"team": team_slug, "slug": "leak-probe", "name": "Probe", "versions": [], "labels": {}}
+        ]
+    }
+    response = client.post("/api/v1/prompts/import", document, content_type="application/json")
+    return response.status_code, response.content.decode().replace(team_slug, "<team>")
+
+
+def test_importing_into_a_team_you_are_not_in_answers_like_an_unknown_team(client, charlie, b):
+    client.force_login(charlie)
+    theirs = _import_answer(client, b.team_a.slug)
+    assert theirs == _import_answer(client, "no-such-team")
+    assert theirs[0] == 422
+
+
+@pytest.mark.parametrize("path", ["prompts", "prompts/export", "usage", "budget", "jobs"])
+def test_a_team_filter_naming_another_team_answers_like_an_unknown_team(client, charlie, b, path):
+    client.force_login(charlie)
+    theirs = client.get(f"/api/v1/{path}", {"team": b.team_a.slug})
+    missing = client.get(f"/api/v1/{path}", {"team": "no-such-team"})
+    assert theirs.status_code == missing.status_code
+    assert theirs.content.decode().replace(
+        b.team_a.slug, "<team>"
+    ) == missing.content.decode().replace("no-such-team", "<team>")

@@ -4,16 +4,21 @@ runner died, an orphaned cancel, the lease, and the concurrency bound."""
 from __future__ import annotations
 
 import datetime as dt
+import threading
+import time
 from decimal import Decimal
 
 import pytest
 from asgiref.sync import async_to_sync
 from django.utils import timezone
 
+from accounts.models import ApiKey
+from accounts.services import api_key_create
 from playground.columns import ColumnSpec
 from playground.models import Job, JobItem
 from playground.runner import gateway_cleanup, job_run
 from spend.models import Purpose, UsageRecord
+from tests.gateway.conftest import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -53,7 +58,7 @@ def test_a_call_that_finished_before_its_runner_died_is_adopted_not_rerun(team, 
     first = job.items.get(row_index=0)
     record = UsageRecord.objects.create(
         created_at=timezone.now(),
-        request_id=f"job{job.pk}-item{first.pk}",
+        request_id=f"int:job{job.pk}-item{first.pk}",
         team=team,
         purpose=Purpose.BATCH,
         model_name="gpt-5.4-nano",
@@ -113,3 +118,35 @@ def test_a_regex_check_that_backtracks_forever_fails_the_item_with_the_reason(te
         assert (item.status, item.checks, item.passed) == ("done", {"regex": False}, False)
         assert item.error_code == "check_error"
         assert "regex check: the regular expression took longer than" in item.error_message
+
+
+def test_a_jobs_items_are_paced_by_its_keys_requests_per_minute(team, catalog):
+    key, _ = api_key_create(team=team, name="limited")
+    ApiKey.objects.filter(pk=key.pk).update(rate_limit_rpm=2)
+    job = _orphan(team, items=5)
+    Job.objects.filter(pk=job.pk).update(api_key=key)
+    runner = threading.Thread(target=_run, args=(job.pk,))
+    runner.start()
+    try:
+        calls = UsageRecord.objects.filter(purpose=Purpose.BATCH)
+        assert wait_for(lambda: calls.count() >= 2), "the first two items never ran"
+        time.sleep(3)  # the other three wait for the key's next minute
+        assert calls.count() == 2
+        assert job.items.filter(status=JobItem.Status.DONE).count() == 2
+    finally:
+        Job.objects.filter(pk=job.pk).update(status=Job.Status.CANCELLING)
+        runner.join(timeout=60)
+    assert not runner.is_alive(), "a cancel did not stop the items waiting for their turn"
+    job.refresh_from_db()
+    assert (job.status, job.done_items, job.cancelled_items) == ("cancelled", 2, 3)
+    assert UsageRecord.objects.filter(purpose=Purpose.BATCH).count() == 2
+
+
+def test_a_job_item_needing_more_tokens_than_its_key_allows_a_minute_fails_at_once(team, catalog):
+    key, _ = api_key_create(team=team, name="tiny")
+    ApiKey.objects.filter(pk=key.pk).update(rate_limit_tpm=10)
+    job = _orphan(team, items=2)
+    Job.objects.filter(pk=job.pk).update(api_key=key)
+    assert _run(job.pk) == Job.Status.DONE
+    assert set(job.items.values_list("status", "error_code")) == {("error", "rate_limited")}
+    assert not UsageRecord.objects.exists()
