@@ -20,6 +20,7 @@ urlpatterns = [
     path("prompts/", include("prompts.urls")),
     path("routing/", include("routing.urls")),
     path("usage/", include("spend.urls")),
+    path("requests/", include("spend.explorer_urls")),
     path("playground/", include("playground.urls")),
     path("accounts/", include("accounts.urls")),
 ]
