@@ -238,7 +238,7 @@ def generate(args: argparse.Namespace, fixtures: dict, now: dt.datetime, rng: ra
             primary, fallback, base_ms, per_k_ms = TIER_MODELS[tier]
             model_name, attempt = (fallback, 2) if rng.random() < 0.03 else (primary, 1)
             if attempt == 2:  # the explorer's "fell back" filter reads the route's notes
-                reason = f"{primary} failed (server_error); answered by {fallback}"
+                reason = f"{primary} failed (server_error)"
             model_id, p_in, p_cached, p_out = models[model_name]
             input_tokens = int(rng.lognormvariate(6.8, 0.9)) + 20
             cached = int(input_tokens * rng.uniform(0.2, 0.8)) if rng.random() < 0.3 else 0

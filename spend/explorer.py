@@ -58,8 +58,10 @@ class Route:
     CHOICES = [(ESCALATED, "Escalated"), (FELL_BACK, "Fell back")]
 
 
-# The pipeline's route notes (gateway.pipeline) that mark a fallback or an escalation.
-_FELL_BACK_NOTES = ("answered by ", "fell back to ")
+# The pipeline's route notes (gateway.pipeline) that mark a fallback or an escalation, as
+# the answering attempt's record has them: "<model> failed (<kind>)" when a tier moves on to
+# its next model, "every <tier> model failed: fell back to <tier>" between tiers.
+_FELL_BACK_NOTES = (" failed (", "fell back to ")
 _ESCALATED_NOTE = "escalated to "
 
 SORTS = {"time": "created_at", "cost": "cost_usd", "latency": "latency_ms"}

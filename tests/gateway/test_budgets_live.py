@@ -94,7 +94,13 @@ def test_a_blocking_budget_answers_402_on_both_surfaces(tiny_budget, site, api_k
     assert response.status_code == 402
     assert response.json()["error"]["code"] == "budget_exceeded"
     assert response.json()["error"]["details"]["scope"] == "team"
-    assert not UsageRecord.objects.exists()
+    # each refusal is one record of its own (the request explorer lists it), never spend
+    refusals = wait_for(
+        lambda: list(UsageRecord.objects.all()) if UsageRecord.objects.count() == 2 else None
+    )
+    assert [(r.status, r.error_code, r.cost_usd) for r in refusals] == [
+        ("refused", "budget_exceeded", 0)
+    ] * 2
     tiny_budget.refresh_from_db()
     assert tiny_budget.reserved_usd == tiny_budget.spent_usd == 0
 
