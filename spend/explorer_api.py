@@ -142,6 +142,7 @@ def _parameter(name: str) -> OpenApiParameter:
 class RequestListView(APIView):
     @extend_schema(
         summary="List gateway requests, one row each (newest first, keyset pages)",
+        operation_id="requests_list",
         parameters=[_parameter(name) for name in RequestFilterForm.base_fields],
         responses={
             200: OpenApiResponse(description="`{results: [...], next_cursor}`"),
@@ -174,6 +175,7 @@ class RequestListView(APIView):
 class RequestDetailView(APIView):
     @extend_schema(
         summary="One request: attempts, route, cost by component, content where stored",
+        operation_id="requests_retrieve",
         responses={
             200: OpenApiResponse(description="The request's detail"),
             404: OpenApiResponse(ERROR, "No such request (or not yours)"),
