@@ -344,6 +344,10 @@ def _content(row: RequestRow, *, readable: bool, now: dt.datetime) -> Content:
         return Content(request=stored.request_body, response=stored.response_body)
     if record.created_at < now - dt.timedelta(days=team.retention_days):
         return Content(reason=f"purged (kept {team.retention_days} days: team setting)")
+    if team.store_content:
+        return Content(
+            reason="not stored for this request (stored only while its team or prompt keeps content)"
+        )
     return Content(reason="not stored (team setting)")
 
 

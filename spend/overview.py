@@ -101,4 +101,3 @@ def overview_build(*, user: User, now: dt.datetime | None = None) -> Overview:
         month_start=month_start,
         today=today,
     )
-
