@@ -5,10 +5,10 @@ A request is every usage record sharing a `request_id` (a classifier call, the u
 attempts, or a refusal). Its row in the list is its *last* record, the one no later attempt
 follows: that record carries the outcome (model, tier, status) and the route's final reason.
 The list scans the ledger newest first and stops at a page: PostgreSQL walks the
-`created_at` index (or the team's, or the partial index of unsuccessful records) and checks
-"no later attempt" with one probe of the `request_id` index per row, so a page costs about
-the same at any depth and under inserts (the cursor is the last row's sort key and id).
-The rest of the page's records are then read in one query by `request_id` and folded in.
+`created_at` index (or the team's, or the partial index of unsuccessful records), so a page
+costs about the same at any depth and under inserts (the cursor is the last row's sort key
+and id). The page's requests' records are then read in one query by `request_id`: a record
+that a later attempt follows is dropped, the others fold their earlier attempts in.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from accounts.models import Role, Team, User
@@ -89,16 +89,9 @@ class RequestFilters:
     sort: str = "time"
 
 
-def _last_records() -> QuerySet[UsageRecord]:
-    later = UsageRecord.objects.filter(
-        request_id=OuterRef("request_id"), attempt__gt=OuterRef("attempt")
-    )
-    return UsageRecord.objects.filter(~Exists(later))
-
-
 def requests_filtered(filters: RequestFilters) -> QuerySet[UsageRecord]:
-    """The requests' last records matching `filters` (unordered)."""
-    qs = _last_records().filter(team_id__in=filters.team_ids)
+    """The records matching `filters` (unordered); `request_page` keeps the requests' last."""
+    qs = UsageRecord.objects.filter(team_id__in=filters.team_ids)
     if filters.since:
         qs = qs.filter(created_at__gte=filters.since)
     if filters.until:
@@ -223,32 +216,52 @@ class RequestPage:
     next_cursor: str | None
 
 
+def _after(column: str, value: Any, record_id: int) -> Q:
+    return Q(**{f"{column}__lt": value}) | Q(**{column: value, "id__lt": record_id})
+
+
 def request_page(
     *, filters: RequestFilters, cursor: str | None = None, size: int = PAGE_SIZE
 ) -> RequestPage:
-    """One page of requests, newest (or costliest, slowest) first. ValueError: bad cursor."""
+    """One page of requests, newest (or costliest, slowest) first. ValueError: bad cursor.
+
+    Matching records are read in the sort order, a few more than a page at a time; the
+    records of their requests are read by `request_id` (one query) and a candidate is kept
+    when it is its request's last record. Earlier attempts are few (failed attempts and
+    classifier calls), so one round is the rule; the batch doubles when it is not."""
     column = SORTS[filters.sort]
-    qs = requests_filtered(filters)
-    if cursor:
-        value, record_id = cursor_decode(cursor, filters.sort)
-        qs = qs.filter(Q(**{f"{column}__lt": value}) | Q(**{column: value, "id__lt": record_id}))
-    records = list(
-        qs.select_related("team", "api_key", "prompt_version__prompt").order_by(
-            f"-{column}", "-id"
-        )[: size + 1]
+    ordered = (
+        requests_filtered(filters)
+        .select_related("team", "api_key", "prompt_version__prompt")
+        .order_by(f"-{column}", "-id")
     )
-    more = len(records) > size
-    records = records[:size]
-    rows = [RequestRow(record=r) for r in records]
-    by_id = {row.request_id: row for row in rows}
-    if by_id:
-        for other in UsageRecord.objects.filter(request_id__in=list(by_id)).order_by(
-            "attempt", "id"
-        ):
-            row = by_id[other.request_id]
-            row.attempts.append(row.record if other.id == row.record.id else other)
+    if cursor:
+        ordered = ordered.filter(_after(column, *cursor_decode(cursor, filters.sort)))
+    rows: list[RequestRow] = []
+    batch, remaining = size + 1 + size // 4, ordered
+    while len(rows) <= size:
+        candidates = list(remaining[:batch])
+        if not candidates:
+            break
+        attempts: dict[str, list[UsageRecord]] = {}
+        for record in UsageRecord.objects.filter(
+            request_id__in={c.request_id for c in candidates}
+        ).order_by("attempt", "id"):
+            attempts.setdefault(record.request_id, []).append(record)
+        for candidate in candidates:
+            mine = attempts[candidate.request_id]
+            if mine[-1].id == candidate.id:
+                mine[-1] = candidate  # the one with its related rows selected
+                rows.append(RequestRow(record=candidate, attempts=mine))
+        if len(candidates) < batch:
+            break
+        last = candidates[-1]
+        remaining = ordered.filter(_after(column, getattr(last, column), last.id))
+        batch *= 2
+    more = len(rows) > size
+    rows = rows[:size]
     return RequestPage(
-        rows=rows, next_cursor=cursor_encode(records[-1], filters.sort) if more else None
+        rows=rows, next_cursor=cursor_encode(rows[-1].record, filters.sort) if more else None
     )
 
 
