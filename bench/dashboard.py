@@ -223,6 +223,7 @@ def generate(args: argparse.Namespace, fixtures: dict, now: dt.datetime, rng: ra
             team_id = team_pick[i]
             purpose = purpose_pick[i]
             status = status_pick[i]
+            reason = ""
             if purpose == "classifier":
                 version_id, tier = None, "nano"
             else:
@@ -231,10 +232,13 @@ def generate(args: argparse.Namespace, fixtures: dict, now: dt.datetime, rng: ra
                 version_id, tier = team_prompts[int(roll * 10) % len(team_prompts)]
                 if roll < 0.08:
                     version_id = None  # free-form /v1 calls, no prompt
-                if rng.random() < 0.02:
-                    tier = NEXT_TIER[tier]  # escalated
+                if rng.random() < 0.02 and tier != "reasoning":
+                    reason = f"escalated to {NEXT_TIER[tier]}: {TIER_MODELS[tier][0]} empty output"
+                    tier = NEXT_TIER[tier]
             primary, fallback, base_ms, per_k_ms = TIER_MODELS[tier]
             model_name, attempt = (fallback, 2) if rng.random() < 0.03 else (primary, 1)
+            if attempt == 2:  # the explorer's "fell back" filter reads the route's notes
+                reason = f"{primary} failed (server_error)"
             model_id, p_in, p_cached, p_out = models[model_name]
             input_tokens = int(rng.lognormvariate(6.8, 0.9)) + 20
             cached = int(input_tokens * rng.uniform(0.2, 0.8)) if rng.random() < 0.3 else 0
@@ -265,7 +269,7 @@ def generate(args: argparse.Namespace, fixtures: dict, now: dt.datetime, rng: ra
                         str(version_id) if version_id else "\\N",
                         purpose,
                         "Routine tasks to mini" if tier == "mini" else "",
-                        "",
+                        reason,
                         str(model_id),
                         model_name,
                         tier,

@@ -4,9 +4,10 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from core import views as core_views
+from spend import views as spend_views
 
 urlpatterns = [
-    path("", core_views.home, name="home"),
+    path("", spend_views.home, name="home"),
     path("healthz", core_views.healthz, name="healthz"),
     path("readyz", core_views.readyz, name="readyz"),
     path("metrics", core_views.metrics, name="metrics"),
@@ -20,6 +21,7 @@ urlpatterns = [
     path("prompts/", include("prompts.urls")),
     path("routing/", include("routing.urls")),
     path("usage/", include("spend.urls")),
+    path("requests/", include("spend.explorer_urls")),
     path("playground/", include("playground.urls")),
     path("accounts/", include("accounts.urls")),
 ]

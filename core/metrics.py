@@ -173,6 +173,8 @@ def record_ledger(records: Sequence[Any]) -> None:
     token counts)."""
     previous = None
     for record in records:
+        if record.status == "refused":  # no upstream call: nothing to count
+            continue
         team = str(record.team_id)
         if record.status == "error" and record.error_code != "failed_check":
             record_upstream_error(provider="-", model=record.model_name, kind=record.error_code)

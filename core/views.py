@@ -4,11 +4,9 @@ import asyncio
 from typing import Any
 
 from asgiref.sync import sync_to_async
-from django.contrib.auth.decorators import login_required
 from django.core.cache import cache
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import render
 from django.views.defaults import page_not_found
 
 from core.errors import NotFound
@@ -73,11 +71,6 @@ async def metrics(request: HttpRequest) -> HttpResponse:
         return HttpResponse("Not Found\n", status=404, content_type="text/plain")
     body, content_type = metrics_exposition()
     return HttpResponse(body, content_type=content_type)
-
-
-@login_required
-def home(request: HttpRequest) -> HttpResponse:
-    return render(request, "core/home.html")
 
 
 def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:

@@ -19,7 +19,7 @@ from django.utils import timezone
 
 from core.errors import AppError, BadRequest, UpstreamFailed, UpstreamTimeout
 from gateway.calls import Usage
-from gateway.costs import actual_cost, budget_error, ensure_budget, limit_reached, served_tier
+from gateway.costs import actual_cost, budget_refusal, ensure_budget, limit_reached, served_tier
 from gateway.payloads import output_of, usage_of
 from gateway.prepared import Answer, Prepared
 from gateway.sse import SSEvent, sse_events
@@ -126,7 +126,7 @@ async def walk_plan(
                         prepared.notes.append("no budget left to escalate")
                         return rejected
                     limit_reached(prepared, refused, "block")
-                    raise budget_error(refused, need)
+                    raise budget_refusal(prepared, refused, need)
                 try:
                     result = await attempt(prepared, model, plan)
                     break

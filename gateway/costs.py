@@ -15,6 +15,7 @@ from core.metrics import record_budget_block
 from core.money import ZERO
 from gateway.calls import GatewayCall, Usage
 from gateway.prepared import Prepared
+from gateway.refusals import refusal_row
 from routing.snapshot import ModelInfo
 from spend.budgets import BudgetInfo, budget_limit_alert
 from spend.pricing import SERVICE_TIER_MULTIPLIERS, cost_usd, worst_case_cost_usd
@@ -70,8 +71,10 @@ def actual_cost(
     )
 
 
-def budget_error(budget: BudgetInfo, needed: Decimal) -> BudgetExceeded:
-    return BudgetExceeded(
+def budget_refusal(prepared: Prepared, budget: BudgetInfo, needed: Decimal) -> BudgetExceeded:
+    """The 402 for a request the budget cannot cover, logged as the request's last usage
+    record (a refusal: no upstream call, no cost) so that the request explorer lists it."""
+    error = BudgetExceeded(
         f"The {budget.scope} budget ({budget.period}, ${budget.limit_usd}) cannot cover this "
         f"request (up to ${needed.normalize():f} at worst). Raise the budget, lower "
         "max_output_tokens, or use a cheaper tier.",
@@ -81,6 +84,20 @@ def budget_error(budget: BudgetInfo, needed: Decimal) -> BudgetExceeded:
             "limit_usd": str(budget.limit_usd),
         },
     )
+    decision = prepared.decision
+    model = decision.model
+    prepared.ledger.add(
+        refusal_row(
+            prepared.call,
+            error,
+            model_id=model.id if model else None,
+            model_name=model.name if model else "",
+            tier=decision.tier or "",
+            rule=decision.rule,
+            reason=prepared.reason,
+        )
+    )
+    return error
 
 
 def limit_reached(prepared: Prepared, budget: BudgetInfo, action: str) -> None:
@@ -107,4 +124,4 @@ async def ensure_or_block(prepared: Prepared, model: ModelInfo) -> None:
     refused, need = await ensure_budget(prepared, model)
     if refused is not None:
         limit_reached(prepared, refused, "block")
-        raise budget_error(refused, need)
+        raise budget_refusal(prepared, refused, need)

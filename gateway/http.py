@@ -13,9 +13,10 @@ from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpRe
 from accounts.keys import api_key_resolve
 from accounts.models import ApiKey
 from core.bearer import bearer_token
-from core.errors import AppError, BadRequest, PayloadTooLarge, Unauthenticated
+from core.errors import AppError, BadRequest, PayloadTooLarge, RateLimited, Unauthenticated
 from core.jsonlimits import json_loads_limited
 from core.ratelimit import rate_limit_hit
+from gateway.refusals import refusal_log
 from prompts.selectors import prompt_version_resolve
 
 R = TypeVar("R", bound=HttpResponse)
@@ -56,12 +57,16 @@ async def rate_limit(api_key: ApiKey, call: Any) -> None:
     """The key's requests/tokens-per-minute limits (429 with Retry-After); tokens are the
     request's input bound plus its max output. No I/O for keys without limits."""
     if api_key.rate_limit_rpm or api_key.rate_limit_tpm:
-        await rate_limit_hit(
-            key_id=api_key.id,
-            rpm=api_key.rate_limit_rpm,
-            tpm=api_key.rate_limit_tpm,
-            tokens=call.input_token_bound + (call.max_output_tokens or 0),
-        )
+        try:
+            await rate_limit_hit(
+                key_id=api_key.id,
+                rpm=api_key.rate_limit_rpm,
+                tpm=api_key.rate_limit_tpm,
+                tokens=call.input_token_bound + (call.max_output_tokens or 0),
+            )
+        except RateLimited as exc:
+            refusal_log(call, exc)  # listed in the request explorer
+            raise
 
 
 def openai_error(exc: AppError, request_id: str | None = None) -> JsonResponse:

@@ -19,7 +19,7 @@ from django.conf import settings
 
 from gateway.attempts import OpenStream, call_once, open_once, walk_plan
 from gateway.calls import GatewayCall
-from gateway.costs import budget_error, ensure_budget, ensure_or_block, limit_reached
+from gateway.costs import budget_refusal, ensure_budget, ensure_or_block, limit_reached
 from gateway.payloads import check_output
 from gateway.prepared import ERROR_MAX, Answer, Outcome, Prepared
 from gateway.shadow import shadow_offer
@@ -115,7 +115,7 @@ async def _reserve_first(prepared: Prepared) -> None:
                 return
             refused = refused_again
     limit_reached(prepared, refused, "block")
-    raise budget_error(refused, need)
+    raise budget_refusal(prepared, refused, need)
 
 
 def _failed_check(prepared: Prepared) -> Any:

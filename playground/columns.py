@@ -116,3 +116,11 @@ def column_specs_check(specs: list[ColumnSpec], *, minimum: int = 1) -> None:
             )
         if spec.model and spec.model not in models:
             raise BadRequest(f"{where}No active model named {spec.model!r}.", param="model")
+
+
+def replay_columns(*, model: str, tier: str, tiers: list[str]) -> list[ColumnSpec]:
+    """Columns that compare a logged request: its own model first, then the other tiers
+    (cheapest first), at most four."""
+    others = [ColumnSpec(tier=name) for name in tiers if name != tier]
+    first = ColumnSpec(model=model) if model else ColumnSpec(tier=tier)
+    return [first, *others][: len(LETTERS)]

@@ -492,6 +492,13 @@ def flagship_spend_30d(*, prompt: Prompt, flagship_tier: str, now: dt.datetime |
     return total or Decimal(0)
 
 
+def tier_names() -> list[str]:
+    """Every tier's name, cheapest first."""
+    from routing.models import Tier
+
+    return list(Tier.objects.order_by("rank").values_list("name", flat=True))
+
+
 def cheap_tiers() -> list[str]:
     from routing.models import Tier
 

@@ -239,6 +239,7 @@ def error_spike_check(*, now: dt.datetime | None = None) -> list[AlertEvent]:
     window_start = dt.datetime.fromtimestamp(int(now.timestamp()) // seconds * seconds, tz=dt.UTC)
     rows = (
         UsageRecord.objects.filter(created_at__gte=now - window, created_at__lt=now)
+        .exclude(status=UsageRecord.Status.REFUSED)  # not an upstream call
         .values("model_name")
         .annotate(
             requests=Count("id"),

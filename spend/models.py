@@ -17,12 +17,15 @@ class Purpose(models.TextChoices):
 
 
 class UsageRecord(models.Model):
-    """One upstream call (fallback attempts included). Written once, never updated."""
+    """One upstream call (fallback attempts included), or a request refused before any (a
+    budget 402 or a rate-limit 429: status `refused`, no tokens, no cost; rollups, exports and
+    replays leave those out). Written once, never updated."""
 
     class Status(models.TextChoices):
         SUCCESS = "success"
         ERROR = "error"
         CANCELLED = "cancelled"
+        REFUSED = "refused"
 
     # No database-level foreign keys (db_constraint=False): a record is money spent, written
     # with the ids its request had even if the key, team or prompt was deleted meanwhile; a
@@ -84,6 +87,13 @@ class UsageRecord(models.Model):
         indexes = [
             # the dashboard and /api/v1/usage: one team's records over a time range
             models.Index(fields=["team", "created_at"]),
+            # the request explorer's status filter (errors, cancellations, refusals), newest
+            # first; partial, so the successful majority of inserts never touches it
+            models.Index(
+                fields=["status", "-created_at"],
+                condition=~models.Q(status="success"),
+                name="usage_unsuccessful_recent",
+            ),
         ]
         constraints = [
             models.CheckConstraint(

@@ -176,6 +176,54 @@ def _cost(
     return _quantize((input_part + output_part) * tier / MILLION)
 
 
+def cost_components(
+    *,
+    price: Price,
+    input_tokens: int,
+    cached_input_tokens: int = 0,
+    cache_write_tokens: int = 0,
+    output_tokens: int = 0,
+    reasoning_tokens: int = 0,
+    service_tier: str | None = "default",
+) -> tuple[list[tuple[str, int, Decimal, Decimal, Decimal]], bool, Decimal]:
+    """`cost_usd` taken apart for people (the request explorer): one (name, tokens, price per
+    1M, multiplier, cost) per component, whether long-context pricing applied, and the
+    service-tier multiplier. Reasoning tokens are shown apart from the rest of the output,
+    at the output price. The parts are rounded one by one, so their sum may differ from
+    `cost_usd` in the tenth decimal place."""
+    tier = service_tier_multiplier(service_tier)
+    long_context = is_long_context(price, input_tokens)
+    input_multiplier = price.long_context_input_multiplier if long_context else ONE
+    output_multiplier = price.long_context_output_multiplier if long_context else ONE
+    cache_write_price = (
+        price.input_per_mtok if price.cache_write_per_mtok is None else price.cache_write_per_mtok
+    )
+    rows = [
+        (
+            "input",
+            input_tokens - cached_input_tokens - cache_write_tokens,
+            price.input_per_mtok,
+            input_multiplier,
+        ),
+        ("cached input", cached_input_tokens, price.cached_input_per_mtok, input_multiplier),
+        ("cache write", cache_write_tokens, cache_write_price, input_multiplier),
+        ("output", output_tokens - reasoning_tokens, price.output_per_mtok, output_multiplier),
+        ("reasoning", reasoning_tokens, price.output_per_mtok, output_multiplier),
+    ]
+    parts = [
+        (
+            name,
+            tokens,
+            per_mtok,
+            multiplier * tier,
+            _quantize(tokens * per_mtok * multiplier * tier / MILLION),
+        )
+        for name, tokens, per_mtok, multiplier in rows
+        if tokens
+    ]
+    return parts, long_context, tier
+
+
 def worst_case_cost_usd(
     *,
     price: Price,

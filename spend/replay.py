@@ -129,7 +129,7 @@ def replay_compute(
     cuts = _boundaries(snapshot)
     records = UsageRecord.objects.filter(
         team_id__in=team_ids, created_at__gte=start, created_at__lt=end
-    )
+    ).exclude(status=UsageRecord.Status.REFUSED)
     kept = records.exclude(purpose__in=REPLAYED_PURPOSES).aggregate(
         requests=Count("id"), cost=Sum("cost_usd")
     )

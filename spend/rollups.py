@@ -311,8 +311,11 @@ ROLLUP_KEY = ["team_id", "prompt_id", "model_name", "tier_name", "purpose"]
 
 
 def records_with_prompt() -> QuerySet[UsageRecord]:
-    """Usage records with `prompt_id` (through their prompt version), as rollups key them."""
-    return UsageRecord.objects.annotate(prompt_id=F("prompt_version__prompt_id"))
+    """Usage records with `prompt_id` (through their prompt version), as rollups key them.
+    Refusals are left out: they are neither spend nor upstream requests."""
+    return UsageRecord.objects.exclude(status=UsageRecord.Status.REFUSED).annotate(
+        prompt_id=F("prompt_version__prompt_id")
+    )
 
 
 def usage_rollup_day(

@@ -101,10 +101,11 @@ class UsageFilters:
         return qs.order_by()
 
     def records(self) -> QuerySet[UsageRecord]:
-        """Raw records in the range (rolled up or not), with the same filters."""
+        """Raw records in the range (rolled up or not), with the same filters; refusals are
+        not usage (the request explorer lists them)."""
         qs = UsageRecord.objects.filter(
             created_at__gte=self.start_at, created_at__lt=self.end_at, team_id__in=self.team_ids
-        )
+        ).exclude(status=UsageRecord.Status.REFUSED)
         if self.prompt_id is not None:
             qs = qs.filter(prompt_version__prompt_id=self.prompt_id)
         if self.model_name:

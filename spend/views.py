@@ -11,8 +11,16 @@ from accounts.models import Team
 from spend.exports import rollup_csv_rows, usage_csv_rows
 from spend.forms import Range, ReplayForm, UsageFilterForm
 from spend.models import ReplayRun
+from spend.overview import overview_build
 from spend.replay import replay_run_create, replay_runs_visible
 from spend.selectors import dashboard_build, visible_teams
+
+
+@login_required
+@require_GET
+def home(request: HttpRequest) -> HttpResponse:
+    """The overview: each team's month and today, the latest failures, what needs attention."""
+    return render(request, "spend/home.html", {"overview": overview_build(user=request.user)})
 
 
 def _form(request: HttpRequest) -> UsageFilterForm:

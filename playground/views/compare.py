@@ -17,7 +17,13 @@ from django.views.decorators.http import require_GET, require_POST
 from accounts.selectors import user_teams
 from core.errors import AppError
 from playground import selectors, services
-from playground.columns import DEFAULT_COLUMNS, LETTERS, REASONING_EFFORTS, ColumnSpec
+from playground.columns import (
+    DEFAULT_COLUMNS,
+    LETTERS,
+    REASONING_EFFORTS,
+    ColumnSpec,
+    replay_columns,
+)
 from playground.forms import (
     column_from_post,
     columns_from_post,
@@ -27,6 +33,7 @@ from playground.forms import (
 )
 from playground.models import Comparison, ComparisonColumn, RunStatus, Verdict
 from playground.views.common import save_version_response
+from spend.explorer import ReplaySource, request_replay_source
 
 
 def _error_json(exc: AppError) -> JsonResponse:
@@ -53,8 +60,38 @@ def _variable_fields(version: Any, values: dict[str, Any] | None = None) -> list
     return fields
 
 
+def _replay_source(request: HttpRequest, team) -> ReplaySource | None:
+    """The logged request named by `?request=` (the request explorer's "Open in playground"),
+    if it is the team's and the user may see it."""
+    request_id = request.GET.get("request", "")
+    if not request_id or len(request_id) > 64:
+        return None
+    team_ids = {t.id for t in user_teams(user=request.user)} & {team.id}
+    return request_replay_source(
+        request_id=request_id, team_ids=team_ids, content_team_ids=team_ids
+    )
+
+
+def _replay_column_context(replay: ReplaySource) -> list[dict]:
+    specs = replay_columns(
+        model=replay.model_name, tier=replay.tier_name, tiers=selectors.tier_names()
+    )
+    return [
+        {
+            "position": position,
+            "letter": LETTERS[position],
+            "spec": spec,
+            "column": None,
+            "output": "",
+            "ratio": None,
+        }
+        for position, spec in enumerate(specs)
+    ]
+
+
 def _compare_context(request: HttpRequest, *, team, comparison: Comparison | None) -> dict:
     columns: list[dict] = []
+    replay = None
     if comparison is not None:
         db_columns = list(comparison.columns.select_related("usage_record"))
         cheapest = min(
@@ -91,10 +128,16 @@ def _compare_context(request: HttpRequest, *, team, comparison: Comparison | Non
         version = None
         values = {}
         version_id = request.GET.get("version")
+        replay = _replay_source(request, team)
+        if replay is not None:
+            columns = _replay_column_context(replay)
+            if not replay.content_stored and replay.prompt_version_id:
+                version_id = str(replay.prompt_version_id)
         if version_id and version_id.isdigit():
             version = selectors.prompt_version_get(team=team, pk=int(version_id))
     summary = selectors.vote_summary(comparison=comparison) if comparison else None
     return {
+        "replay": replay,
         "team": team,
         "teams": user_teams(user=request.user),
         "comparison": comparison,

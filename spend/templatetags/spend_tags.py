@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from decimal import ROUND_HALF_UP, Decimal
 from urllib.parse import urlencode
 
@@ -86,3 +87,9 @@ def share(part: Decimal, whole: Decimal) -> str:
     if not whole or whole <= 0 or part is None or part <= 0:
         return "0"
     return str(min(Decimal(100), part * 100 / whole).quantize(Decimal("0.1")))
+
+
+@register.filter
+def pretty_json(value: object) -> str:
+    """Stored request/response bodies, indented (the template escapes the text)."""
+    return json.dumps(value, indent=2, ensure_ascii=False, default=str)

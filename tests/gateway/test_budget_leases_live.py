@@ -67,14 +67,18 @@ def test_three_servers_never_take_spend_past_the_limit(team, sites, api_key):
     assert wait_for(
         lambda: (
             Budget.objects.filter(pk=budget.pk, reserved_usd=0).exists()
-            and UsageRecord.objects.count() >= admitted
+            and UsageRecord.objects.exclude(status="refused").count() >= admitted
         )
     )  # every lease was returned once idle
     budget.refresh_from_db()
     assert budget.spent_usd == usage_total(team)  # the ledger equals the sum of the records
     assert budget.spent_usd <= budget.limit_usd
-    assert UsageRecord.objects.count() == admitted
-    assert UsageRecord.objects.values("request_id").distinct().count() == admitted
+    upstream = UsageRecord.objects.exclude(status="refused")  # a 402 is a refusal record
+    assert upstream.count() == admitted
+    assert upstream.values("request_id").distinct().count() == admitted
+    assert wait_for(
+        lambda: UsageRecord.objects.filter(status="refused").count() == statuses.count(402)
+    )
     assert not BudgetReservation.objects.filter(settled_at=None).exists()
     leases = set(BudgetReservation.objects.values_list("request_id", flat=True))
     assert len(leases) <= SERVERS  # one lease row at a time per server process

@@ -94,7 +94,13 @@ def test_a_blocking_budget_answers_402_on_both_surfaces(tiny_budget, site, api_k
     assert response.status_code == 402
     assert response.json()["error"]["code"] == "budget_exceeded"
     assert response.json()["error"]["details"]["scope"] == "team"
-    assert not UsageRecord.objects.exists()
+    # each refusal is one record of its own (the request explorer lists it), never spend
+    refusals = wait_for(
+        lambda: list(UsageRecord.objects.all()) if UsageRecord.objects.count() == 2 else None
+    )
+    assert [(r.status, r.error_code, r.cost_usd) for r in refusals] == [
+        ("refused", "budget_exceeded", 0)
+    ] * 2
     tiny_budget.refresh_from_db()
     assert tiny_budget.reserved_usd == tiny_budget.spent_usd == 0
 
@@ -165,18 +171,20 @@ def test_200_simultaneous_requests_never_take_spend_past_the_limit(
     settled = wait_for(
         lambda: (
             Budget.objects.filter(pk=budget.pk, reserved_usd=0).exists()
-            and UsageRecord.objects.count() >= admitted
+            and UsageRecord.objects.exclude(status="refused").count() >= admitted
         )
     )
     budget.refresh_from_db()
     assert settled  # with leases: the idle lease was returned
     assert budget.spent_usd == usage_total(team)  # the ledger equals the sum of the records
     assert budget.spent_usd <= budget.limit_usd
-    assert UsageRecord.objects.count() == admitted  # one record per admitted request
+    upstream = UsageRecord.objects.exclude(status="refused")  # a 402 is a refusal record
+    assert upstream.count() == admitted  # one record per admitted request
     assert not BudgetReservation.objects.filter(settled_at=None).exists()
-    assert (
-        UsageRecord.objects.values("request_id").distinct().count() == admitted
-    )  # no request charged twice
+    assert upstream.values("request_id").distinct().count() == admitted  # none charged twice
+    assert wait_for(
+        lambda: UsageRecord.objects.filter(status="refused").count() == statuses.count(402)
+    )  # each refusal listed once
     if mode == "per-request":
         assert statuses.count(402) > 0
         assert BudgetReservation.objects.count() == admitted  # each reserved once
@@ -202,7 +210,8 @@ def test_requests_in_flight_are_refused_exactly_at_the_limit(team, catalog, site
     assert wait_for(lambda: Budget.objects.filter(pk=budget.pk, reserved_usd=0).exists())
     budget.refresh_from_db()
     assert budget.spent_usd == 0  # timed-out attempts cost nothing
-    assert UsageRecord.objects.values("request_id").distinct().count() == 5
+    upstream = UsageRecord.objects.exclude(status="refused")  # the 402s are refusal records
+    assert upstream.values("request_id").distinct().count() == 5
 
 
 def hanging_tier(timeout: str) -> None:

@@ -164,7 +164,8 @@ def test_with_redis_down_the_gateway_serves_and_limits_locally(
     assert ready.status_code == 503  # the probe names the outage
     assert ready.json()["checks"]["cache"].startswith("error")
     assert_ledger_matches_usage(team, answers[:3])
-    assert not UsageRecord.objects.filter(request_id=answers[3].headers["x-request-id"]).exists()
+    refused = UsageRecord.objects.filter(request_id=answers[3].headers["x-request-id"])
+    assert [(r.status, r.cost_usd) for r in refused] == [("refused", 0)]  # listed, not spend
 
 
 def test_with_redis_down_and_failing_closed_limited_keys_get_a_clean_503(

@@ -67,7 +67,10 @@ def test_a_key_over_its_requests_per_minute_gets_429_and_is_not_charged(site, te
     assert error["code"] == "rate_limited"
     assert "2 requests per minute" in error["message"]
     assert wait_for(lambda: UsageRecord.objects.filter(team=team).count() >= 2)
-    assert UsageRecord.objects.filter(request_id=refused.headers["x-request-id"]).count() == 0
+    refusal = wait_for(
+        lambda: UsageRecord.objects.filter(request_id=refused.headers["x-request-id"]).first()
+    )
+    assert (refusal.status, refusal.error_code, refusal.cost_usd) == ("refused", "rate_limited", 0)
 
 
 def test_the_sdk_sees_a_rate_limit_error(site, team, api_key):

@@ -78,7 +78,7 @@ def make_usage(prices) -> Callable[..., UsageRecord]:
             )
         return UsageRecord.objects.create(
             created_at=at,
-            request_id=f"req_{next(_ids)}",
+            request_id=extra.pop("request_id", None) or f"req_{next(_ids)}",
             team=team,
             api_key=api_key,
             prompt_version=prompt_for(team, prompt) if prompt else None,
