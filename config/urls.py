@@ -22,6 +22,7 @@ urlpatterns = [
     path("usage/", include("spend.urls")),
     path("playground/", include("playground.urls")),
     path("accounts/", include("accounts.urls")),
+    path("accounts/teams/<slug:slug>/budgets/", include("spend.team_urls")),
 ]
 
 handler404 = "core.views.not_found"
