@@ -245,6 +245,14 @@ SPEND_ERROR_SPIKE = {"window_minutes": 15, "min_requests": 20, "rate": "0.2"}
 OPENAI_API_KEY = env("OPENAI_API_KEY", default="")
 SIMULATOR_URL = env("SIMULATOR_URL", default="http://127.0.0.1:8100/v1")
 
+# Mail (alerts): EMAIL_URL as django-environ reads it, e.g. smtp+tls://user:pass@host:587,
+# smtps://..., consolemail:// (print to the process's output), dummymail:// (drop).
+# Production defaults to a local SMTP server; dev (`make run`) to the console.
+vars().update(env.email_url("EMAIL_URL", default="smtp://localhost:25"))
+DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="switchboard@localhost")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10)
+
 # Alerts (lifecycle, budgets): email to admins/finance users, and this webhook if set.
 ALERT_WEBHOOK_URL = env("ALERT_WEBHOOK_URL", default="")
 
