@@ -4,6 +4,7 @@ is signalled whole, so none outlives the stack)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -131,17 +132,13 @@ class Command(BaseCommand):
             _signal_group(process.pid, signal.SIGTERM)
         deadline = time.monotonic() + 15
         for process in processes.values():
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 process.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                pass
             # The leader has exited (or is stuck): whatever is left of its group goes too.
             _signal_group(process.pid, signal.SIGKILL)
             process.wait()
 
 
 def _signal_group(pgid: int, signum: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(pgid, signum)
-    except ProcessLookupError:
-        pass
