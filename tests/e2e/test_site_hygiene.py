@@ -4,7 +4,6 @@ page scrolls sideways (UX.md item 27); screenshots of the main pages on a phone.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 
 import pytest
 from playwright.sync_api import Page
@@ -102,7 +101,9 @@ def test_no_page_logs_a_console_error_or_a_csp_violation(browser, browser_contex
         if found:
             report[path] = found
     page.context.close()
-    assert report == {}, "\n".join(f"{path}: {line}" for path, lines in report.items() for line in lines)
+    assert report == {}, "\n".join(
+        f"{path}: {line}" for path, lines in report.items() for line in lines
+    )
 
 
 def test_a_click_on_a_usage_row_sends_one_request(browser, browser_context_args, root):
@@ -160,5 +161,3 @@ def test_phone_screenshots(browser, browser_context_args, root, path, name):
     assert _scroll_width(page) <= PHONE["width"]
     screenshot(page, name, full_page=True)
     page.context.close()
-
-
