@@ -2,6 +2,8 @@ from __future__ import annotations
 
 from django import forms
 
+from accounts.models import Membership
+
 
 class ApiKeyCreateForm(forms.Form):
     name = forms.CharField(max_length=100, help_text="What uses it, e.g. 'support-bot prod'.")
@@ -35,3 +37,23 @@ class ContentSettingsForm(forms.Form):
         if data.get("no_content") and data.get("store_content"):
             self.add_error("store_content", "A team that stores no content stores no bodies.")
         return data
+
+
+class MemberAddForm(forms.Form):
+    identifier = forms.CharField(
+        max_length=254, label="Username or email", help_text="Someone who can already log in."
+    )
+    role = forms.ChoiceField(choices=Membership.TeamRole.choices, initial="member")
+
+
+class MemberRoleForm(forms.Form):
+    role = forms.ChoiceField(choices=Membership.TeamRole.choices)
+
+
+class KeyLimitsForm(forms.Form):
+    rate_limit_rpm = forms.IntegerField(
+        min_value=1, max_value=10_000_000, required=False, label="Requests per minute"
+    )
+    rate_limit_tpm = forms.IntegerField(
+        min_value=1, max_value=1_000_000_000, required=False, label="Tokens per minute"
+    )

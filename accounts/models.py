@@ -45,8 +45,16 @@ class Team(TimeStampedModel):
 
 
 class Membership(TimeStampedModel):
+    """A person in a team. A team admin manages the team's members, keys, budgets, alert
+    targets and retention on the team pages (global admins manage every team)."""
+
+    class TeamRole(models.TextChoices):
+        MEMBER = "member", "Member"
+        ADMIN = "admin", "Team admin"
+
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE)
     team = models.ForeignKey(Team, on_delete=models.CASCADE)
+    role = models.CharField(max_length=16, choices=TeamRole.choices, default=TeamRole.MEMBER)
 
     class Meta:
         constraints = [

@@ -4,7 +4,7 @@ import datetime as dt
 
 from django.db.models import QuerySet
 
-from accounts.models import Role, Team, User
+from accounts.models import Membership, Role, Team, User
 
 
 def user_teams(*, user: User) -> QuerySet[Team]:
@@ -25,6 +25,16 @@ def user_has_role(*, user: User, role: str) -> bool:
 # A team that stores no content holds a run's input only while it runs; what a run left
 # behind (a comparison whose columns never started) goes after this long.
 NO_CONTENT_HOLD = dt.timedelta(hours=1)
+
+
+def user_manages_team(*, user: User, team: Team) -> bool:
+    """Team admins manage their team (members, keys, budgets, alerts, retention); global
+    admins and superusers manage every team."""
+    if not user.is_authenticated:
+        return False
+    if user.is_superuser or user_has_role(user=user, role=Role.ADMIN):
+        return True
+    return Membership.objects.filter(user=user, team=team, role=Membership.TeamRole.ADMIN).exists()
 
 
 def team_content_cutoffs(*, now: dt.datetime) -> dict[int, dt.datetime]:

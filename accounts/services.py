@@ -6,7 +6,7 @@ import secrets
 from django.db import transaction
 from django.utils import timezone
 
-from accounts.models import ApiKey, Team, User
+from accounts.models import ApiKey, Membership, Team, User
 from core.audit import audit_record
 
 KEY_PREFIX = "sb_"
@@ -95,3 +95,106 @@ def team_content_settings_update(
             after=after,
         )
     return team
+
+
+class MembershipError(ValueError):
+    """A membership change that cannot be made; the message says why, for the form."""
+
+
+def _find_user(identifier: str) -> User:
+    identifier = identifier.strip()
+    user = User.objects.filter(username__iexact=identifier).first()
+    if user is None and "@" in identifier:
+        matches = list(User.objects.filter(email__iexact=identifier)[:2])
+        if len(matches) > 1:
+            raise MembershipError(f"Several people use {identifier}: add them by username.")
+        user = matches[0] if matches else None
+    if user is None or not user.is_active:
+        raise MembershipError(f"No one with the username or email {identifier!r}.")
+    return user
+
+
+@transaction.atomic
+def membership_add(
+    *, team: Team, identifier: str, role: str = Membership.TeamRole.MEMBER, actor: User | None
+) -> Membership:
+    """Add an existing person to the team, found by username or email."""
+    user = _find_user(identifier)
+    if Membership.objects.filter(team=team, user=user).exists():
+        raise MembershipError(f"{user.username} is already in {team.name}.")
+    membership = Membership.objects.create(team=team, user=user, role=role)
+    audit_record(
+        actor=actor,
+        action="membership.add",
+        obj=membership,
+        team=team,
+        after={"user": user.username, "role": role},
+    )
+    return membership
+
+
+def _keeps_an_admin(membership: Membership) -> None:
+    """A team keeps at least one team admin, so it never locks itself out of its own pages."""
+    others = Membership.objects.filter(
+        team_id=membership.team_id, role=Membership.TeamRole.ADMIN
+    ).exclude(pk=membership.pk)
+    if membership.role == Membership.TeamRole.ADMIN and not others.exists():
+        raise MembershipError(f"{membership.user.username} is the team's only team admin.")
+
+
+@transaction.atomic
+def membership_role_change(*, membership: Membership, role: str, actor: User | None) -> Membership:
+    if role == membership.role:
+        return membership
+    if role != Membership.TeamRole.ADMIN:
+        _keeps_an_admin(membership)
+    before = membership.role
+    membership.role = role
+    membership.save(update_fields=["role", "updated_at"])
+    audit_record(
+        actor=actor,
+        action="membership.role",
+        obj=membership,
+        team=membership.team,
+        before={"user": membership.user.username, "role": before},
+        after={"user": membership.user.username, "role": role},
+    )
+    return membership
+
+
+@transaction.atomic
+def membership_remove(*, membership: Membership, actor: User | None) -> None:
+    _keeps_an_admin(membership)
+    audit_record(
+        actor=actor,
+        action="membership.remove",
+        obj=membership,
+        team=membership.team,
+        before={"user": membership.user.username, "role": membership.role},
+    )
+    membership.delete()
+
+
+@transaction.atomic
+def api_key_limits_update(
+    *,
+    api_key: ApiKey,
+    rate_limit_rpm: int | None,
+    rate_limit_tpm: int | None,
+    actor: User | None,
+) -> ApiKey:
+    """Change a key's requests and tokens per minute (None: no limit)."""
+    before = {"rate_limit_rpm": api_key.rate_limit_rpm, "rate_limit_tpm": api_key.rate_limit_tpm}
+    after = {"rate_limit_rpm": rate_limit_rpm, "rate_limit_tpm": rate_limit_tpm}
+    if before != after:
+        api_key.rate_limit_rpm, api_key.rate_limit_tpm = rate_limit_rpm, rate_limit_tpm
+        api_key.save(update_fields=["rate_limit_rpm", "rate_limit_tpm", "updated_at"])
+        audit_record(
+            actor=actor,
+            action="api_key.limits",
+            obj=api_key,
+            team=api_key.team,
+            before=before,
+            after=after,
+        )
+    return api_key

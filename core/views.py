@@ -6,7 +6,8 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from django.core.cache import cache
 from django.db import connection
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, HttpResponsePermanentRedirect, JsonResponse
+from django.templatetags.static import static
 from django.views.defaults import page_not_found
 
 from core.errors import NotFound
@@ -15,6 +16,11 @@ from core.middleware import OPENAI_PREFIX, error_response
 from core.readiness import PROCESS_CHECKS, ProcessNotReady
 
 API_PREFIXES = ("/api/", OPENAI_PREFIX)
+
+
+async def favicon(request: HttpRequest) -> HttpResponse:
+    """For pages without our <link rel="icon"> (the admin, API docs), which ask for this."""
+    return HttpResponsePermanentRedirect(static("favicon.svg"))
 
 
 async def healthz(request: HttpRequest) -> JsonResponse:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
+from urllib.parse import urlsplit
 
 from django.db import transaction
 
@@ -113,19 +114,43 @@ LONG_CONTEXT_THRESHOLD = 272_000
 
 
 @transaction.atomic
-def seed_catalog(*, simulator_url: str) -> None:
-    provider, _ = Provider.objects.update_or_create(
+def _is_simulator_url(url: str) -> bool:
+    """A simulator's address on this machine (what an earlier seed wrote), as opposed to an
+    upstream an operator chose."""
+    parts = urlsplit(url)
+    return (
+        parts.scheme == "http"
+        and parts.hostname in {"127.0.0.1", "localhost", "::1"}
+        and parts.path.rstrip("/") == "/v1"
+    )
+
+
+def seed_provider(*, simulator_url: str) -> Provider:
+    """The demo provider, pointed at the simulator: created if missing; moved to
+    `simulator_url` only while it still points at a local simulator, so an operator's
+    upstream (say, the real API) survives every seed."""
+    provider, created = Provider.objects.get_or_create(
         name="openai", defaults={"base_url": simulator_url, "api_key_env": "OPENAI_API_KEY"}
     )
+    if not created and provider.base_url != simulator_url and _is_simulator_url(provider.base_url):
+        provider.base_url = simulator_url
+        provider.save(update_fields=["base_url", "updated_at"])
+    return provider
+
+
+def seed_catalog(*, simulator_url: str) -> None:
+    """Create what is missing of the demo catalog; never change what exists (an operator's
+    edits win), except the simulator's address (see seed_provider)."""
+    provider = seed_provider(simulator_url=simulator_url)
     tiers = {}
     for name, rank, description, effort, _primary in TIERS:
-        tiers[name], _ = Tier.objects.update_or_create(
+        tiers[name], _ = Tier.objects.get_or_create(
             name=name,
             defaults={"rank": rank, "description": description, "reasoning_effort": effort},
         )
     models = {}
     for name, tier, inp, cached, write, out, caps in SEED_MODELS:
-        models[name], _ = Model.objects.update_or_create(
+        models[name], _ = Model.objects.get_or_create(
             name=name,
             defaults={
                 "provider": provider,

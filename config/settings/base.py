@@ -29,6 +29,7 @@ INSTALLED_APPS = [
     "django.contrib.humanize",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_htmx",
     "template_partials",
     "core",
@@ -267,6 +268,10 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    # Swagger UI from static files (drf-spectacular-sidecar), not a CDN
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # Spend alerts: the webhook signing secret lives in the environment variable named here.
@@ -276,6 +281,14 @@ SPEND_ERROR_SPIKE = {"window_minutes": 15, "min_requests": 20, "rate": "0.2"}
 # Upstreams. The simulator is the default upstream until OPENAI_API_KEY is set.
 OPENAI_API_KEY = env("OPENAI_API_KEY", default="")
 SIMULATOR_URL = env("SIMULATOR_URL", default="http://127.0.0.1:8100/v1")
+
+# Mail (alerts): EMAIL_URL as django-environ reads it, e.g. smtp+tls://user:pass@host:587,
+# smtps://..., consolemail:// (print to the process's output), dummymail:// (drop).
+# Production defaults to a local SMTP server; dev (`make run`) to the console.
+vars().update(env.email_url("EMAIL_URL", default="smtp://localhost:25"))
+DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="switchboard@localhost")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10)
 
 # Alerts (lifecycle, budgets): email to admins/finance users, and this webhook if set.
 ALERT_WEBHOOK_URL = env("ALERT_WEBHOOK_URL", default="")

@@ -8,3 +8,7 @@ LOGGING = logging_config(
 )
 
 DEBUG = env.bool("DEBUG", default=True)
+
+# Mail goes to the console unless EMAIL_URL says otherwise: under `make run` the alerts the
+# Celery worker sends show in its output.
+vars().update(env.email_url("EMAIL_URL", default="consolemail://"))

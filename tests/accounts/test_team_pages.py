@@ -49,7 +49,7 @@ def test_a_member_sees_members_keys_and_retention_read_only(client, bob, alice, 
     assert "not stored" in html
     assert "Create key" not in html
     assert "Revoke" not in html
-    assert "Admins create and revoke keys." in html
+    assert "Team admins create, limit and revoke keys." in html
 
 
 def test_an_outsider_gets_404_for_every_team_page(client, charlie, team):

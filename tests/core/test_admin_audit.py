@@ -185,6 +185,7 @@ def test_a_team_added_with_a_member_is_audited_and_the_new_users_password_is_not
             "membership_set-TOTAL_FORMS": "1",
             "membership_set-INITIAL_FORMS": "0",
             "membership_set-0-user": str(alice.pk),
+            "membership_set-0-role": "member",
         },
     )
     assert response.status_code == 302, response.content[:3000]
@@ -200,7 +201,7 @@ def test_a_team_added_with_a_member_is_audited_and_the_new_users_password_is_not
     }
     membership = AuditEvent.objects.get(action="membership.create")
     assert membership.object_id == str(Membership.objects.get(team=team).pk)
-    assert membership.after == {"user": alice.pk, "team": team.pk}
+    assert membership.after == {"user": alice.pk, "team": team.pk, "role": "member"}
 
     response = client.post(
         "/admin/accounts/user/add/",

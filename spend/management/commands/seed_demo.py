@@ -14,11 +14,22 @@ from spend.models import Budget
 
 
 class Command(BaseCommand):
-    help = "Load demo data (idempotent): catalog, tiers, default policy, demo team, prompts, admin."
+    help = (
+        "Load demo data: catalog, tiers, default policy, demo team, prompts, admin. Creates what "
+        "is missing and changes nothing an operator changed (only the simulator's address "
+        "follows --simulator-url while the provider still points at a local simulator)."
+    )
 
-    def handle(self, *args, **options):
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--simulator-url",
+            default=None,
+            help="The simulator's base URL (default: the SIMULATOR_URL setting).",
+        )
+
+    def handle(self, *args, simulator_url=None, **options):
         with transaction.atomic():
-            seed_catalog(simulator_url=settings.SIMULATOR_URL)
+            seed_catalog(simulator_url=simulator_url or settings.SIMULATOR_URL)
             team, _ = Team.objects.get_or_create(slug="demo", defaults={"name": "Demo team"})
             admin, password = self._admin_user(team)
             seed_prompts(team=team, author=admin)
@@ -46,5 +57,5 @@ class Command(BaseCommand):
         password = secrets.token_urlsafe(12)
         admin = User.objects.create_superuser("admin", "admin@example.com", password)
         admin.groups.set(Group.objects.filter(name__in=Role.values))
-        Membership.objects.create(user=admin, team=team)
+        Membership.objects.create(user=admin, team=team, role=Membership.TeamRole.ADMIN)
         return admin, password
