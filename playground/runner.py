@@ -25,7 +25,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from core.errors import AppError
-from playground import calls, checks
+from playground import calls, checks, hooks
 from playground.columns import ColumnSpec
 from playground.models import Job, JobItem
 
@@ -124,6 +124,8 @@ def _finish(job_id: int, token: str) -> str:
             status=status, finished_at=timezone.now(), runner_token="", heartbeat_at=timezone.now()
         )
     job_counters_refresh(job_id=job_id)
+    if status == Job.Status.DONE:
+        hooks.evaluation().job_finished(job_id=job_id)
     return status
 
 

@@ -38,6 +38,7 @@ INSTALLED_APPS = [
     "spend",
     "gateway",
     "playground",
+    "evals",
     "simulator",
 ]
 
