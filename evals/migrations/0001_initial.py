@@ -14,7 +14,7 @@ class Migration(migrations.Migration):
         ('accounts', '0002_roles'),
         ('playground', '0002_content_purged_at'),
         ('prompts', '0002_label_previous_version_approval_constraints'),
-        ('spend', '0005_alter_dailyrollup_purpose_alter_usagerecord_purpose'),
+        ('spend', '0005_purpose_eval'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
