@@ -28,7 +28,7 @@ RUBRIC = "Prefer the answer whose category and urgency fit the message."
 
 
 @pytest.fixture
-def pairwise(triage, alice) -> Evaluator:
+def pairwise(triage, alice) -> Evaluator:  # noqa: F811 (the fixture above)
     return services.evaluator_create(
         prompt=triage.prompt,
         name="judge",
@@ -61,13 +61,15 @@ def right_and_flawed(row: int) -> tuple[str, str]:
     return json.dumps(right), json.dumps({**right, "urgency": urgency})
 
 
-def finished_job(team, version, outputs: list[tuple[str, str]], tiers=("mini", "flagship")) -> Job:
+def finished_job(
+    team, version, outputs: list[tuple[str, str]], columns=("mini", "flagship")
+) -> Job:
     """A done batch run whose rows answered `outputs` (cheap column, flagship column)."""
     job = Job.objects.create(
         team=team,
         kind=Job.Kind.COMPARE,
         prompt_version=version,
-        columns=[ColumnSpec(tier=tier).to_dict() for tier in tiers],
+        columns=[ColumnSpec(tier=tier).to_dict() for tier in columns],
         status=Job.Status.DONE,
         total_items=2 * len(outputs),
         done_items=2 * len(outputs),
@@ -81,6 +83,6 @@ def finished_job(team, version, outputs: list[tuple[str, str]], tiers=("mini", "
                 input={"variables": {"message": f"Ticket {row}: the invoice is wrong"}},
                 status=JobItem.Status.DONE,
                 output=output,
-                tier_name=tiers[column],
+                tier_name=columns[column],
             )
     return job

@@ -57,7 +57,9 @@ def test_the_pairwise_body_asks_for_the_verdict_schema_and_carries_task_and_answ
 
 def test_json_fields_compare_after_each_fields_normalizers():
     answer = '{"vendor": "  ACME  Corp", "total": "1,234.50", "due_date": "05/03/2026", "currency": "usd"}'
-    reference = '{"vendor": "acme corp", "total": 1234.5, "due_date": "2026-03-05", "currency": "EUR"}'
+    reference = (
+        '{"vendor": "acme corp", "total": 1234.5, "due_date": "2026-03-05", "currency": "EUR"}'
+    )
     results = compare_fields(
         answer,
         reference,
@@ -119,7 +121,11 @@ INPUTS = [f"Channel: email\nTicket number {i}: my invoice is wrong" for i in ran
 
 def _flawed_share(model: str) -> float:
     flawed = sum(
-        bool(quality.flaws(TRIAGE_SCHEMA, text, quality.structured_answer(TRIAGE_SCHEMA, model, (text,))))
+        bool(
+            quality.flaws(
+                TRIAGE_SCHEMA, text, quality.structured_answer(TRIAGE_SCHEMA, model, (text,))
+            )
+        )
         for text in INPUTS
     )
     return flawed / len(INPUTS)

@@ -48,7 +48,8 @@ def test_a_pair_is_judged_twice_with_positions_swapped_and_both_reasons_are_kept
     first, second = judgment.details["first"], judgment.details["second"]
     assert (first["order"], first["verdict"]) == ("cheap first", "B")
     assert (second["order"], second["verdict"]) == ("reference first", "A")
-    assert "urgency" in first["reason"] and "urgency" in second["reason"]
+    assert "urgency" in first["reason"]
+    assert "urgency" in second["reason"]
 
 
 def test_judge_calls_are_eval_usage_records_whose_cost_the_judgment_carries(
@@ -120,23 +121,30 @@ def test_a_finished_run_is_judged_per_row_and_feeds_the_recommendation_and_agree
     cases = playground_selectors.recommendation_evidence(
         prompt=triage.prompt, cheap_tier="mini", flagship_tier="flagship"
     )
-    assert sorted((c.source, c.match) for c in cases) == [("judge", False)] * 6 + [
-        ("judge", True)
-    ] * 6
+    assert (
+        sorted((c.source, c.match) for c in cases) == [("judge", False)] * 6 + [("judge", True)] * 6
+    )
     # people who vote against the judge: kappa below 0.4, and a warning
     for row in range(12):
         RowVote.objects.create(
-            job=job, row_index=row, voter=bob, verdict=Verdict.TIE if row < 6 else Verdict.WINNER,
+            job=job,
+            row_index=row,
+            voter=bob,
+            verdict=Verdict.TIE if row < 6 else Verdict.WINNER,
             winner_column=None if row < 6 else 1,
         )
     agreement = selectors.agreement(prompt=triage.prompt)
     assert (agreement.cases, agreement.percent) == (12, 0)
-    assert agreement.kappa < 0.4 and agreement.warn
+    assert agreement.kappa < 0.4
+    assert agreement.warn
     # people who vote with it: full agreement
     RowVote.objects.all().delete()
     for row in range(12):
         RowVote.objects.create(
-            job=job, row_index=row, voter=alice, verdict=Verdict.WINNER if row < 6 else Verdict.TIE,
+            job=job,
+            row_index=row,
+            voter=alice,
+            verdict=Verdict.WINNER if row < 6 else Verdict.TIE,
             winner_column=1 if row < 6 else None,
         )
     agreement = selectors.agreement(prompt=triage.prompt)

@@ -71,7 +71,9 @@ def test_a_member_and_an_outsider_cannot_create_or_edit_evaluators(pairwise, tri
 )
 def test_a_bad_config_is_refused_naming_its_field(triage, alice, kind, config, param):
     with pytest.raises(BadRequest) as caught:
-        services.evaluator_create(prompt=triage.prompt, name="e", kind=kind, config=config, actor=alice)
+        services.evaluator_create(
+            prompt=triage.prompt, name="e", kind=kind, config=config, actor=alice
+        )
     assert caught.value.param == param
     assert not Evaluator.objects.exists()
 
