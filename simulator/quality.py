@@ -21,6 +21,7 @@ against the same right answer.
 
 from __future__ import annotations
 
+import json
 import random
 from typing import Any
 
@@ -43,8 +44,15 @@ def family(model: str) -> str:
 
 
 def right_answer(schema: Schema, task_input: str) -> Any:
-    """The answer every model aims at for this input."""
-    return instance_from_schema(schema, seed_for("right-answer", task_input))
+    """The answer every model aims at for this input. Built from the schema with its keys
+    sorted, so that a schema stored where key order is not kept (PostgreSQL's jsonb) gives the
+    same answer; the answer's fields then follow the schema's own order."""
+    canonical = json.loads(json.dumps(schema, sort_keys=True))
+    answer = instance_from_schema(canonical, seed_for("right-answer", task_input))
+    if isinstance(answer, dict) and isinstance(schema.get("properties"), dict):
+        order = [name for name in schema["properties"] if name in answer]
+        answer = {name: answer[name] for name in [*order, *answer] if name in answer}
+    return answer
 
 
 def structured_answer(schema: Schema, model: str, texts: tuple[str, ...]) -> Any:
