@@ -28,7 +28,7 @@ from django.utils import timezone
 from accounts.models import Team
 from core.errors import AppError, RateLimited
 from core.middleware import internal_request_id
-from playground import calls, checks
+from playground import calls, checks, hooks
 from playground.columns import ColumnSpec
 from playground.models import Job, JobItem
 
@@ -145,6 +145,8 @@ def _finish(job_id: int, token: str) -> str:
             **finished,
         )
     job_counters_refresh(job_id=job_id)
+    if status == Job.Status.DONE:
+        hooks.evaluation().job_finished(job_id=job_id)
     return status
 
 

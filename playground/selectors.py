@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from accounts.models import Role, Team, User
 from accounts.selectors import user_has_role, user_teams
-from playground import checks
+from playground import checks, hooks
 from playground.models import (
     Comparison,
     ComparisonColumn,
@@ -442,6 +442,9 @@ def recommendation_evidence(*, prompt: Prompt, cheap_tier: str, flagship_tier: s
         job__prompt_version__prompt=prompt
     ).values_list("job_id", "row_index", "verdict", "winner_column"):
         row_votes[(job_id, row_index)].append((verdict, winner))
+    judged = hooks.evaluation().judged_cases(
+        prompt=prompt, cheap_tier=cheap_tier, flagship_tier=flagship_tier
+    )
     for key, by_tier in rows.items():
         if len(by_tier) != 2:
             continue
@@ -452,6 +455,9 @@ def recommendation_evidence(*, prompt: Prompt, cheap_tier: str, flagship_tier: s
                 match = _vote_case(verdict, winner, cheap_col, flag_col)
                 if match is not None:
                     cases.append(Case("vote", match, cheap_cost, flag_cost))
+            continue
+        if ("batch", *key) in judged:
+            cases.append(Case("judge", judged[("batch", *key)], cheap_cost, flag_cost))
             continue
         no_worse = cheap_pass is not False or flag_pass is False
         if CONTENT_CHECKS & set(cheap_checks):
@@ -464,18 +470,23 @@ def recommendation_evidence(*, prompt: Prompt, cheap_tier: str, flagship_tier: s
             match = no_worse and checks.outputs_agree(cheap_out, flag_out)
         cases.append(Case("batch", match, cheap_cost, flag_cost))
     # shadow pairs: production on the cheap tier, re-run on the flagship
-    for verdict, winner, agree, prod_cost, shadow_cost in ShadowPair.objects.filter(
+    for pk, verdict, winner, agree, prod_cost, shadow_cost in ShadowPair.objects.filter(
         prompt=prompt,
         status=ShadowPair.Status.DONE,
         production_tier=cheap_tier,
         shadow_tier=flagship_tier,
-    ).values_list("verdict", "verdict_winner", "agree", "production_cost_usd", "shadow_cost_usd"):
+    ).values_list(
+        "pk", "verdict", "verdict_winner", "agree", "production_cost_usd", "shadow_cost_usd"
+    ):
+        source = "shadow"
         if verdict:
             match = _vote_case(verdict, {"production": 0, "shadow": 1}.get(winner), 0, 1)
+        elif ("shadow", pk) in judged:
+            source, match = "judge", judged[("shadow", pk)]
         else:
             match = bool(agree)
         if match is not None:
-            cases.append(Case("shadow", match, prod_cost, shadow_cost))
+            cases.append(Case(source, match, prod_cost, shadow_cost))
     return cases
 
 

@@ -7,6 +7,7 @@ import random
 import re
 from dataclasses import dataclass
 
+from simulator import judge, quality
 from simulator.profiles import latency_profile, reasoning_tokens, writes_cache
 from simulator.schema import Schema, instance_from_schema
 from simulator.text import CHARS_PER_TOKEN, count_tokens, prose, seed_for
@@ -125,7 +126,9 @@ def _answer(
     if tool:
         return json.dumps(instance_from_schema(tool.parameters, seed))
     if conversation.output_schema is not None:
-        return json.dumps(instance_from_schema(conversation.output_schema, seed))
+        schema, model, texts = conversation.output_schema, conversation.model, conversation.texts
+        verdict = judge.answer(schema, model, texts)
+        return verdict or json.dumps(quality.structured_answer(schema, model, texts))
     # Longer prompts get longer answers, as summaries of long documents do.
     word_count = 12 + seed % 40 + min(input_tokens // 10, 150)
     return prose(random.Random(seed), word_count)

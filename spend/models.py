@@ -14,6 +14,7 @@ class Purpose(models.TextChoices):
     BATCH = "batch"
     CLASSIFIER = "classifier"
     SHADOW = "shadow"
+    EVAL = "eval"
 
 
 class UsageRecord(models.Model):

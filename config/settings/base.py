@@ -39,6 +39,7 @@ INSTALLED_APPS = [
     "spend",
     "gateway",
     "playground",
+    "evals",
     "simulator",
 ]
 

@@ -57,9 +57,20 @@ def recommendation_apply(*, prompt: Prompt, cheap_tier: str, actor: User) -> Any
             "target_tier": tier.name,
             "position": 0,
             "source": "playground recommendation",
+            "evidence": _evidence(prompt=prompt, cheap_tier=tier.name),
         },
     )
     return rule
+
+
+def _evidence(*, prompt: Prompt, cheap_tier: str) -> dict[str, object] | None:
+    """The recommendation a rule is made from, as it stood: cases, sources, bound, savings."""
+    from playground.selectors import prompt_recommendations
+
+    recommendation = next(
+        (r for r in prompt_recommendations(prompt=prompt) if r.cheap_tier == cheap_tier), None
+    )
+    return recommendation.evidence() if recommendation else None
 
 
 @transaction.atomic

@@ -15,7 +15,7 @@ from django.utils import timezone
 from accounts.models import User
 from core.errors import AppError, BadRequest
 from core.middleware import internal_request_id
-from playground import calls, checks
+from playground import calls, checks, hooks
 from playground.columns import ColumnSpec
 from playground.models import ShadowPair, Verdict
 from playground.selectors import FLAGSHIP_TIER
@@ -154,6 +154,9 @@ async def shadow_pair_run(*, pair_id: int) -> ShadowPair:
                 shadow_cost_usd=result.cost_usd,
                 shadow_usage_record_id=result.usage_record_id,
                 agree=checks.outputs_agree(pair.production_output, result.output),
+            )
+            await hooks.evaluation().shadow_pair_done(
+                pair=pair, production_output=pair.production_output, shadow_output=result.output
             )
     if pair.production_request_id:
         fields["production_usage_record_id"] = await calls.usage_record_id(

@@ -43,9 +43,13 @@ def test_the_match_rate_and_the_monthly_savings_follow_from_the_cases():
     assert rec.cost_ratio == Decimal("0.25")
     assert rec.monthly_savings == Decimal("300.00")
     assert rec.recommended
+    # Wilson 95% lower bound of 138/150, by hand: (0.92 + 1.96²/300 - 1.96·sqrt(0.92·0.08/150
+    # + 1.96²/90000)) / (1 + 1.96²/150) = 0.8875 / 1.0256 = 0.8654
+    assert rec.lower_bound == pytest.approx(0.8654, abs=1e-4)
     assert rec.sentence == (
-        "mini matches flagship on 92% of 150 cases; routing this prompt to mini saves about "
-        "$300.00 per month at the last 30 days' volume."
+        "mini is at least as good as flagship on ≥ 86% of cases (95% lower bound, 150 cases; "
+        "observed 92%) — routing this prompt to mini saves about $300.00 a month at the last "
+        "30 days' volume."
     )
 
 
@@ -64,7 +68,7 @@ def test_too_few_cases_or_too_many_misses_is_not_a_recommendation():
     assert rec(18, 2).recommended
     assert not rec(17, 3).recommended
     assert rec(17, 3).monthly_savings is None  # no priced case: no savings claimed
-    assert "85% of 20 cases." in rec(17, 3).sentence
+    assert "(95% lower bound, 20 cases; observed 85%)." in rec(17, 3).sentence
 
 
 def _comparison(team, version, winner_tier: str | None, verdict: str, voter) -> None:
@@ -208,7 +212,7 @@ def test_an_editor_turns_a_recommendation_into_an_audited_rule_at_the_top(client
     first_rule = Rule.objects.filter(policy=policy).order_by("position", "id").first()
     client.force_login(alice)
     page = client.get(reverse("playground:recommendations")).content.decode()
-    assert "mini matches flagship on 77% of 13 cases" in page
+    assert "(95% lower bound, 13 cases; observed 77%)" in page
     response = client.post(
         reverse("playground:recommendation-apply", args=[evidence.pk]), {"tier": "mini"}
     )
@@ -221,6 +225,9 @@ def test_an_editor_turns_a_recommendation_into_an_audited_rule_at_the_top(client
     event = AuditEvent.objects.get(action="routing.rule.create")
     assert event.actor == alice
     assert event.after["target_tier"] == "mini"
+    assert event.after["evidence"]["cases"] == 13
+    assert event.after["evidence"]["matches"] == 10
+    assert event.after["evidence"]["lower_bound_percent"] == 49  # Wilson 95% of 10/13
     assert selectors.prompt_routed_to(prompt=evidence) == "mini"
 
 

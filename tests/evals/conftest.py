@@ -1,0 +1,88 @@
+"""Evaluation fixtures: the playground's (roles, a fresh cache, the triage prompt, workers),
+a pairwise judge on triage, and finished batch runs built without a worker."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from asgiref.sync import async_to_sync
+
+from evals import services
+from evals.models import Evaluator
+from playground.columns import ColumnSpec
+from playground.models import Job, JobItem
+from playground.runner import gateway_cleanup
+from simulator import quality
+from tests.playground.conftest import (  # noqa: F401 (fixtures)
+    TRIAGE_SCHEMA,
+    _fresh_cache,
+    _roles,
+    job_worker,
+    tiers,
+    triage,
+    triage_prompt,
+)
+
+RUBRIC = "Prefer the answer whose category and urgency fit the message."
+
+
+@pytest.fixture
+def pairwise(triage, alice) -> Evaluator:  # noqa: F811 (the fixture above)
+    return services.evaluator_create(
+        prompt=triage.prompt,
+        name="judge",
+        kind=Evaluator.Kind.PAIRWISE_JUDGE,
+        config={"rubric": RUBRIC, "judge": "tier:flagship"},
+        actor=alice,
+    )
+
+
+def run_async(coroutine_function, **kwargs):
+    """What a Celery task does: run, then release this event loop's upstream clients."""
+
+    async def run():
+        try:
+            return await coroutine_function(**kwargs)
+        finally:
+            await gateway_cleanup()
+
+    return async_to_sync(run)()
+
+
+def triage_input(row: int) -> str:
+    """The user message the triage prompt renders for a row (channel email)."""
+    return f"Channel: email\nTicket {row}: the invoice is wrong"
+
+
+def right_and_flawed(row: int) -> tuple[str, str]:
+    right = quality.right_answer(TRIAGE_SCHEMA, triage_input(row))
+    urgency = next(u for u in ("low", "medium", "high") if u != right["urgency"])
+    return json.dumps(right), json.dumps({**right, "urgency": urgency})
+
+
+def finished_job(
+    team, version, outputs: list[tuple[str, str]], columns=("mini", "flagship")
+) -> Job:
+    """A done batch run whose rows answered `outputs` (cheap column, flagship column)."""
+    job = Job.objects.create(
+        team=team,
+        kind=Job.Kind.COMPARE,
+        prompt_version=version,
+        columns=[ColumnSpec(tier=tier).to_dict() for tier in columns],
+        status=Job.Status.DONE,
+        total_items=2 * len(outputs),
+        done_items=2 * len(outputs),
+    )
+    for row, pair in enumerate(outputs):
+        for column, output in enumerate(pair):
+            JobItem.objects.create(
+                job=job,
+                row_index=row,
+                column_index=column,
+                input={"variables": {"message": f"Ticket {row}: the invoice is wrong"}},
+                status=JobItem.Status.DONE,
+                output=output,
+                tier_name=columns[column],
+            )
+    return job
