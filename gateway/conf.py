@@ -24,6 +24,12 @@ DEFAULTS: dict[str, float] = {
     "GATEWAY_USAGE_FLUSH_SECONDS": 0.05,
     # Largest accepted request body.
     "GATEWAY_MAX_BODY_BYTES": 20 * 1024 * 1024,
+    # Largest file on /v1/files (its bytes are kept in the database).
+    "GATEWAY_FILE_MAX_BYTES": 100 * 1024 * 1024,
+    # Most request lines in one batch input file (OpenAI's limit).
+    "GATEWAY_BATCH_MAX_LINES": 50_000,
+    # Seconds between two polls of a running batch's upstream batches.
+    "GATEWAY_BATCH_POLL_SECONDS": 30.0,
 }
 
 

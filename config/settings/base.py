@@ -207,6 +207,10 @@ CELERY_BEAT_SCHEDULE["playground-jobs-resume"] = {
     "task": "playground.tasks.jobs_resume_stale",
     "schedule": 30.0,
 }
+CELERY_BEAT_SCHEDULE["gateway-batches-poll-stale"] = {
+    "task": "gateway.tasks.batches_poll_stale",
+    "schedule": 60.0,
+}
 CELERY_BEAT_SCHEDULE["playground-content-purge"] = {
     "task": "playground.tasks.content_purge",
     "schedule": 3600.0,

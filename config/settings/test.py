@@ -33,3 +33,6 @@ else:
 
 # A changed budget reaches the test's site within this (tests wait for it: wait_for_budgets).
 BUDGET_CONFIG_TTL_SECONDS = 0.2
+
+# Batches (gateway.batches) are polled this often: the simulator finishes one in about 1 s.
+GATEWAY_BATCH_POLL_SECONDS = 0.2
