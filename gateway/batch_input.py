@@ -14,8 +14,8 @@ from django.utils import timezone
 from accounts.models import ApiKey
 from core.errors import AppError
 from gateway.calls import GatewayCall
+from gateway.costs import worst_case
 from gateway.openai_views import chat_call, responses_call
-from gateway.pipeline import worst_case
 from gateway.upstream import CHAT
 from routing.router import route
 from routing.snapshot import ModelInfo, Snapshot
