@@ -19,6 +19,11 @@ class Provider(TimeStampedModel):
         max_length=100, blank=True, help_text="Name of the environment variable holding the key."
     )
     timeout_seconds = models.DecimalField(max_digits=6, decimal_places=2, default=Decimal("60"))
+    batch_api = models.BooleanField(
+        default=True,
+        help_text="It serves OpenAI's Files and Batches APIs (work that can wait goes there at "
+        "the batch price); without them, such work is sent with service_tier flex.",
+    )
 
     def __str__(self) -> str:
         return self.name

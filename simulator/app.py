@@ -22,7 +22,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from simulator import chat_api, responses_api
+from simulator import batches_api, chat_api, files_api, responses_api
 from simulator.engine import Completion, Conversation, complete
 from simulator.failures import (
     FAIL_HEADER,
@@ -63,10 +63,17 @@ _CHAT = _Api(
 )
 
 
-def create_app(latency_scale: float = 1.0) -> Starlette:
-    """`latency_scale` multiplies every simulated delay; 0 answers at once (tests, benchmarks)."""
-    if latency_scale < 0:
-        raise ValueError("latency_scale must be >= 0")
+def create_app(
+    latency_scale: float = 1.0, *, batch_time_scale: float = 1.0, refuse_flex: bool = False
+) -> Starlette:
+    """`latency_scale` multiplies every simulated delay; 0 answers at once (tests, benchmarks).
+    `batch_time_scale` multiplies the phases of a batch (simulator.batches_api).
+    `refuse_flex` answers every `service_tier: "flex"` request with OpenAI's 429
+    "resource unavailable", as flex capacity sometimes is."""
+    if latency_scale < 0 or batch_time_scale < 0:
+        raise ValueError("latency_scale and batch_time_scale must be >= 0")
+    files = files_api.FileStore()
+    batches = batches_api.BatchStore(files, _answer_line, batch_time_scale)
     models = {
         "object": "list",
         "data": [
@@ -79,27 +86,42 @@ def create_app(latency_scale: float = 1.0) -> Starlette:
         return JSONResponse(models)
 
     async def create_response(request: Request) -> Response:
-        return await _create(request, _RESPONSES, latency_scale)
+        return await _create(request, _RESPONSES, latency_scale, refuse_flex)
 
     async def create_chat_completion(request: Request) -> Response:
-        return await _create(request, _CHAT, latency_scale)
+        return await _create(request, _CHAT, latency_scale, refuse_flex)
 
     return Starlette(
         routes=[
             Route("/v1/models", list_models, methods=["GET"]),
             Route("/v1/responses", create_response, methods=["POST"]),
             Route("/v1/chat/completions", create_chat_completion, methods=["POST"]),
+            *(
+                Route(path, endpoint, methods=methods)
+                for path, endpoint, methods in [
+                    *files_api.routes(files),
+                    *batches_api.routes(batches),
+                ]
+            ),
         ],
         middleware=[Middleware(_RequestIdMiddleware)],
         exception_handlers={SimulatorError: _simulator_error, HTTPException: _http_error},
     )
 
 
-async def _create(request: Request, api: _Api, latency_scale: float) -> Response:
+async def _create(request: Request, api: _Api, latency_scale: float, refuse_flex: bool) -> Response:
     body = await _json_body(request)
     model, suffix = split_model(_model(body))
     if not model:
         raise invalid_request("Missing required parameter: 'model'.", param="model")
+    if refuse_flex and body.get("service_tier") == "flex":
+        raise SimulatorError(
+            429,
+            "Resource unavailable for the flex service tier; retry later or use the default "
+            "tier. (simulated)",
+            type="rate_limit_error",
+            code="resource_unavailable",
+        )
     failure = failure_for(request.headers.get(FAIL_HEADER), suffix)
     if failure is Failure.HANG:
         # Sleeps on the event loop, so other requests go on; a client that gives up ends it.
@@ -113,8 +135,20 @@ async def _create(request: Request, api: _Api, latency_scale: float) -> Response
         return EventStreamResponse(api.event_stream(completion, body), cut=cut)
     if completion.total_delay:
         await asyncio.sleep(completion.total_delay)
-    payload = api.answer(completion, body)
+    payload = _answer(api, completion, body)
     return TruncatedJSONResponse(payload) if cut else JSONResponse(payload)
+
+
+def _answer(api: _Api, completion: Completion, body: dict[str, Any]) -> dict[str, Any]:
+    """The answer object; it says which service tier served it, as OpenAI's do."""
+    return {**api.answer(completion, body), "service_tier": body.get("service_tier") or "default"}
+
+
+def _answer_line(url: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    """One line of a batch, answered as its live endpoint would (without delays)."""
+    api = _RESPONSES if url == "/v1/responses" else _CHAT
+    model, _suffix = split_model(_model(body))
+    return 200, _answer(api, complete(api.conversation(body, model), 0), body)
 
 
 async def _json_body(request: Request) -> dict[str, Any]:

@@ -18,12 +18,14 @@ def serve(
     host: str = "127.0.0.1",
     port: int = 8100,
     latency_scale: float = 1.0,
+    batch_time_scale: float = 1.0,
+    refuse_flex: bool = False,
     fd: int | None = None,
 ) -> None:
     """Serve until SIGINT/SIGTERM. `fd` is an already listening socket handed over by a parent
     (simulator.testing), which makes the port known before this process starts."""
     config = uvicorn.Config(
-        create_app(latency_scale),
+        create_app(latency_scale, batch_time_scale=batch_time_scale, refuse_flex=refuse_flex),
         host=host,
         port=port,
         log_level="warning",

@@ -24,8 +24,18 @@ _BACKLOG = 4096
 
 
 class SimulatorServer:
-    def __init__(self, *, latency_scale: float = 0.0, startup_timeout: float = 20.0) -> None:
+    def __init__(
+        self,
+        *,
+        latency_scale: float = 0.0,
+        batch_time_scale: float = 0.01,
+        refuse_flex: bool = False,
+        startup_timeout: float = 20.0,
+    ) -> None:
+        """Batches take about a second at the default `batch_time_scale`."""
         self.latency_scale = latency_scale
+        self.batch_time_scale = batch_time_scale
+        self.refuse_flex = refuse_flex
         self.startup_timeout = startup_timeout
         self.host = "127.0.0.1"
         self.port = 0
@@ -46,6 +56,9 @@ class SimulatorServer:
             fd = listener.fileno()
             command = [sys.executable, "-m", "simulator", "--fd", str(fd)]
             command += ["--latency-scale", str(self.latency_scale)]
+            command += ["--batch-time-scale", str(self.batch_time_scale)]
+            if self.refuse_flex:
+                command.append("--refuse-flex")
             self._process = subprocess.Popen(
                 command,
                 cwd=_ROOT,

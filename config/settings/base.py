@@ -211,6 +211,12 @@ GATEWAY_CONNECT_TIMEOUT_SECONDS = env.float("GATEWAY_CONNECT_TIMEOUT_SECONDS", d
 GATEWAY_CLASSIFIER_CACHE_SECONDS = env.int("GATEWAY_CLASSIFIER_CACHE_SECONDS", default=24 * 3600)
 # Largest accepted request body on the gateway's paths.
 GATEWAY_MAX_BODY_BYTES = env.int("GATEWAY_MAX_BODY_BYTES", default=20 * 1024 * 1024)
+# Largest file on /v1/files (its bytes are kept in the database).
+GATEWAY_FILE_MAX_BYTES = env.int("GATEWAY_FILE_MAX_BYTES", default=100 * 1024 * 1024)
+# Most request lines in one batch input file (OpenAI's limit).
+GATEWAY_BATCH_MAX_LINES = env.int("GATEWAY_BATCH_MAX_LINES", default=50_000)
+# Seconds between two polls of a running batch's upstream batches.
+GATEWAY_BATCH_POLL_SECONDS = env.float("GATEWAY_BATCH_POLL_SECONDS", default=30.0)
 # The usage writer and its spool (spend/usage.py, docs/production.md): how long it waits for
 # more finished requests before a transaction; where each server process spools its ledgers
 # (a local disk, one directory per host); how many ledgers it keeps in memory before the
@@ -237,6 +243,10 @@ PLAYGROUND_RECOMMEND_MIN_MATCH_RATE = env.float("PLAYGROUND_RECOMMEND_MIN_MATCH_
 CELERY_BEAT_SCHEDULE["playground-jobs-resume"] = {
     "task": "playground.tasks.jobs_resume_stale",
     "schedule": 30.0,
+}
+CELERY_BEAT_SCHEDULE["gateway-batches-poll-stale"] = {
+    "task": "gateway.tasks.batches_poll_stale",
+    "schedule": 60.0,
 }
 CELERY_BEAT_SCHEDULE["playground-content-purge"] = {
     "task": "playground.tasks.content_purge",

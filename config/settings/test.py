@@ -36,3 +36,6 @@ else:
 
 # A change reaches the test's site within this (tests wait for it: wait_for_budgets).
 HOT_CHECK_SECONDS = env.float("HOT_CHECK_SECONDS", default=0.2)
+
+# Batches (gateway.batches) are polled this often: the simulator finishes one in about 1 s.
+GATEWAY_BATCH_POLL_SECONDS = 0.2
