@@ -33,7 +33,7 @@ class ContentSettingsForm(forms.Form):
     )
 
     def clean(self) -> dict:
-        data = super().clean()
+        data = super().clean() or {}
         if data.get("no_content") and data.get("store_content"):
             self.add_error("store_content", "A team that stores no content stores no bodies.")
         return data

@@ -3,6 +3,7 @@ that name; otherwise the view reads the parameter itself (the prompt export's `y
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from rest_framework.negotiation import DefaultContentNegotiation
@@ -11,8 +12,9 @@ from rest_framework.request import Request
 
 class FormatIfRendered(DefaultContentNegotiation):
     def select_renderer(
-        self, request: Request, renderers: list[Any], format_suffix: str | None = None
+        self, request: Request, renderers: Iterable[Any], format_suffix: str | None = None
     ) -> tuple[Any, str]:
+        renderers = list(renderers)
         fmt = format_suffix or request.query_params.get(self.settings.URL_FORMAT_OVERRIDE)
         if fmt and not any(renderer.format == fmt for renderer in renderers):
             # DRF would answer 404 as if the resource did not exist: let the view decide.

@@ -183,7 +183,7 @@ def batch_submit(*, batch_id: int) -> None:
     )
     groups: dict[int, list[BatchLine]] = defaultdict(list)
     for line in lines:
-        groups[providers[line.model_id]].append(line)
+        groups[providers[line.model_id or 0]].append(line)
     for provider in Provider.objects.filter(id__in=groups):
         group = groups[provider.id]
         upstream = UpstreamBatch.objects.create(batch=batch, provider=provider)
@@ -439,8 +439,8 @@ def _finish(batch: Batch) -> None:
         }
         line.save(update_fields=["status", "result"])
     lines = list(batch.lines.order_by("line_number"))
-    outputs = [line.result for line in lines if line.status == BatchLine.Status.COMPLETED]
-    failures = [line.result for line in lines if line.status != BatchLine.Status.COMPLETED]
+    outputs = [line.result or {} for line in lines if line.status == BatchLine.Status.COMPLETED]
+    failures = [line.result or {} for line in lines if line.status != BatchLine.Status.COMPLETED]
     if outputs:
         batch.output_file = _output_file(batch, "output", outputs)
     if failures:

@@ -414,7 +414,7 @@ def request_detail(
         costs=[_attempt_cost(r) for r in records],
         content=content,
         headers=headers,
-        metadata=metadata,
+        metadata=metadata or {},
         dropped=_dropped(row),
     )
 

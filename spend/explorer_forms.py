@@ -48,7 +48,7 @@ class RequestFilterForm(forms.Form):
         self.teams = teams
 
     def clean(self) -> dict:
-        data = super().clean()
+        data = super().clean() or {}
         preset = data.get("range") or (DEFAULT_RANGE if not data.get("since") else "custom")
         now = timezone.now()
         if preset == "custom":

@@ -40,7 +40,7 @@ def _budget_fields(budget: Budget | None) -> dict | None:
         "limit_usd": str(budget.limit_usd),
         "period": budget.period,
         "action": budget.action,
-        "downgrade_tier": budget.downgrade_tier.name if budget.downgrade_tier_id else None,
+        "downgrade_tier": budget.downgrade_tier.name if budget.downgrade_tier else None,
         "soft_threshold": str(budget.soft_threshold),
     }
 
@@ -80,7 +80,7 @@ def budget_change(
             obj=budget,
             team=team,
             before=before,
-            after={**after, "api_key": api_key.prefix if api_key else None},
+            after={**(after or {}), "api_key": api_key.prefix if api_key else None},
         )
     return budget
 
@@ -133,7 +133,7 @@ class TestResult:
 def _test_payload(target: AlertTarget, actor: User | None) -> dict:
     return {
         "type": TEST_EVENT_TYPE,
-        "team": target.team.slug if target.team_id else None,
+        "team": target.team.slug if target.team else None,
         "message": f"Test alert for {target.name}, sent by {actor or 'Switchboard'}.",
         "created_at": timezone.now().isoformat(),
     }

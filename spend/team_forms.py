@@ -34,7 +34,9 @@ class BudgetForm(forms.Form):
 
     def __init__(self, *args, tiers: list[str], **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["downgrade_tier"].choices = [("", "—"), *((t, t) for t in tiers)]
+        field = self.fields["downgrade_tier"]
+        assert isinstance(field, forms.ChoiceField)
+        field.choices = [("", "—"), *((t, t) for t in tiers)]
 
     @classmethod
     def for_budget(cls, budget: Budget | None, *, tiers: list[str]) -> BudgetForm:
@@ -46,13 +48,13 @@ class BudgetForm(forms.Form):
                 "limit_usd": budget.limit_usd.normalize(),
                 "period": budget.period,
                 "action": budget.action,
-                "downgrade_tier": budget.downgrade_tier.name if budget.downgrade_tier_id else "",
+                "downgrade_tier": budget.downgrade_tier.name if budget.downgrade_tier else "",
                 "soft_threshold_pct": int(budget.soft_threshold * 100),
             },
         )
 
     def clean(self) -> dict:
-        data = super().clean()
+        data = super().clean() or {}
         if data.get("action") == Budget.Action.DOWNGRADE and not data.get("downgrade_tier"):
             self.add_error("downgrade_tier", "A downgrade budget needs a tier to downgrade to.")
         return data
@@ -82,7 +84,7 @@ class AlertTargetForm(forms.Form):
         return ", ".join(emails)
 
     def clean(self) -> dict:
-        data = super().clean()
+        data = super().clean() or {}
         if not self.errors and not data.get("emails") and not data.get("webhook_url"):
             raise forms.ValidationError("Give at least one email address or a webhook URL.")
         return data
