@@ -196,6 +196,7 @@ def test_a_team_added_with_a_member_is_audited_and_the_new_users_password_is_not
         "name": "Research",
         "slug": "research",
         "store_content": False,
+        "no_content": False,
         "retention_days": 14,
         "is_active": True,
     }

@@ -21,7 +21,12 @@ def test_healthz_says_ok_without_login(client):
 def test_readyz_reports_each_dependency(client):
     response = client.get("/readyz")
     assert response.status_code == 200
-    assert response.json()["checks"] == {"database": "ok", "cache": "ok", "broker": "ok"}
+    assert response.json()["checks"] == {
+        "database": "ok",
+        "cache": "ok",
+        "broker": "ok",
+        "usage_backlog": "ok",
+    }
 
 
 @pytest.mark.django_db

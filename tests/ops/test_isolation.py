@@ -16,14 +16,16 @@ import openai
 import pytest
 from django.contrib import admin
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
+from django.utils import timezone
 
-from accounts.models import ApiKey, Team
+from accounts.models import ApiKey, Membership, Team
 from accounts.services import api_key_create
 from core.middleware import internal_request_id
+from gateway.models import Batch, StoredFile
 from playground.models import Comparison, ComparisonColumn, Job, JobItem, ShadowPair
 from prompts.models import ApprovalRequest, Prompt, PromptVersion
 from routing.models import Model, Policy, Rule, Tier
-from spend.models import Purpose, ReplayRun, UsageRecord
+from spend.models import AlertTarget, Purpose, ReplayRun, UsageRecord
 from tests.gateway.conftest import wait_for
 from tests.playground.test_runner import _orphan, _run
 from tests.prompts.conftest import make_prompt
@@ -35,15 +37,19 @@ MARKER = "zz-team-b-secret"
 METHODS = ("get", "post", "put", "patch", "delete")
 
 
-def _walk(resolver: URLResolver, prefix: str = "", namespace: str = "") -> Iterator[tuple]:
+def _walk(
+    resolver: URLResolver, prefix: str = "", namespace: str = "", params: frozenset = frozenset()
+) -> Iterator[tuple]:
     for pattern in resolver.url_patterns:
         if isinstance(pattern, URLResolver):
             inner = pattern.namespace or ""
             name = f"{namespace}:{inner}" if namespace and inner else namespace or inner
-            yield from _walk(pattern, prefix + str(pattern.pattern), name)
+            yield from _walk(
+                pattern, prefix + str(pattern.pattern), name, {*params, *pattern.pattern.converters}
+            )
         elif isinstance(pattern, URLPattern) and pattern.name:
             name = f"{namespace}:{pattern.name}" if namespace else pattern.name
-            yield name, prefix + str(pattern.pattern), set(pattern.pattern.converters)
+            yield name, prefix + str(pattern.pattern), {*params, *pattern.pattern.converters}
 
 
 # The admin site checks staff status for all of its URLs at once (admin_view); it is
@@ -81,6 +87,11 @@ class TeamB:
     model: Model
     tier: Tier
     policy: Policy
+    membership: Membership
+    target: AlertTarget
+    file: StoredFile
+    upstream_batch: Batch
+    request_id: str
 
 
 @pytest.fixture
@@ -100,6 +111,13 @@ def b(team, other_team, charlie, catalog) -> TeamB:
         team=other_team, kind=Job.Kind.API, name=MARKER, columns=[{"tier": "mini"}]
     )
     JobItem.objects.create(job=api_job, row_index=0, input={"input": MARKER}, output=MARKER)
+    stored_file = StoredFile.objects.create(
+        public_id="file-zz-team-b",
+        team=other_team,
+        purpose=StoredFile.Purpose.BATCH,
+        filename=MARKER,
+        content=MARKER.encode(),
+    )
     return TeamB(
         team_a=team,
         team=other_team,
@@ -127,6 +145,24 @@ def b(team, other_team, charlie, catalog) -> TeamB:
         model=model,
         tier=tier,
         policy=policy,
+        membership=Membership.objects.get(team=other_team, user=charlie),
+        target=AlertTarget.objects.create(team=other_team, name=MARKER, emails="b@example.com"),
+        file=stored_file,
+        upstream_batch=Batch.objects.create(
+            public_id="batch_zz_team_b",
+            team=other_team,
+            input_file=stored_file,
+            endpoint="/v1/chat/completions",
+            metadata={"note": MARKER},
+        ),
+        request_id=UsageRecord.objects.create(
+            team=other_team,
+            created_at=timezone.now(),
+            request_id="req_zz_team_b",
+            model_name="gpt-5.4-mini",
+            tier_name="mini",
+            error_message=MARKER,
+        ).request_id,
     )
 
 
@@ -139,6 +175,27 @@ def _prompt(b: TeamB) -> list[dict]:
 
 def _slug(b: TeamB) -> list[dict]:
     return [{"slug": b.prompt.slug}]
+
+
+def _key(b: TeamB) -> list[dict]:
+    return [
+        {"slug": b.team.slug, "key_id": b.key.pk},
+        {"slug": b.team_a.slug, "key_id": b.key.pk},
+    ]
+
+
+def _member(b: TeamB) -> list[dict]:
+    return [
+        {"slug": b.team.slug, "member_id": b.membership.pk},
+        {"slug": b.team_a.slug, "member_id": b.membership.pk},
+    ]
+
+
+def _target(b: TeamB) -> list[dict]:
+    return [
+        {"slug": b.team.slug, "target_id": b.target.pk},
+        {"slug": b.team_a.slug, "target_id": b.target.pk},
+    ]
 
 
 def _column(b: TeamB) -> list[dict]:
@@ -202,10 +259,23 @@ TEAM_B_OBJECTS: dict[str, Callable[[TeamB], list[dict]]] = {
     "accounts:team": lambda b: [{"slug": b.team.slug}],
     "accounts:key-create": lambda b: [{"slug": b.team.slug}],
     "accounts:team-settings": lambda b: [{"slug": b.team.slug}],
-    "accounts:key-revoke": lambda b: [
-        {"slug": b.team.slug, "key_id": b.key.pk},
-        {"slug": b.team_a.slug, "key_id": b.key.pk},
-    ],
+    "accounts:key-revoke": _key,
+    "accounts:key-limits": _key,
+    "accounts:member-add": lambda b: [{"slug": b.team.slug}],
+    "accounts:member-role": _member,
+    "accounts:member-remove": _member,
+    "team-budgets:index": lambda b: [{"slug": b.team.slug}],
+    "team-budgets:preview": lambda b: [{"slug": b.team.slug}],
+    "team-budgets:save": lambda b: [{"slug": b.team.slug}],
+    "team-budgets:target-add": lambda b: [{"slug": b.team.slug}],
+    "team-budgets:target-test": _target,
+    "team-budgets:target-delete": _target,
+    "openai:file-detail": lambda b: [{"file_id": b.file.public_id}],
+    "openai:file-content": lambda b: [{"file_id": b.file.public_id}],
+    "openai:batch-detail": lambda b: [{"batch_id": b.upstream_batch.public_id}],
+    "openai:batch-cancel": lambda b: [{"batch_id": b.upstream_batch.public_id}],
+    "request-detail": lambda b: [{"request_id": b.request_id}],
+    "requests:detail": lambda b: [{"request_id": b.request_id}],
 }
 
 # URLs with a parameter that name no team's object, and why.
@@ -221,6 +291,7 @@ PUBLIC = {
     "logout": "signing out needs no session",
     "schema": "the API's OpenAPI schema is public documentation",
     "api-docs": "the API's documentation page",
+    "favicon": "the site's icon",
 }
 
 
