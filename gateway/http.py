@@ -53,9 +53,11 @@ def json_body(request: HttpRequest) -> dict[str, Any]:
     return body
 
 
-async def rate_limit(api_key: ApiKey, call: Any) -> None:
+async def rate_limit(api_key: ApiKey, call: Any, *, record: bool = True) -> None:
     """The key's requests/tokens-per-minute limits (429 with Retry-After); tokens are the
-    request's input bound plus its max output. No I/O for keys without limits."""
+    request's input bound plus its max output. No I/O for keys without limits. A refusal is
+    listed in the request explorer unless `record` is off (a job item paced by the limit
+    waits and asks again: it was delayed, not refused)."""
     if api_key.rate_limit_rpm or api_key.rate_limit_tpm:
         try:
             await rate_limit_hit(
@@ -65,7 +67,8 @@ async def rate_limit(api_key: ApiKey, call: Any) -> None:
                 tokens=call.input_token_bound + (call.max_output_tokens or 0),
             )
         except RateLimited as exc:
-            refusal_log(call, exc)  # listed in the request explorer
+            if record:
+                refusal_log(call, exc)
             raise
 
 

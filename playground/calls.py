@@ -137,7 +137,7 @@ async def _count_against_key(spec: CallInput, gateway_call: GatewayCall) -> None
     tokens per minute like a /v1 request; raises RateLimited (with Retry-After) before any
     money is spent when it does not fit."""
     if spec.api_key is not None:
-        await rate_limit(spec.api_key, gateway_call)
+        await rate_limit(spec.api_key, gateway_call, record=False)
 
 
 async def call(spec: CallInput) -> CallResult:

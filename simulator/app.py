@@ -27,6 +27,7 @@ from simulator.engine import Completion, Conversation, complete
 from simulator.failures import (
     FAIL_HEADER,
     HANG_SECONDS,
+    NO_FLEX,
     Failure,
     SimulatorError,
     failure_for,
@@ -135,13 +136,18 @@ async def _create(request: Request, api: _Api, latency_scale: float, refuse_flex
         return EventStreamResponse(api.event_stream(completion, body), cut=cut)
     if completion.total_delay:
         await asyncio.sleep(completion.total_delay)
-    payload = _answer(api, completion, body)
+    payload = _answer(api, completion, body, no_flex=suffix == NO_FLEX)
     return TruncatedJSONResponse(payload) if cut else JSONResponse(payload)
 
 
-def _answer(api: _Api, completion: Completion, body: dict[str, Any]) -> dict[str, Any]:
+def _answer(
+    api: _Api, completion: Completion, body: dict[str, Any], *, no_flex: bool
+) -> dict[str, Any]:
     """The answer object; it says which service tier served it, as OpenAI's do."""
-    return {**api.answer(completion, body), "service_tier": body.get("service_tier") or "default"}
+    served = body.get("service_tier") or "default"
+    if no_flex and served == "flex":
+        served = "default"
+    return {**api.answer(completion, body), "service_tier": served}
 
 
 def _answer_line(url: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:

@@ -12,6 +12,9 @@ suffix, `gpt-5.4-mini@429`; the header wins when both are given. Modes:
   body and close the connection. The openai SDK raises APIConnectionError for both (its
   cause: httpx2.RemoteProtocolError).
 
+The suffix `@noflex` is not a failure: the model has no flex capacity, so a `service_tier:
+"flex"` request is served (and answered) at the `default` tier, as OpenAI may do.
+
 Failures apply to the two create endpoints, not to /v1/models (the readiness probe). Answers
 report the model name without its suffix.
 """
@@ -77,8 +80,11 @@ def split_model(model: str) -> tuple[str, str | None]:
     return base, mode if at else None
 
 
+NO_FLEX = "noflex"
+
+
 def failure_for(header: str | None, suffix: str | None) -> Failure | None:
-    mode = header or suffix
+    mode = header or (None if suffix == NO_FLEX else suffix)
     if not mode:
         return None
     try:

@@ -147,6 +147,7 @@ class RequestListView(APIView):
         responses={
             200: OpenApiResponse(description="`{results: [...], next_cursor}`"),
             400: OpenApiResponse(ERROR, "Malformed filters"),
+            401: OpenApiResponse(ERROR, "No or invalid credentials"),
             404: OpenApiResponse(ERROR, "No such team, key or prompt (or not yours)"),
         },
         tags=["requests"],
@@ -178,6 +179,7 @@ class RequestDetailView(APIView):
         operation_id="requests_retrieve",
         responses={
             200: OpenApiResponse(description="The request's detail"),
+            401: OpenApiResponse(ERROR, "No or invalid credentials"),
             404: OpenApiResponse(ERROR, "No such request (or not yours)"),
         },
         tags=["requests"],

@@ -243,7 +243,7 @@ WRONG = [
     (EDITOR, "POST", f"{TRIAGE}/versions", {"user_template": "hi", "temperature": "hot"}, 400, "temperature"),
     (EDITOR, "POST", f"{TRIAGE}/versions", {"user_template": "hi", "max_output_tokens": -1}, 400, "max_output_tokens"),
     (EDITOR, "POST", f"{TRIAGE}/versions", {"user_template": " ", "system_template": ""}, 422, "user_template"),
-    (EDITOR, "POST", f"{TRIAGE}/versions", {"user_template": "hi", "tier": "t" * 33}, 422, "tier"),
+    (EDITOR, "POST", f"{TRIAGE}/versions", {"user_template": "hi", "tier": "t" * 33}, 400, "tier"),
     (EDITOR, "PUT", f"{TRIAGE}/labels/staging", {"version": "one"}, 400, "version"),
     (EDITOR, "PUT", f"{TRIAGE}/labels/staging", {"version": 99}, 404, "version"),
     (EDITOR, "POST", "/api/v1/prompts/import", {"prompts": "all"}, 422, "prompts"),

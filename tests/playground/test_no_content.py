@@ -71,6 +71,8 @@ def test_a_team_that_stores_no_content_keeps_no_text_from_any_path(
     )
     assert run.status_code == 200
     assert wait_for(lambda: UsageRecord.objects.count() >= 3)
+    # the two prompt calls are offered to shadow sampling once answered
+    assert wait_for(lambda: ShadowPair.objects.count() >= 2)
     for pair in ShadowPair.objects.all():
         run_shadow(pair.pk)
 
