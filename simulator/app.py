@@ -153,8 +153,9 @@ def _answer(
 def _answer_line(url: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
     """One line of a batch, answered as its live endpoint would (without delays)."""
     api = _RESPONSES if url == "/v1/responses" else _CHAT
-    model, _suffix = split_model(_model(body))
-    return 200, _answer(api, complete(api.conversation(body, model), 0), body)
+    model, suffix = split_model(_model(body))
+    completion = complete(api.conversation(body, model), 0)
+    return 200, _answer(api, completion, body, no_flex=suffix == NO_FLEX)
 
 
 async def _json_body(request: Request) -> dict[str, Any]:
