@@ -14,7 +14,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Prefetch, Q
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
@@ -26,6 +26,7 @@ from accounts.forms import (
     MemberAddForm,
     MemberRoleForm,
 )
+from accounts.http import AuthenticatedRequest
 from accounts.models import ApiKey, Membership, Role, Team
 from accounts.selectors import user_has_role, user_manages_team, user_teams
 from accounts.services import (
@@ -40,12 +41,12 @@ from accounts.services import (
 )
 
 
-def _team_for_user(request: HttpRequest, slug: str) -> Team:
+def _team_for_user(request: AuthenticatedRequest, slug: str) -> Team:
     """The team, if the user may see it; 404 otherwise (never reveal other teams exist)."""
     return get_object_or_404(user_teams(user=request.user), slug=slug)
 
 
-def _managed_team(request: HttpRequest, slug: str) -> Team:
+def _managed_team(request: AuthenticatedRequest, slug: str) -> Team:
     """The team, if the user may manage it: 404 for others' teams, 403 for a member."""
     team = _team_for_user(request, slug)
     if not user_manages_team(user=request.user, team=team):
@@ -54,7 +55,7 @@ def _managed_team(request: HttpRequest, slug: str) -> Team:
 
 
 @login_required
-def teams(request: HttpRequest) -> HttpResponse:
+def teams(request: AuthenticatedRequest) -> HttpResponse:
     rows = (
         user_teams(user=request.user)
         .annotate(
@@ -76,7 +77,7 @@ def teams(request: HttpRequest) -> HttpResponse:
     )
 
 
-def _team_context(request: HttpRequest, team: Team, **extra: Any) -> dict[str, Any]:
+def _team_context(request: AuthenticatedRequest, team: Team, **extra: Any) -> dict[str, Any]:
     members = (
         Membership.objects.filter(team=team)
         .select_related("user")
@@ -108,7 +109,7 @@ def _team_context(request: HttpRequest, team: Team, **extra: Any) -> dict[str, A
 
 
 def _render_part(
-    request: HttpRequest, team: Team, part: str, *, status: int = 200, **extra: Any
+    request: AuthenticatedRequest, team: Team, part: str, *, status: int = 200, **extra: Any
 ) -> HttpResponse:
     """One section of the team page for htmx (which swaps 2xx answers only), else the page."""
     context = _team_context(request, team, **extra)
@@ -118,7 +119,7 @@ def _render_part(
 
 
 @login_required
-def team_detail(request: HttpRequest, slug: str) -> HttpResponse:
+def team_detail(request: AuthenticatedRequest, slug: str) -> HttpResponse:
     team = _team_for_user(request, slug)
     return render(request, "accounts/team.html", _team_context(request, team))
 
@@ -128,7 +129,7 @@ def team_detail(request: HttpRequest, slug: str) -> HttpResponse:
 
 @login_required
 @require_POST
-def member_add(request: HttpRequest, slug: str) -> HttpResponse:
+def member_add(request: AuthenticatedRequest, slug: str) -> HttpResponse:
     team = _managed_team(request, slug)
     form = MemberAddForm(request.POST)
     if form.is_valid():
@@ -148,7 +149,7 @@ def member_add(request: HttpRequest, slug: str) -> HttpResponse:
 
 @login_required
 @require_POST
-def member_role(request: HttpRequest, slug: str, member_id: int) -> HttpResponse:
+def member_role(request: AuthenticatedRequest, slug: str, member_id: int) -> HttpResponse:
     team = _managed_team(request, slug)
     membership = get_object_or_404(
         Membership.objects.select_related("user"), pk=member_id, team=team
@@ -169,7 +170,7 @@ def member_role(request: HttpRequest, slug: str, member_id: int) -> HttpResponse
 
 @login_required
 @require_POST
-def member_remove(request: HttpRequest, slug: str, member_id: int) -> HttpResponse:
+def member_remove(request: AuthenticatedRequest, slug: str, member_id: int) -> HttpResponse:
     team = _managed_team(request, slug)
     membership = get_object_or_404(
         Membership.objects.select_related("user"), pk=member_id, team=team
@@ -187,7 +188,7 @@ def member_remove(request: HttpRequest, slug: str, member_id: int) -> HttpRespon
 @never_cache
 @login_required
 @require_POST
-def key_create(request: HttpRequest, slug: str) -> HttpResponse:
+def key_create(request: AuthenticatedRequest, slug: str) -> HttpResponse:
     """Create a key and show it once, in this response only (never stored, never shown again)."""
     team = _managed_team(request, slug)
     form = ApiKeyCreateForm(request.POST)
@@ -205,7 +206,7 @@ def key_create(request: HttpRequest, slug: str) -> HttpResponse:
 
 @login_required
 @require_POST
-def key_limits(request: HttpRequest, slug: str, key_id: int) -> HttpResponse:
+def key_limits(request: AuthenticatedRequest, slug: str, key_id: int) -> HttpResponse:
     team = _managed_team(request, slug)
     api_key = get_object_or_404(ApiKey, pk=key_id, team=team, revoked_at=None)
     form = KeyLimitsForm(request.POST)
@@ -224,7 +225,7 @@ def key_limits(request: HttpRequest, slug: str, key_id: int) -> HttpResponse:
 
 @login_required
 @require_POST
-def key_revoke(request: HttpRequest, slug: str, key_id: int) -> HttpResponse:
+def key_revoke(request: AuthenticatedRequest, slug: str, key_id: int) -> HttpResponse:
     team = _managed_team(request, slug)
     api_key = get_object_or_404(ApiKey, pk=key_id, team=team)
     api_key_revoke(api_key=api_key, actor=request.user)
@@ -239,7 +240,7 @@ def key_revoke(request: HttpRequest, slug: str, key_id: int) -> HttpResponse:
 
 @login_required
 @require_POST
-def team_settings(request: HttpRequest, slug: str) -> HttpResponse:
+def team_settings(request: AuthenticatedRequest, slug: str) -> HttpResponse:
     team = _managed_team(request, slug)
     form = ContentSettingsForm(request.POST)
     if not form.is_valid():

@@ -6,7 +6,7 @@ their teams' (finance every team's, without content). Another team's request is 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from django.http import Http404
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
@@ -14,7 +14,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from accounts.models import ApiKey, Team
+from accounts.models import ApiKey, Team, User
 from core.errors import BadRequest, NotFound
 from spend.api import ERROR
 from spend.explorer import (
@@ -32,9 +32,14 @@ def _key(request: Request) -> ApiKey | None:
     return request.auth if isinstance(request.auth, ApiKey) else None
 
 
+def _user(request: Request) -> User:
+    """The signed-in user of a request made without a key (IsAuthenticated lets no one else in)."""
+    return cast(User, request.user)
+
+
 def _teams(request: Request) -> list[Team]:
     key = _key(request)
-    return [key.team] if key else explorer_teams(user=request.user)
+    return [key.team] if key else explorer_teams(user=_user(request))
 
 
 def row_data(row: RequestRow) -> dict[str, Any]:
@@ -44,7 +49,7 @@ def row_data(row: RequestRow) -> dict[str, Any]:
         "request_id": record.request_id,
         "created_at": record.created_at.isoformat(),
         "team": record.team.slug,
-        "api_key": record.api_key.prefix if record.api_key_id else None,
+        "api_key": record.api_key.prefix if record.api_key else None,
         "prompt": version.prompt.slug if version else None,
         "prompt_version": version.number if version else None,
         "purpose": record.purpose,
@@ -191,7 +196,7 @@ class RequestDetailView(APIView):
             request_id=request_id,
             team_ids={t.id for t in teams},
             content_team_ids=content_team_ids(
-                user=None if key else request.user, key_team_id=key.team_id if key else None
+                user=None if key else _user(request), key_team_id=key.team_id if key else None
             ),
         )
         if detail is None:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
+from accounts.http import AuthenticatedRequest
 from spend.explorer import (
     Route,
     Status,
@@ -22,7 +23,7 @@ from spend.models import Purpose
 
 @login_required
 @require_GET
-def request_list(request: HttpRequest) -> HttpResponse:
+def request_list(request: AuthenticatedRequest) -> HttpResponse:
     teams = explorer_teams(user=request.user)
     form = RequestFilterForm(request.GET, teams=teams)
     template = "spend/requests.html#results" if request.htmx else "spend/requests.html"
@@ -51,7 +52,7 @@ def request_list(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_GET
-def request_drawer(request: HttpRequest, request_id: str) -> HttpResponse:
+def request_drawer(request: AuthenticatedRequest, request_id: str) -> HttpResponse:
     teams = explorer_teams(user=request.user)
     detail = request_detail(
         request_id=request_id,

@@ -11,10 +11,11 @@ from typing import Any
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
+from accounts.http import AuthenticatedRequest
 from accounts.models import ApiKey, Team
 from accounts.selectors import user_manages_team, user_teams
 from core.errors import AppError
@@ -31,7 +32,7 @@ from spend.team_admin import (
 from spend.team_forms import AlertTargetForm, BudgetForm
 
 
-def _team(request: HttpRequest, slug: str, *, manage: bool = False) -> Team:
+def _team(request: AuthenticatedRequest, slug: str, *, manage: bool = False) -> Team:
     team = get_object_or_404(user_teams(user=request.user), slug=slug)
     if manage and not user_manages_team(user=request.user, team=team):
         raise PermissionDenied("Only the team's admins change budgets and alert targets.")
@@ -49,7 +50,7 @@ def _key(team: Team, key_id: str | int | None) -> ApiKey | None:
     return get_object_or_404(ApiKey, pk=key_id, team=team, revoked_at=None)
 
 
-def _context(request: HttpRequest, team: Team, **extra: Any) -> dict[str, Any]:
+def _context(request: AuthenticatedRequest, team: Team, **extra: Any) -> dict[str, Any]:
     tiers = _tiers()
     budgets = {
         b.api_key_id: b
@@ -83,14 +84,14 @@ def _context(request: HttpRequest, team: Team, **extra: Any) -> dict[str, Any]:
 
 
 @login_required
-def index(request: HttpRequest, slug: str) -> HttpResponse:
+def index(request: AuthenticatedRequest, slug: str) -> HttpResponse:
     team = _team(request, slug)
     return render(request, "spend/team_budgets.html", _context(request, team))
 
 
 @login_required
 @require_POST
-def budget_preview_view(request: HttpRequest, slug: str) -> HttpResponse:
+def budget_preview_view(request: AuthenticatedRequest, slug: str) -> HttpResponse:
     """The preview of the posted budget form (htmx, as the admin types)."""
     team = _team(request, slug, manage=True)
     api_key = _key(team, request.POST.get("api_key"))
@@ -113,7 +114,7 @@ def budget_preview_view(request: HttpRequest, slug: str) -> HttpResponse:
 
 @login_required
 @require_POST
-def budget_save(request: HttpRequest, slug: str) -> HttpResponse:
+def budget_save(request: AuthenticatedRequest, slug: str) -> HttpResponse:
     team = _team(request, slug, manage=True)
     api_key = _key(team, request.POST.get("api_key"))
     form = BudgetForm(request.POST, tiers=_tiers())
@@ -142,7 +143,7 @@ def budget_save(request: HttpRequest, slug: str) -> HttpResponse:
 
 @login_required
 @require_POST
-def target_add(request: HttpRequest, slug: str) -> HttpResponse:
+def target_add(request: AuthenticatedRequest, slug: str) -> HttpResponse:
     team = _team(request, slug, manage=True)
     form = AlertTargetForm(request.POST)
     if not form.is_valid():
@@ -155,7 +156,7 @@ def target_add(request: HttpRequest, slug: str) -> HttpResponse:
 
 @login_required
 @require_POST
-def target_test(request: HttpRequest, slug: str, target_id: int) -> HttpResponse:
+def target_test(request: AuthenticatedRequest, slug: str, target_id: int) -> HttpResponse:
     team = _team(request, slug, manage=True)
     target = get_object_or_404(AlertTarget, pk=target_id, team=team)
     result = alert_target_test(target=target, actor=request.user)
@@ -171,7 +172,7 @@ def target_test(request: HttpRequest, slug: str, target_id: int) -> HttpResponse
 
 @login_required
 @require_POST
-def target_delete(request: HttpRequest, slug: str, target_id: int) -> HttpResponse:
+def target_delete(request: AuthenticatedRequest, slug: str, target_id: int) -> HttpResponse:
     team = _team(request, slug, manage=True)
     target = get_object_or_404(AlertTarget, pk=target_id, team=team)
     alert_target_delete(target=target, actor=request.user)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import Http404, HttpResponse, StreamingHttpResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET
 
+from accounts.http import AuthenticatedRequest
 from accounts.models import Team
 from spend.exports import rollup_csv_rows, usage_csv_rows
 from spend.forms import Range, ReplayForm, UsageFilterForm
@@ -18,18 +20,18 @@ from spend.selectors import dashboard_build, visible_teams
 
 @login_required
 @require_GET
-def home(request: HttpRequest) -> HttpResponse:
+def home(request: AuthenticatedRequest) -> HttpResponse:
     """The overview: each team's month and today, the latest failures, what needs attention."""
     return render(request, "spend/home.html", {"overview": overview_build(user=request.user)})
 
 
-def _form(request: HttpRequest) -> UsageFilterForm:
+def _form(request: AuthenticatedRequest) -> UsageFilterForm:
     return UsageFilterForm(request.GET, teams=list(visible_teams(user=request.user)))
 
 
 @login_required
 @require_GET
-def dashboard(request: HttpRequest) -> HttpResponse:
+def dashboard(request: AuthenticatedRequest) -> HttpResponse:
     form = _form(request)
     template = "spend/dashboard.html#dashboard" if request.htmx else "spend/dashboard.html"
     if not form.is_valid():
@@ -40,7 +42,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     return render(request, template, context)
 
 
-def _csv_response(request: HttpRequest, name: str, rows_fn) -> HttpResponse:
+def _csv_response(request: AuthenticatedRequest, name: str, rows_fn) -> HttpResponseBase:
     form = _form(request)
     if not form.is_valid():
         return HttpResponse(
@@ -55,19 +57,19 @@ def _csv_response(request: HttpRequest, name: str, rows_fn) -> HttpResponse:
 
 @login_required
 @require_GET
-def export_usage(request: HttpRequest) -> HttpResponse:
+def export_usage(request: AuthenticatedRequest) -> HttpResponseBase:
     """Every usage record of the range and filters, one CSV line each, streamed."""
     return _csv_response(request, "usage", usage_csv_rows)
 
 
 @login_required
 @require_GET
-def export_rollups(request: HttpRequest) -> HttpResponse:
+def export_rollups(request: AuthenticatedRequest) -> HttpResponseBase:
     """Daily totals per team x prompt x model x tier x purpose (rollups + today's records)."""
     return _csv_response(request, "usage-daily", rollup_csv_rows)
 
 
-def _replay_context(request: HttpRequest, form: ReplayForm, teams: list) -> dict:
+def _replay_context(request: AuthenticatedRequest, form: ReplayForm, teams: list) -> dict:
     return {
         "form": form,
         "teams": teams,
@@ -76,7 +78,7 @@ def _replay_context(request: HttpRequest, form: ReplayForm, teams: list) -> dict
 
 
 @login_required
-def whatif(request: HttpRequest) -> HttpResponse:
+def whatif(request: AuthenticatedRequest) -> HttpResponse:
     """Pick a proposed policy and a window; the replay runs as a background job."""
     teams = list(visible_teams(user=request.user))
     if request.method == "POST":
@@ -98,7 +100,7 @@ def whatif(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_GET
-def whatif_run(request: HttpRequest, run_id: int) -> HttpResponse:
+def whatif_run(request: AuthenticatedRequest, run_id: int) -> HttpResponse:
     teams = {t.id for t in visible_teams(user=request.user)}
     run = get_object_or_404(ReplayRun.objects.select_related("policy"), id=run_id)
     if not set(run.team_ids) <= teams:
