@@ -1,6 +1,10 @@
 import os
 
 from celery import Celery
+from kombu.transport import TRANSPORT_ALIASES
+
+# `filesystem://` takes kombu's filesystem broker with messages that appear whole.
+TRANSPORT_ALIASES["filesystem"] = "core.fsbroker:Transport"
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.dev")
 
