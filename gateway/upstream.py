@@ -1,10 +1,10 @@
-"""Upstream calls: one shared AsyncOpenAI client per provider and event loop, one attempt each.
+"""Upstream calls: one aiohttp session per provider and event loop, one attempt each.
 
-The SDK's own retries are off (`max_retries=0`): the pipeline retries, falls back and
-escalates itself so that every attempt gets its own usage record. A call returns the raw
-HTTP response: the gateway relays upstream JSON and SSE bytes instead of building and
-re-serializing pydantic objects, and still uses the SDK client's auth headers and error
-classes (see `send`).
+The pipeline retries, falls back and escalates itself so that every attempt gets its own
+usage record. A call returns the raw HTTP response: the gateway relays upstream JSON and SSE
+bytes instead of building and re-serializing pydantic objects, and still uses the SDK
+client's auth headers and error classes (see `send`). The server and Celery tasks send
+through the same code.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import openai
 from django.conf import settings
 from openai import AsyncOpenAI
 
-from gateway.adapters.openai_sdk import sdk_status_error, sdk_transport
+from gateway.adapters.openai_sdk import sdk_status_error
 from routing.snapshot import ModelInfo, ProviderInfo
 
 CHAT, RESPONSES = "chat", "responses"
@@ -37,55 +37,44 @@ class Upstream:
     client: AsyncOpenAI
     base_url: str
     headers: dict[str, str]
-    # The server's transport (see `serving`); elsewhere the SDK client's own httpx one.
-    session: aiohttp.ClientSession | None
+    session: aiohttp.ClientSession
+    loop: asyncio.AbstractEventLoop
 
 
 _upstreams: dict[tuple[int, int, str, str], Upstream] = {}
 
 
-_server = {"long_lived": False}
-
-
 def serving() -> None:
-    """Called at ASGI lifespan startup: this process serves requests on one long-lived loop,
-    and closes its clients at shutdown (`clients_close`)."""
-    _server["long_lived"] = True
+    """Called at ASGI lifespan startup. Nothing to prepare today: kept as the server's hook
+    beside `clients_close`, which the lifespan calls at shutdown."""
 
 
 def _session() -> aiohttp.ClientSession:
-    """aiohttp straight, in the server: its C HTTP parser, one write per request and no
-    httpx request and response models cost about half the CPU per call of the SDK's
-    httpx client. Celery tasks and tests run short-lived loops whose clients nobody closes,
-    and keep the SDK client's httpx transport, which an unclosed client does not make
-    complain."""
+    """The one transport, in the server and in Celery tasks alike: aiohttp straight, for its C
+    HTTP parser, one write per request and no httpx request and response models (about half
+    the CPU per call of the SDK's httpx client). A short-lived loop (a Celery task, a test)
+    closes it with `clients_close` (`playground.runner.gateway_cleanup`)."""
     return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=2000, keepalive_timeout=5.0))
 
 
 def upstream_for(provider: ProviderInfo) -> Upstream:
-    """The provider's client for the running event loop (a client is bound to its loop)."""
+    """The provider's client for the running event loop (a client is bound to its loop; a
+    loop that reuses a dead one's id gets its own)."""
     api_key = os.environ.get(provider.api_key_env, "") if provider.api_key_env else ""
-    key = (id(asyncio.get_running_loop()), provider.id, provider.base_url, api_key)
+    loop = asyncio.get_running_loop()
+    key = (id(loop), provider.id, provider.base_url, api_key)
     found = _upstreams.get(key)
-    if found is None:
-        client = AsyncOpenAI(
-            base_url=provider.base_url,
-            api_key=api_key or "switchboard-no-key",
-            max_retries=0,
-            timeout=httpx2.Timeout(
-                provider.timeout_seconds, connect=settings.GATEWAY_CONNECT_TIMEOUT_SECONDS
-            ),
-            http_client=openai.DefaultAsyncHttpxClient(
-                limits=httpx2.Limits(max_connections=2000, max_keepalive_connections=1000)
-            ),
-        )
+    if found is None or found.loop is not loop:
+        # The SDK client sends nothing: it gives the headers and the error classes.
+        client = AsyncOpenAI(base_url=provider.base_url, api_key=api_key or "switchboard-no-key")
         headers = {k: v for k, v in client.default_headers.items() if isinstance(v, str)}
         headers.update(client.auth_headers)
         found = _upstreams[key] = Upstream(
             client=client,
             base_url=str(client.base_url).rstrip("/"),
             headers=headers,
-            session=_session() if _server["long_lived"] else None,
+            session=_session(),
+            loop=loop,
         )
     return found
 
@@ -96,8 +85,7 @@ async def clients_close() -> None:
     for key in [key for key in _upstreams if key[0] == loop_id]:
         upstream = _upstreams.pop(key)
         await upstream.client.close()
-        if upstream.session is not None:
-            await upstream.session.close()
+        await upstream.session.close()
 
 
 @dataclass(slots=True)
@@ -136,8 +124,7 @@ def _retry_after(headers: Any) -> float | None:
 
 
 def _transport_kind(exc: BaseException) -> str | None:
-    """What an aiohttp error was, raised straight or under an httpx2 one (its bridge maps a
-    dropped connection to a connect *timeout*, which would turn a cut into a 504)."""
+    """What an aiohttp error was, raised straight or as the cause of another."""
     cause: BaseException | None = exc
     while cause is not None:
         if isinstance(cause, TimeoutError):  # aiohttp's timeouts subclass it
@@ -160,10 +147,8 @@ def classify_error(exc: Exception) -> AttemptFailed:
         return AttemptFailed("timeout", "The upstream did not answer in time.")
     if isinstance(exc, openai.APIConnectionError):
         return AttemptFailed("connection_error", f"Upstream connection failed: {exc}")
-    if isinstance(exc, httpx2.TimeoutException | asyncio.TimeoutError):
+    if isinstance(exc, asyncio.TimeoutError):
         return AttemptFailed("timeout", "The upstream did not answer in time.")
-    if isinstance(exc, httpx2.TransportError):
-        return AttemptFailed("connection_error", f"Upstream connection failed: {exc}")
     if isinstance(exc, openai.APIStatusError):
         body = exc.body if isinstance(exc.body, dict) else {}
         message = str(body.get("message") or exc.message)
@@ -188,8 +173,8 @@ def classify_error(exc: Exception) -> AttemptFailed:
 
 
 class Reply:
-    """An upstream answer read with aiohttp, offering the parts of `httpx2.Response` that the
-    pipeline uses: `status_code`, `headers`, `content` (once read), `aiter_lines`, `aclose`."""
+    """An upstream answer read with aiohttp: `status_code`, `headers`, `content` (once read),
+    `aiter_lines`, `aclose`."""
 
     __slots__ = ("_response", "content", "headers", "status_code")
 
@@ -229,7 +214,7 @@ class Reply:
         )
 
 
-UpstreamResponse = httpx2.Response | Reply
+UpstreamResponse = Reply
 
 
 async def send(
@@ -247,26 +232,15 @@ async def send(
     content = json.dumps(body).encode()
     connect = settings.GATEWAY_CONNECT_TIMEOUT_SECONDS
     response: UpstreamResponse
+    timeout = aiohttp.ClientTimeout(
+        sock_connect=connect, sock_read=model.timeout_seconds, connect=model.timeout_seconds
+    )
     try:
-        if upstream.session is not None:
-            timeout = aiohttp.ClientTimeout(
-                sock_connect=connect, sock_read=model.timeout_seconds, connect=model.timeout_seconds
+        response = Reply(
+            await upstream.session.post(
+                url, data=content, headers=upstream.headers, timeout=timeout
             )
-            response = Reply(
-                await upstream.session.post(
-                    url, data=content, headers=upstream.headers, timeout=timeout
-                )
-            )
-        else:
-            http = sdk_transport(upstream.client)
-            request = http.build_request(
-                "POST",
-                url,
-                content=content,
-                headers=upstream.headers,
-                timeout=httpx2.Timeout(model.timeout_seconds, connect=connect),
-            )
-            response = await http.send(request, stream=True)
+        )
         try:
             if response.status_code >= 400 or not stream:
                 await response.aread()
@@ -275,8 +249,7 @@ async def send(
             raise
         if response.status_code >= 400:
             await response.aclose()
-            failed = response.as_httpx(url) if isinstance(response, Reply) else response
-            raise sdk_status_error(upstream.client, failed)
+            raise sdk_status_error(upstream.client, response.as_httpx(url))
     except AttemptFailed:
         raise
     except Exception as exc:  # every failure is recorded and decides retry/fallback

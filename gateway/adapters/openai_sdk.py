@@ -1,16 +1,10 @@
-"""What the gateway uses of the `openai` SDK beyond its public API: the client's httpx
-transport (to send a prebuilt request) and its mapping of an error response to the SDK's
-exception classes (`RateLimitError`, `InternalServerError`, ...)."""
+"""What the gateway uses of the `openai` SDK beyond its public API: its mapping of an error
+response to the SDK's exception classes (`RateLimitError`, `InternalServerError`, ...)."""
 
 from __future__ import annotations
 
 import httpx2
 import openai
-
-
-def sdk_transport(client: openai.AsyncOpenAI) -> httpx2.AsyncClient:
-    """The client's own httpx client (its pool, limits and timeouts)."""
-    return client._client
 
 
 def sdk_status_error(

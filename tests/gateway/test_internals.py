@@ -84,10 +84,8 @@ async def test_hot_cache_loads_once_and_forgets_on_clear():
 
 @pytest.mark.django_db(transaction=True)
 async def test_shutdown_flushes_the_usage_not_yet_written(team, monkeypatch):
-    from gateway import upstream
     from spend import pg
 
-    monkeypatch.setitem(upstream._server, "long_lived", False)
     monkeypatch.setitem(pg._serving, "on", False)
     record = UsageRecord(
         created_at=timezone.now(), request_id="req_flush", team_id=team.id, model_name="m"
