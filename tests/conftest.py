@@ -3,6 +3,7 @@ real parts: the simulator, the site under uvicorn, a Celery worker — each a su
 
 from __future__ import annotations
 
+import inspect
 import os
 import shutil
 import socket
@@ -11,7 +12,7 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -408,3 +409,19 @@ def _quick_flush() -> Iterator[None]:
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(operations, "sql_flush", sql_flush)
         yield
+
+
+@pytest.fixture
+async def _close_upstream_clients() -> AsyncIterator[None]:
+    """Close the upstream sessions an async test's loop opened, as a Celery task's loop does
+    (`playground.runner.gateway_cleanup`): an open aiohttp session outlives its loop."""
+    from gateway.upstream import clients_close
+
+    yield
+    await clients_close()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if isinstance(item, pytest.Function) and inspect.iscoroutinefunction(item.obj):
+            item.fixturenames.append("_close_upstream_clients")
