@@ -79,6 +79,12 @@ class _Column(serializers.Serializer):
     reasoning_effort = StrictCharField(required=False, allow_blank=True, max_length=16)
     name = StrictCharField(required=False, allow_blank=True, max_length=NAME_MAX)
     team = StrictSlugField(required=False, help_text="For signed-in users in several teams.")
+    deadline = serializers.JSONField(
+        required=False,
+        allow_null=True,
+        help_text='"24h": work that can wait, run through the provider\'s Batch API (or as '
+        "flex calls) at the batch price. Left out or null: now. Any other value is a 400.",
+    )
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if attrs.get("tier") and attrs.get("model"):
@@ -172,6 +178,8 @@ def _job_body(job: Job, request: Request, *, offset: int = 0, limit: int = 100) 
         "prompt": job.prompt_version.prompt.slug if job.prompt_version else None,
         "version": job.prompt_version.number if job.prompt_version else None,
         "columns": job.columns,
+        "deadline": job.deadline or None,
+        "batch": job.batch.public_id if job.batch_id and job.batch else None,
         "progress": {
             "total": job.total_items,
             "done": job.done_items,
@@ -297,6 +305,7 @@ class JobListView(APIView):
             idempotency_key=key,
             body_hash=services.request_hash(request.data),
             name=data.get("name", ""),
+            deadline=data.get("deadline"),
         )
         headers = {"Location": f"/api/v1/jobs/{job.pk}"}
         if not created:
