@@ -103,7 +103,8 @@ def _assert_batched_and_settled(job_id: int, team, key: str) -> None:
     assert sorted(item.usage_record_id for item in items) == sorted(r.pk for r in records)
     by_id = {r.pk: r for r in records}
     for item in items:
-        assert item.status == JobItem.Status.DONE and item.output
+        assert item.status == JobItem.Status.DONE
+        assert item.output
         assert item.cost_usd == by_id[item.usage_record_id].cost_usd
     total = sum(r.cost_usd for r in records)
     assert job.cost_usd == batch.cost_usd == total
@@ -111,8 +112,10 @@ def _assert_batched_and_settled(job_id: int, team, key: str) -> None:
     assert (spent, reserved, ledger_total) == (total, 0, total)
     assert not BudgetReservation.objects.filter(settled_at__isnull=True).exists()
     body = _api(key).get(f"/api/v1/jobs/{job.pk}").json()
-    assert body["deadline"] == "24h" and body["batch"] == batch.public_id
-    assert body["progress"]["done"] == ITEMS and Decimal(body["cost_usd"]) == total
+    assert body["deadline"] == "24h"
+    assert body["batch"] == batch.public_id
+    assert body["progress"]["done"] == ITEMS
+    assert Decimal(body["cost_usd"]) == total
 
 
 def test_a_24h_job_runs_through_the_batch_api_at_the_batch_price_and_settles_exactly(
