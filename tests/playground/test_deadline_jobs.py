@@ -215,3 +215,90 @@ def test_a_flex_job_falls_back_to_the_default_tier_when_flex_is_refused(
     assert job.cost_usd == total
     spent, reserved, _ = team_ledger(team)
     assert (spent, reserved) == (total, 0)
+
+
+def test_a_24h_job_cancelled_while_its_batch_is_upstream_ends_cancelled_and_settled(
+    job_worker, slow_batch_simulator_url, team, api_key, catalog
+):
+    use_upstream(slow_batch_simulator_url)
+    budget_set(team=team, limit_usd=Decimal("50"))
+    job_id = _submit(api_key, ITEMS)
+    wait_for(
+        lambda: (
+            UpstreamBatch.objects.filter(batch__job__pk=job_id).exclude(upstream_id="").exists()
+        ),
+        timeout=60,
+        what="the upstream batch",
+    )
+    response = _api(api_key).post(f"/api/v1/jobs/{job_id}/cancel")
+    assert response.status_code == 200
+    assert response.json()["status"] == "cancelling"
+    wait_for(lambda: _job(job_id).finished, timeout=90, what="the cancel")
+    job = _job(job_id)
+    assert job.status == Job.Status.CANCELLED
+    assert Batch.objects.get(pk=job.batch_id).status == Batch.Status.CANCELLED
+    assert job.cancelled_items > 0
+    assert job.done_items + job.failed_items + job.cancelled_items == ITEMS
+    assert not job.items.filter(status__in=[JobItem.Status.PENDING, JobItem.Status.RUNNING])
+    records = UsageRecord.objects.filter(team=team)
+    assert records.count() == ITEMS  # one per line: run (batch price) or cancelled (no cost)
+    assert records.filter(status=UsageRecord.Status.SUCCESS).count() == job.done_items
+    total = sum(r.cost_usd for r in records)
+    assert job.cost_usd == total
+    spent, reserved, _ = team_ledger(team)
+    assert (spent, reserved) == (total, 0)
+
+
+def test_a_24h_batch_compare_runs_every_row_and_column_in_one_batch_with_its_checks(
+    job_worker, simulator_url, team, alice, api_key, catalog
+):
+    from playground import services
+    from playground.columns import ColumnSpec
+    from tests.playground.conftest import make_triage
+    from tests.playground.test_batch_worker import _dataset
+
+    budget_set(team=team, limit_usd=Decimal("50"))
+    job = services.batch_compare_create(
+        team=team,
+        user=alice,
+        dataset=_dataset(team, alice, 6),
+        version=make_triage(team, alice),
+        columns=[ColumnSpec(tier="nano"), ColumnSpec(tier="mini")],
+        mapping={"message": "message", "channel": "channel"},
+        deadline="24h",
+    )
+    wait_for(lambda: _job(job.pk).finished, timeout=90, what="the job")
+    job = _job(job.pk)
+    assert (job.status, job.done_items, job.total_items) == (Job.Status.DONE, 12, 12)
+    assert Batch.objects.get(pk=job.batch_id).total == 12
+    records = list(UsageRecord.objects.filter(team=team))
+    assert len(records) == 12
+    assert {r.service_tier for r in records} == {"batch"}
+    assert {r.model_name for r in records} == {"gpt-5.4-nano", "gpt-5.4-mini"}
+    for record in records:
+        assert record.cost_usd == _standard(record) / 2
+    assert all(item.checks == {"json": True, "schema": True} for item in job.items.all())
+    assert all(item.passed for item in job.items.all())
+    spent, reserved, total = team_ledger(team)
+    assert (spent, reserved) == (total, 0)
+    assert job.cost_usd == total
+
+
+def test_a_batch_compare_refuses_an_unknown_deadline(team, alice, catalog):
+    from core.errors import BadRequest
+    from playground import services
+    from playground.columns import ColumnSpec
+    from tests.playground.conftest import make_triage
+    from tests.playground.test_batch_worker import _dataset
+
+    with pytest.raises(BadRequest, match='deadline must be "24h"'):
+        services.batch_compare_create(
+            team=team,
+            user=alice,
+            dataset=_dataset(team, alice, 2),
+            version=make_triage(team, alice),
+            columns=[ColumnSpec(tier="nano")],
+            mapping={"message": "message"},
+            deadline="tomorrow",
+        )
+    assert not Job.objects.exists()
