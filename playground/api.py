@@ -63,6 +63,11 @@ class VariablesField(serializers.JSONField):
     pass
 
 
+@extend_schema_field({"type": "string", "enum": ["24h"], "nullable": True})
+class DeadlineField(serializers.JSONField):
+    """Checked by the service (`playground.waiting.deadline_parse`): any other value is a 400."""
+
+
 class _Column(serializers.Serializer):
     """What every job submission has besides its inputs: the column and the job's name."""
 
@@ -79,7 +84,7 @@ class _Column(serializers.Serializer):
     reasoning_effort = StrictCharField(required=False, allow_blank=True, max_length=16)
     name = StrictCharField(required=False, allow_blank=True, max_length=NAME_MAX)
     team = StrictSlugField(required=False, help_text="For signed-in users in several teams.")
-    deadline = serializers.JSONField(
+    deadline = DeadlineField(
         required=False,
         allow_null=True,
         help_text='"24h": work that can wait, run through the provider\'s Batch API (or as '
@@ -227,7 +232,10 @@ def _visible_teams(request: Request):
     return user_teams(user=request.user)
 
 
-JOB_RESPONSE = OpenApiResponse(description="The job with its progress and a page of items.")
+JOB_RESPONSE = OpenApiResponse(
+    description='The job with its progress and a page of items; `deadline` ("24h" or null) '
+    "and `batch` (the id of the gateway batch running its items, or null)."
+)
 ERRORS = {
     400: OpenApiResponse(ERROR, "Malformed request"),
     401: OpenApiResponse(ERROR, "No or invalid credentials"),

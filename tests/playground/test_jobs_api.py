@@ -168,3 +168,12 @@ def test_a_deadline_of_24h_is_kept_and_any_other_deadline_is_400_with_nothing_st
     assert now.status_code == 202
     assert now.json()["deadline"] is None
     assert Job.objects.get(pk=now.json()["id"]).deadline == ""
+
+
+def test_the_schema_documents_the_deadline(client, tiers):
+    schema = client.get("/api/schema/?format=json").json()
+    assert schema["components"]["schemas"]["DeadlineEnum"]["enum"] == ["24h"]
+    for shape in ("PromptJobRequest", "RawJobRequest"):
+        field = schema["components"]["schemas"][shape]["properties"]["deadline"]
+        assert field["nullable"] is True
+        assert "Batch API" in field["description"]
