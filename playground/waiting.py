@@ -95,9 +95,16 @@ async def job_batch_submit(job: Job, columns: list[Any], purpose: str) -> bool:
 
 @transaction.atomic
 def _store(job: Job, routed: list[RoutedLine], errors: dict[int, LineError], purpose: str) -> None:
+    # under the job's lock, as `job_cancel` takes it: a job cancelled meanwhile sends nothing
+    if Job.objects.select_for_update().get(pk=job.pk).status not in (
+        Job.Status.QUEUED,
+        Job.Status.RUNNING,
+    ):
+        return
     now = timezone.now()
+    pending = JobItem.objects.filter(job=job, status=JobItem.Status.PENDING)
     for item_id, error in errors.items():
-        JobItem.objects.filter(pk=item_id).update(
+        pending.filter(pk=item_id).update(
             status=JobItem.Status.ERROR,
             error_code=error.code[:64],
             error_message=error.message[:500],
@@ -116,7 +123,7 @@ def _store(job: Job, routed: list[RoutedLine], errors: dict[int, LineError], pur
             errors=[],
         )
         Job.objects.filter(pk=job.pk).update(batch=batch)
-        JobItem.objects.filter(
+        pending.filter(
             pk__in=[int(line.custom_id.removeprefix(_CUSTOM_ID)) for line in routed]
         ).update(status=JobItem.Status.RUNNING, attempts=1)
 
@@ -184,4 +191,5 @@ def job_batch_settle(sender: Any = None, *, batch: Batch, **kwargs: Any) -> None
         Job.objects.filter(pk=job.pk).exclude(status__in=Job.FINISHED).update(
             status=Job.Status.CANCELLING
         )
+    # Finished on behalf of whichever runner holds the lease (usually none: "").
     _finish(job.pk, Job.objects.values_list("runner_token", flat=True).get(pk=job.pk))

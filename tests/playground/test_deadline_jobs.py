@@ -302,3 +302,20 @@ def test_a_batch_compare_refuses_an_unknown_deadline(team, alice, catalog):
             deadline="tomorrow",
         )
     assert not Job.objects.exists()
+
+
+def test_a_24h_job_whose_batch_does_not_fit_the_budget_fails_with_nothing_charged(
+    job_worker, simulator_url, team, api_key, catalog
+):
+    budget_set(team=team, limit_usd=Decimal("0.0001"))
+    job_id = _submit(api_key, ITEMS)
+    wait_for(lambda: _job(job_id).finished, timeout=60, what="the job")
+    job = _job(job_id)
+    assert job.status == Job.Status.FAILED
+    assert "cannot hold this batch" in job.error
+    assert job.batch_id is None
+    assert not Batch.objects.exists()
+    assert job.cancelled_items == ITEMS
+    assert not UsageRecord.objects.exists()
+    spent, reserved, _ = team_ledger(team)
+    assert (spent, reserved) == (0, 0)
