@@ -90,6 +90,19 @@ def _record_failure(
     )
 
 
+def _flex_refused(prepared: Prepared, failure: AttemptFailed) -> bool:
+    """A `flex` call the provider has no capacity for (429, resource unavailable) falls back
+    to the default tier: the same model, at once, budgeted and billed at the default price."""
+    call = prepared.call
+    if call.service_tier != "flex" or failure.status != 429:
+        return False
+    call.service_tier = "default"
+    call.body.pop("service_tier", None)
+    prepared.worst.clear()  # the worst cases were at the flex price
+    prepared.notes.append("flex refused: fell back to the default tier")
+    return True
+
+
 async def walk_plan(
     prepared: Prepared,
     attempt: Attempt[T],
@@ -119,7 +132,8 @@ async def walk_plan(
         escalate_why = ""
         for model in plan.models:
             result: T | None = None
-            for retry in range(retries + 1):
+            retry = 0
+            while retry <= retries:
                 refused, need = await ensure_budget(prepared, model)
                 if refused is not None:
                     if rejected is not None:
@@ -134,10 +148,13 @@ async def walk_plan(
                     failures.append((model, failure))
                     if failure.client_error:
                         raise _client_error(failure) from None
+                    if _flex_refused(prepared, failure):
+                        continue  # the same model at the default tier, at once
                     wait = _backoff(retry, failure) if failure.retryable else None
                     if wait is None or retry == retries:
                         break
                     await asyncio.sleep(wait)
+                    retry += 1
             if result is None:
                 if len(plan.models) > 1 and model is not plan.models[-1]:
                     prepared.notes.append(f"{model.name} failed ({failures[-1][1].kind})")

@@ -55,6 +55,11 @@ async def _line_call(api: str, body: dict[str, Any], api_key: ApiKey, line: int)
         call = chat_call(body, api_key, request_id)
     else:
         call = await responses_call(body, api_key, request_id)
+    return batch_priced(call)
+
+
+def batch_priced(call: GatewayCall) -> GatewayCall:
+    """The call as a batch line: billed (and budgeted) at the batch price."""
     call.service_tier = BATCH_TIER
     call.body.pop("service_tier", None)
     return call
@@ -90,6 +95,17 @@ async def _route_line(
         return LineError(number, "invalid_body", "A batch line cannot stream.", "body.stream")
     try:
         call = await _line_call(ENDPOINTS[endpoint], body, api_key, number)
+    except AppError as exc:
+        param = f"body.{exc.param}" if exc.param else "body"
+        return LineError(number, exc.code, exc.message, param)
+    return batch_line_route(number, custom_id, call, snapshot)
+
+
+def batch_line_route(
+    number: int, custom_id: str, call: GatewayCall, snapshot: Snapshot
+) -> RoutedLine | LineError:
+    """A batch-priced call routed and bounded: its line, or why it cannot be one."""
+    try:
         decision = route(call.features, snapshot)
         if decision.needs_classifier:
             # A classifier call per line would be a live call for work that can wait.

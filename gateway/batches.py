@@ -30,6 +30,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from django.dispatch import Signal
 from django.utils import timezone
 
 from accounts.models import ApiKey
@@ -48,6 +49,9 @@ from spend.pricing import PriceNotFound, cost_usd, price_at
 from spend.standing import StandingHold, budget_hold_standing
 
 log = logging.getLogger(__name__)
+
+# Sent (keyword: batch) inside the transaction that finishes a batch.
+batch_finished = Signal()
 
 UPSTREAM_FINAL = frozenset({"completed", "expired", "cancelled", "failed"})
 _REASON_MAX = UsageRecord._meta.get_field("route_reason").max_length or 300
@@ -90,7 +94,8 @@ async def batch_create(
         snapshot=await snapshot_get(),
         max_lines=int(settings.GATEWAY_BATCH_MAX_LINES),
     )
-    return await sync_to_async(_batch_store)(
+    return await sync_to_async(batch_store)(
+        team_id=api_key.team_id,
         api_key=api_key,
         stored=stored,
         endpoint=endpoint,
@@ -102,20 +107,25 @@ async def batch_create(
 
 
 @transaction.atomic
-def _batch_store(
+def batch_store(
     *,
-    api_key: ApiKey,
-    stored: StoredFile,
+    team_id: int,
+    api_key: ApiKey | None,
+    stored: StoredFile | None,
     endpoint: str,
     metadata: dict[str, Any],
     purpose: str,
     routed: list[RoutedLine],
     errors: list[dict[str, Any]],
 ) -> Batch:
+    """The batch and its routed lines, their worst case held on the team's (and the key's)
+    budgets, its submission queued once committed. Also the door for a job that can wait
+    (`playground`): its items are the lines, with no input file."""
     now = timezone.now()
+    api_key_id = api_key.pk if api_key is not None else None
     batch = Batch(
         public_id=new_public_id("batch_"),
-        team_id=api_key.team_id,
+        team_id=team_id,
         api_key=api_key,
         input_file=stored,
         endpoint=endpoint,
@@ -129,7 +139,7 @@ def _batch_store(
         return batch
     worst = sum((line.worst_usd for line in routed), ZERO)
     holds, refused = budget_hold_standing(
-        team_id=api_key.team_id, api_key_id=api_key.pk, request_id=batch.public_id, amount=worst
+        team_id=team_id, api_key_id=api_key_id, request_id=batch.public_id, amount=worst
     )
     if refused is not None:
         raise BudgetExceeded(
@@ -460,6 +470,8 @@ def _finish(batch: Batch) -> None:
         batch.finalizing_at = batch.finalizing_at or now
     batch.save()
     budget_settle(settlements=[hold.settlement(close=True) for hold in _holds(batch)], now=now)
+    # In the same transaction: what waits on the batch (a job's items) is settled with it.
+    batch_finished.send(sender=Batch, batch=batch)
 
 
 def _output_file(batch: Batch, kind: str, entries: list[dict[str, Any]]) -> StoredFile:
@@ -556,17 +568,20 @@ def batch_object(batch: Batch) -> dict[str, Any]:
     }
 
 
-def batches_poll_stale(*, now: dt.datetime | None = None) -> list[int]:
-    """Batches whose chain of polls broke (a worker died): polled again (beat)."""
+def batches_poll_stale(
+    *, now: dt.datetime | None = None, batch_ids: list[int] | None = None
+) -> list[int]:
+    """Batches (all, or these) whose chain of polls broke (a worker died): polled again."""
     now = now or timezone.now()
     stale = now - dt.timedelta(seconds=max(4 * settings.GATEWAY_BATCH_POLL_SECONDS, 10))
+    batches = Batch.objects.all() if batch_ids is None else Batch.objects.filter(pk__in=batch_ids)
     unsent = list(
-        Batch.objects.filter(status=Batch.Status.VALIDATING, created_at__lt=stale).values_list(
+        batches.filter(status=Batch.Status.VALIDATING, created_at__lt=stale).values_list(
             "pk", flat=True
         )
     )
     unpolled = list(
-        Batch.objects.exclude(status__in=[*Batch.FINAL, Batch.Status.VALIDATING])
+        batches.exclude(status__in=[*Batch.FINAL, Batch.Status.VALIDATING])
         .filter(polled_at__lt=stale)
         .values_list("pk", flat=True)
     )

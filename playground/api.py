@@ -63,6 +63,11 @@ class VariablesField(serializers.JSONField):
     pass
 
 
+@extend_schema_field({"type": "string", "enum": ["24h"], "nullable": True})
+class DeadlineField(serializers.JSONField):
+    """Checked by the service (`playground.waiting.deadline_parse`): any other value is a 400."""
+
+
 class _Column(serializers.Serializer):
     """What every job submission has besides its inputs: the column and the job's name."""
 
@@ -79,6 +84,12 @@ class _Column(serializers.Serializer):
     reasoning_effort = StrictCharField(required=False, allow_blank=True, max_length=16)
     name = StrictCharField(required=False, allow_blank=True, max_length=NAME_MAX)
     team = StrictSlugField(required=False, help_text="For signed-in users in several teams.")
+    deadline = DeadlineField(
+        required=False,
+        allow_null=True,
+        help_text='"24h": work that can wait, run through the provider\'s Batch API (or as '
+        "flex calls) at the batch price. Left out or null: now. Any other value is a 400.",
+    )
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if attrs.get("tier") and attrs.get("model"):
@@ -172,6 +183,8 @@ def _job_body(job: Job, request: Request, *, offset: int = 0, limit: int = 100) 
         "prompt": job.prompt_version.prompt.slug if job.prompt_version else None,
         "version": job.prompt_version.number if job.prompt_version else None,
         "columns": job.columns,
+        "deadline": job.deadline or None,
+        "batch": job.batch.public_id if job.batch_id and job.batch else None,
         "progress": {
             "total": job.total_items,
             "done": job.done_items,
@@ -219,7 +232,10 @@ def _visible_teams(request: Request):
     return user_teams(user=request.user)
 
 
-JOB_RESPONSE = OpenApiResponse(description="The job with its progress and a page of items.")
+JOB_RESPONSE = OpenApiResponse(
+    description='The job with its progress and a page of items; `deadline` ("24h" or null) '
+    "and `batch` (the id of the gateway batch running its items, or null)."
+)
 ERRORS = {
     400: OpenApiResponse(ERROR, "Malformed request"),
     401: OpenApiResponse(ERROR, "No or invalid credentials"),
@@ -297,6 +313,7 @@ class JobListView(APIView):
             idempotency_key=key,
             body_hash=services.request_hash(request.data),
             name=data.get("name", ""),
+            deadline=data.get("deadline"),
         )
         headers = {"Location": f"/api/v1/jobs/{job.pk}"}
         if not created:

@@ -5,8 +5,12 @@ class PlaygroundConfig(AppConfig):
     name = "playground"
 
     def ready(self) -> None:
+        from gateway.batches import batch_finished
         from gateway.shadow import production_answer
         from playground.services.shadow import shadow_on_production_answer
+        from playground.waiting import job_batch_settle
+
+        batch_finished.connect(job_batch_settle, dispatch_uid="playground-job-batch-settle")
 
         production_answer.connect(
             shadow_on_production_answer, dispatch_uid="playground-shadow-sampling"

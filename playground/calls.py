@@ -42,6 +42,7 @@ class CallInput:
     api_key: Any = None
     request_id: str | None = None
     metadata: dict[str, str] = field(default_factory=dict)
+    service_tier: str = "default"  # `flex` for a job that can wait (falls back to default)
 
 
 @dataclass(slots=True)
@@ -98,8 +99,11 @@ async def _body(spec: CallInput) -> tuple[dict[str, Any], int | None]:
     return body, max_output
 
 
-async def _gateway_call(spec: CallInput, *, stream: bool) -> GatewayCall:
+async def call_of(spec: CallInput, *, stream: bool = False) -> GatewayCall:
+    """The gateway call of `spec` (not yet sent)."""
     body, max_output = await _body(spec)
+    if spec.service_tier != "default":
+        body["service_tier"] = spec.service_tier
     return GatewayCall.for_responses(
         body=body,
         team_id=spec.team.pk,
@@ -113,6 +117,7 @@ async def _gateway_call(spec: CallInput, *, stream: bool) -> GatewayCall:
         purpose=spec.purpose,
         max_output_tokens=max_output,
         request_id=spec.request_id,
+        service_tier=spec.service_tier,
     )
 
 
@@ -143,7 +148,7 @@ async def _count_against_key(spec: CallInput, gateway_call: GatewayCall) -> None
 async def call(spec: CallInput) -> CallResult:
     """One non-streamed call through the gateway; raises the gateway's AppError on failure
     (RateLimited, before anything is spent, when the key is over its rate limits)."""
-    gateway_call = await _gateway_call(spec, stream=False)
+    gateway_call = await call_of(spec, stream=False)
     await _count_against_key(spec, gateway_call)
     outcome = await complete(await prepare(gateway_call))
     answer = outcome.answer
@@ -171,7 +176,7 @@ async def stream(spec: CallInput) -> AsyncIterator[str | CallResult]:
     its first bytes raises UpstreamFailed (the gateway has recorded the attempt as failed);
     one that never starts raises the gateway's error, after its retries and fallbacks."""
 
-    gateway_call = await _gateway_call(spec, stream=True)
+    gateway_call = await call_of(spec, stream=True)
     await _count_against_key(spec, gateway_call)
     prepared = await prepare(gateway_call)
     opened = await open_stream(prepared)

@@ -230,6 +230,12 @@ class Job(TimeStampedModel):
     mapping = models.JSONField(default=dict, blank=True, help_text="variable -> dataset column")
     expected_column = models.CharField(max_length=200, blank=True)
     checks = models.JSONField(default=dict, blank=True, help_text='{"contains", "regex"}')
+    # "24h": work that can wait, sent through the provider's Batch API (or as flex calls);
+    # blank: now. `batch` is the gateway batch holding the items once it is submitted.
+    deadline = models.CharField(max_length=8, blank=True)
+    batch = models.OneToOneField(
+        "gateway.Batch", null=True, blank=True, on_delete=models.SET_NULL, related_name="job"
+    )
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
     total_items = models.PositiveIntegerField(default=0)
     done_items = models.PositiveIntegerField(default=0)

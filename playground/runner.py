@@ -53,10 +53,11 @@ def _lease_take(job_id: int, token: str) -> bool:
         # Items left running by a runner that died go back to pending (or are cancelled, if
         # the job was being cancelled). One that finished its call before the crash is
         # recognised by its request id and not charged again.
+        # (The items of a job in a batch are running in the batch: they stay so.)
         cancelling = Job.objects.filter(pk=job_id, status=Job.Status.CANCELLING).exists()
-        JobItem.objects.filter(job_id=job_id, status=JobItem.Status.RUNNING).update(
-            status=JobItem.Status.CANCELLED if cancelling else JobItem.Status.PENDING
-        )
+        JobItem.objects.filter(
+            job_id=job_id, job__batch=None, status=JobItem.Status.RUNNING
+        ).update(status=JobItem.Status.CANCELLED if cancelling else JobItem.Status.PENDING)
     return True
 
 
@@ -215,6 +216,7 @@ class _JobContext:
             regex=(job.checks or {}).get("regex", ""),
         )
         self.purpose = Purpose.BATCH
+        self.service_tier = "default"  # `flex` for a job that can wait and is not batched
         self.no_content = job.team.no_content
         self.cancelled = asyncio.Event()
         self.lost = asyncio.Event()
@@ -246,6 +248,7 @@ async def _run_item(ctx: _JobContext, item_id: int, semaphore: asyncio.Semaphore
             api_key=ctx.job.api_key,
             request_id=request_id,
             metadata={"job": str(ctx.job.pk)},
+            service_tier=ctx.service_tier,
         )
         try:
             result = await _call_in_turn(ctx, spec)
@@ -338,6 +341,46 @@ async def gateway_cleanup() -> None:
     await pg_close()
 
 
+async def _job_wait(ctx: _JobContext, token: str) -> str | None:
+    """A job that can wait: submitted as a batch (or visited while its batch runs), then
+    the lease is let go, as the gateway's polls carry the batch; the job's status, or None
+    if its items run here as flex calls."""
+    from playground import waiting
+
+    job = ctx.job
+    if job.batch_id is None:
+        try:
+            batched = job.status != Job.Status.CANCELLING and await waiting.job_batch_submit(
+                job, ctx.columns, ctx.purpose
+            )
+        except AppError as exc:  # the budget cannot hold the batch's worst case
+            await sync_to_async(_fail)(job.pk, token, exc.message)
+            return Job.Status.FAILED
+        if not batched:
+            return None
+    job = await Job.objects.aget(pk=job.pk)
+    if await sync_to_async(waiting.job_batch_wake)(job):
+        return await sync_to_async(_finish)(job.pk, token)
+    await Job.objects.filter(pk=job.pk, runner_token=token).aupdate(
+        runner_token="", heartbeat_at=timezone.now()
+    )
+    return job.status
+
+
+def _fail(job_id: int, token: str, message: str) -> None:
+    from playground.services import job_counters_refresh
+
+    now = timezone.now()
+    with transaction.atomic():
+        JobItem.objects.filter(job_id=job_id, status=JobItem.Status.PENDING).update(
+            status=JobItem.Status.CANCELLED, finished_at=now
+        )
+        Job.objects.filter(pk=job_id, runner_token=token).update(
+            status=Job.Status.FAILED, error=message[:500], finished_at=now, runner_token=""
+        )
+    job_counters_refresh(job_id=job_id)
+
+
 async def job_run(job_id: int) -> str:
     """Run a job's remaining items; returns the job's status when this runner stops."""
     token = secrets.token_hex(8)
@@ -347,6 +390,11 @@ async def job_run(job_id: int) -> str:
         pk=job_id
     )
     ctx = _JobContext(job)
+    if job.deadline:
+        waited = await _job_wait(ctx, token)
+        if waited is not None:
+            return waited
+        ctx.service_tier = "flex"
     concurrency = max(1, settings.PLAYGROUND_BATCH_CONCURRENCY)
     semaphore = asyncio.Semaphore(concurrency)
     stop = asyncio.Event()

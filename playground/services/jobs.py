@@ -56,10 +56,15 @@ def batch_compare_create(
     contains: str = "",
     regex: str = "",
     name: str = "",
+    deadline: Any = None,
 ) -> Job:
     """Every dataset row on every column, as one job. 422 naming an unmapped variable, or
-    listing the rows whose variables do not fit the schema (with line numbers)."""
+    listing the rows whose variables do not fit the schema (with line numbers). A `deadline`
+    of "24h" makes it work that can wait (`playground.waiting`)."""
     from playground.columns import column_specs_check
+    from playground.waiting import deadline_parse
+
+    deadline = deadline_parse(deadline)
 
     column_specs_check(columns, minimum=1)
     if dataset.team_id != team.pk or version.prompt.team_id != team.pk:
@@ -101,6 +106,7 @@ def batch_compare_create(
         expected_column=expected_column,
         checks={"contains": contains, "regex": regex},
         total_items=total,
+        deadline=deadline,
     )
 
     def items():
@@ -140,10 +146,15 @@ def job_submit(
     idempotency_key: str = "",
     body_hash: str = "",
     name: str = "",
+    deadline: Any = None,
 ) -> tuple[Job, bool]:
     """A job from the API: each input (a variable set for the prompt version, or a raw input)
     runs on `column`. With an idempotency key, the same key and body give back the same job
-    (created False); the same key with another body is a 409."""
+    (created False); the same key with another body is a 409. A `deadline` of "24h" makes it
+    work that can wait (`playground.waiting`); any other value is a 400."""
+    from playground.waiting import deadline_parse
+
+    deadline = deadline_parse(deadline)
     if idempotency_key:
         existing = Job.objects.filter(team=team, idempotency_key=idempotency_key).first()
         if existing is not None:
@@ -199,6 +210,7 @@ def job_submit(
                 prompt_version=prompt_version,
                 columns=[column.to_dict()],
                 total_items=len(item_inputs),
+                deadline=deadline,
             )
             JobItem.objects.bulk_create(
                 (JobItem(job=job, row_index=i, input=value) for i, value in enumerate(item_inputs)),
@@ -247,7 +259,13 @@ def job_cancel(*, job: Job, actor: Any = None) -> Job:
     )
     job.cancelled_items = F("cancelled_items") + cancelled
     in_flight = JobItem.objects.filter(job=job, status=JobItem.Status.RUNNING).exists()
-    if in_flight and job.runner_token:
+    if in_flight and job.batch_id:
+        # its items are in a batch: the batch is cancelled, and settles them when it ends
+        from gateway.batches import batch_cancel
+
+        batch_cancel(team_id=job.team_id, public_id=job.batch.public_id)
+        job.status = Job.Status.CANCELLING
+    elif in_flight and job.runner_token:
         job.status = Job.Status.CANCELLING
     else:
         job.status = Job.Status.CANCELLED

@@ -166,6 +166,7 @@ def batch_run(request: HttpRequest) -> HttpResponse:
             contains=request.POST.get("contains", "").strip(),
             regex=request.POST.get("regex", "").strip(),
             name=request.POST.get("name", "").strip(),
+            deadline=request.POST.get("deadline") or None,
         )
     except AppError as exc:
         messages.error(request, exc.message)

@@ -145,3 +145,35 @@ def test_a_malformed_or_unknown_job_id_is_a_json_404(api, tiers):
 def test_a_job_is_submitted_as_json_only(api, tiers):
     response = api.post(URL, {"inputs": "hello"}, format="multipart")
     assert response.status_code == 415
+
+
+def test_a_deadline_of_24h_is_kept_and_any_other_deadline_is_400_with_nothing_stored(
+    api, body, tiers
+):
+    for bad in ("12h", "1d", 24, "now", {"hours": 24}):
+        response = api.post(URL, {**body, "deadline": bad}, format="json")
+        assert response.status_code == 400, bad
+        error = response.json()["error"]
+        assert error["code"] == "bad_request"
+        assert error["message"].startswith('deadline must be "24h"')
+        assert repr(bad) in error["message"]
+    assert not Job.objects.exists()
+    assert not JobItem.objects.exists()
+
+    waiting = api.post(URL, {**body, "deadline": "24h"}, format="json")
+    assert waiting.status_code == 202
+    assert waiting.json()["deadline"] == "24h"
+    assert Job.objects.get(pk=waiting.json()["id"]).deadline == "24h"
+    now = api.post(URL, {**body, "deadline": None}, format="json")
+    assert now.status_code == 202
+    assert now.json()["deadline"] is None
+    assert Job.objects.get(pk=now.json()["id"]).deadline == ""
+
+
+def test_the_schema_documents_the_deadline(client, tiers):
+    schema = client.get("/api/schema/?format=json").json()
+    assert schema["components"]["schemas"]["DeadlineEnum"]["enum"] == ["24h"]
+    for shape in ("PromptJobRequest", "RawJobRequest"):
+        field = schema["components"]["schemas"][shape]["properties"]["deadline"]
+        assert field["nullable"] is True
+        assert "Batch API" in field["description"]
