@@ -32,7 +32,7 @@ from gateway.upstream import (
 )
 from routing.router import TierPlan
 from routing.snapshot import ModelInfo
-from spend.models import UsageRecord
+from spend.models import Purpose, UsageRecord
 from spend.usage import UsageRow
 
 log = logging.getLogger(__name__)
@@ -91,10 +91,12 @@ def _record_failure(
 
 
 def _flex_refused(prepared: Prepared, failure: AttemptFailed) -> bool:
-    """A `flex` call the provider has no capacity for (429, resource unavailable) falls back
-    to the default tier: the same model, at once, budgeted and billed at the default price."""
+    """Switchboard's own work that can wait (a job's `flex` call) that the provider has no
+    capacity for (429, resource unavailable) falls back to the default tier: the same model,
+    at once, budgeted and billed at the default price. A client that asked for flex itself
+    stays at flex, as it would at the provider: paying twice the price is its choice."""
     call = prepared.call
-    if call.service_tier != "flex" or failure.status != 429:
+    if call.service_tier != "flex" or call.purpose == Purpose.GATEWAY or failure.status != 429:
         return False
     call.service_tier = "default"
     call.body.pop("service_tier", None)

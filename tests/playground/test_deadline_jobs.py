@@ -9,6 +9,7 @@ import signal
 from collections.abc import Iterator
 from decimal import Decimal
 
+import openai
 import pytest
 from rest_framework.test import APIClient
 
@@ -20,7 +21,7 @@ from routing.models import Model
 from spend.budgets import budget_set
 from spend.models import BudgetReservation, Purpose, UsageRecord
 from spend.pricing import cost_usd, price_at
-from tests.conftest import start_worker, stop_worker
+from tests.conftest import serve_site, start_worker, stop, stop_worker
 from tests.gateway.conftest import team_ledger
 from tests.playground.conftest import WORKER_ENV, use_upstream, wait_for
 
@@ -215,6 +216,27 @@ def test_a_flex_job_falls_back_to_the_default_tier_when_flex_is_refused(
     assert job.cost_usd == total
     spent, reserved, _ = team_ledger(team)
     assert (spent, reserved) == (total, 0)
+
+
+def test_a_client_that_asks_for_flex_itself_is_not_served_at_the_default_tier(
+    no_flex_simulator_url, team, api_key, catalog
+):
+    """Only Switchboard's own work that can wait falls back: a client keeps its choice."""
+    use_upstream(no_flex_simulator_url)
+    url, process = serve_site(no_flex_simulator_url)
+    try:
+        client = openai.OpenAI(base_url=f"{url}/v1", api_key=api_key, max_retries=0)
+        with pytest.raises(openai.APIStatusError, match="flex service tier"):
+            client.chat.completions.create(
+                model="tier:nano",
+                messages=[{"role": "user", "content": "Summarize: the printer is on fire."}],
+                service_tier="flex",
+            )
+    finally:
+        stop(process)
+    records = UsageRecord.objects.filter(team=team)
+    assert records.exists()
+    assert {(r.service_tier, r.error_code) for r in records} == {("flex", "rate_limited")}
 
 
 def test_a_24h_job_cancelled_while_its_batch_is_upstream_ends_cancelled_and_settled(
