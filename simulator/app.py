@@ -57,11 +57,7 @@ class _Api:
 _RESPONSES = _Api(
     responses_api.conversation, responses_api.response_object, responses_api.event_stream
 )
-_CHAT = _Api(
-    chat_api.conversation,
-    lambda completion, _body: chat_api.completion_object(completion),
-    chat_api.event_stream,
-)
+_CHAT = _Api(chat_api.conversation, chat_api.completion_object, chat_api.event_stream)
 
 
 def create_app(
@@ -132,22 +128,23 @@ async def _create(request: Request, api: _Api, latency_scale: float, refuse_flex
         raise_status_failure(failure, model)
     completion = complete(api.conversation(body, model), latency_scale)
     cut = failure is Failure.CUT
+    body = _as_served(body, suffix)
     if body.get("stream"):
         return EventStreamResponse(api.event_stream(completion, body), cut=cut)
     if completion.total_delay:
         await asyncio.sleep(completion.total_delay)
-    payload = _answer(api, completion, body, no_flex=suffix == NO_FLEX)
+    payload = api.answer(completion, body)
     return TruncatedJSONResponse(payload) if cut else JSONResponse(payload)
 
 
-def _answer(
-    api: _Api, completion: Completion, body: dict[str, Any], *, no_flex: bool
-) -> dict[str, Any]:
-    """The answer object; it says which service tier served it, as OpenAI's do."""
+def _as_served(body: dict[str, Any], suffix: str | None) -> dict[str, Any]:
+    """The request with the service tier that serves it: a model without flex capacity
+    (`@noflex`) serves `flex` requests at `default`. Answers and streams say that tier, as
+    OpenAI's do."""
     served = body.get("service_tier") or "default"
-    if no_flex and served == "flex":
+    if suffix == NO_FLEX and served == "flex":
         served = "default"
-    return {**api.answer(completion, body), "service_tier": served}
+    return {**body, "service_tier": served}
 
 
 def _answer_line(url: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
@@ -155,7 +152,7 @@ def _answer_line(url: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
     api = _RESPONSES if url == "/v1/responses" else _CHAT
     model, suffix = split_model(_model(body))
     completion = complete(api.conversation(body, model), 0)
-    return 200, _answer(api, completion, body, no_flex=suffix == NO_FLEX)
+    return 200, api.answer(completion, _as_served(body, suffix))
 
 
 async def _json_body(request: Request) -> dict[str, Any]:

@@ -53,9 +53,9 @@ def conversation(body: dict[str, Any], model: str) -> Conversation:
     )
 
 
-def completion_object(completion: Completion) -> dict[str, Any]:
+def completion_object(completion: Completion, body: dict[str, Any]) -> dict[str, Any]:
     return {
-        **_envelope(completion, "chat.completion", _new_id()),
+        **_envelope(completion, body, "chat.completion", _new_id()),
         "choices": [
             {
                 "index": 0,
@@ -69,7 +69,7 @@ def completion_object(completion: Completion) -> dict[str, Any]:
 
 
 def event_stream(completion: Completion, body: dict[str, Any]) -> EventStream:
-    envelope = _envelope(completion, "chat.completion.chunk", _new_id())
+    envelope = _envelope(completion, body, "chat.completion.chunk", _new_id())
     # Streams are mostly deltas: the envelope they share is encoded once, not once per chunk.
     envelope_json = dumps(envelope)[:-1]
 
@@ -148,13 +148,15 @@ def _new_id() -> str:
     return f"chatcmpl-{secrets.token_hex(12)}"
 
 
-def _envelope(completion: Completion, object_type: str, completion_id: str) -> dict[str, Any]:
+def _envelope(
+    completion: Completion, body: dict[str, Any], object_type: str, completion_id: str
+) -> dict[str, Any]:
     return {
         "id": completion_id,
         "object": object_type,
         "created": int(time.time()),
         "model": completion.model,
-        "service_tier": "default",
+        "service_tier": body.get("service_tier") or "default",
         "system_fingerprint": None,
     }
 

@@ -179,6 +179,7 @@ def _response(completion: Completion, body: dict[str, Any], ids: _Ids) -> dict[s
         "output": _output(completion, ids),
         "parallel_tool_calls": body.get("parallel_tool_calls", True),
         "reasoning": {"effort": (body.get("reasoning") or {}).get("effort"), "summary": None},
+        "service_tier": body.get("service_tier") or "default",
         "text": {"format": text_config.get("format") or {"type": "text"}},
         "tool_choice": body.get("tool_choice") or "auto",
         "tools": body.get("tools") or [],

@@ -224,3 +224,50 @@ def test_a_route_reason_outside_latin_1_is_percent_encoded_not_lost(catalog, req
     assert header.isascii()
     assert "?" not in header
     assert unquote(header).startswith("定型タスク → mini 100%:")
+
+
+def _flex_call(sdk: openai.OpenAI, surface: str, model: str) -> tuple[str, str | None]:
+    """One `service_tier: "flex"` request on `surface` through the SDK: its request id and
+    the service tier the answer (or the stream's last event) says served it."""
+    hello = "Say hello."
+    if surface == "chat":
+        raw = sdk.chat.completions.with_raw_response.create(
+            model=model, messages=[{"role": "user", "content": hello}], service_tier="flex"
+        )
+        return raw.headers["x-request-id"], raw.parse().service_tier
+    if surface == "chat-stream":
+        raw = sdk.chat.completions.with_raw_response.create(
+            model=model,
+            messages=[{"role": "user", "content": hello}],
+            service_tier="flex",
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+        return raw.headers["x-request-id"], list(raw.parse())[-1].service_tier
+    if surface == "responses":
+        raw = sdk.responses.with_raw_response.create(model=model, input=hello, service_tier="flex")
+        return raw.headers["x-request-id"], raw.parse().service_tier
+    raw = sdk.responses.with_raw_response.create(
+        model=model, input=hello, service_tier="flex", stream=True
+    )
+    *_, last = raw.parse()
+    return raw.headers["x-request-id"], last.response.service_tier
+
+
+@pytest.mark.parametrize("surface", ["chat", "chat-stream", "responses", "responses-stream"])
+@pytest.mark.parametrize(
+    ("model", "served"), [("gpt-5.4-mini@noflex", "default"), ("gpt-5.4-mini", "flex")]
+)
+def test_a_flex_request_is_billed_at_the_tier_the_upstream_served(sdk, surface, model, served):
+    """The simulator's `@noflex` model serves flex requests at default (and says so in the
+    answer and the stream): the record is priced at default, not at flex's half price."""
+    from tests.gateway.conftest import add_model
+
+    if model.endswith("@noflex"):
+        add_model(model)
+    request_id, answered = _flex_call(sdk, surface, model)
+
+    assert answered == served
+    [record] = usage_for(request_id)
+    assert record.service_tier == served
+    assert_priced(record)  # at the served tier's price

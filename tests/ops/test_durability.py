@@ -437,6 +437,62 @@ def test_the_usage_spool_of_a_live_process_is_never_replayed(spool, team):
     assert UsageRecord.objects.count() == 1
 
 
+@pytest.mark.parametrize("owner", ["catches-up", "dies-overflowed"])
+def test_ledgers_past_the_queue_bound_are_read_back_from_the_spool_exactly_once(
+    spool, team, settings, owner
+):
+    """Past USAGE_QUEUE_MAX the writer keeps new ledgers in the spool only and reads them back
+    once its queue drains; a process that dies overflowed leaves them to the replay. Either
+    way every ledger is written once, and replaying again writes nothing."""
+    from spend import pg
+    from spend.usage import UsageWriter
+
+    settings.USAGE_QUEUE_MAX = 5
+    settings.USAGE_FLUSH_SECONDS = 0
+    budget = budget_set(team=team, limit_usd=Decimal("100"))
+    first = [_ledger(team, budget, "0.1000000001") for _ in range(40)]
+    second = [_ledger(team, budget, "0.2000000002") for _ in range(40)]
+
+    async def write() -> tuple[int, int]:
+        pg.serving(True)  # a server process: it spools
+        try:
+            writer = UsageWriter(asyncio.get_running_loop())
+            for ledger in first:  # no await between them: the queue holds 5, the spool all
+                writer.submit(ledger)
+            overflowed = writer.overflowed
+            await writer.flush()
+            for ledger in second:
+                writer.submit(ledger)
+            if owner == "catches-up":
+                await writer.flush()
+                writer.close()
+            else:  # killed: its writer stops, its lock goes with it
+                writer.task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await writer.task
+                writer.spool.close(remove=False)
+            return overflowed, writer.backlog()[0]
+        finally:
+            await pg.pg_close()
+            pg.serving(False)
+
+    overflowed, left = asyncio.run(write())
+
+    assert overflowed == 35
+    replayed = usage_spools_replay()
+    if owner == "catches-up":
+        assert (left, replayed) == (0, 0)
+        assert list(spool.glob("*.spool")) == []
+    else:
+        assert left == 40
+        assert replayed >= 40
+    assert usage_spools_replay() == 0
+    assert UsageRecord.objects.count() == 80
+    assert_no_record_doubled()
+    assert set(records_by_request().values()) == {1}
+    assert Budget.objects.get(pk=budget.pk).spent_usd == Decimal("12.000000012")
+
+
 # --- exact refusals near the limit ---------------------------------------------------------------
 
 
