@@ -22,6 +22,54 @@ ZERO = Decimal("0")
 MILLION = Decimal("1000000")
 
 
+class MoneyTotalField(models.DecimalField):
+    """What `MoneySum` answers: a Decimal, quantized to the column's places on every backend."""
+
+    def get_internal_type(self) -> str:
+        # Not "DecimalField": SQLite's converter for that reads the value as a 15-digit float.
+        return "MoneyTotalField"
+
+    def from_db_value(self, value: Any, expression: Any, connection: Any) -> Decimal | None:
+        if value is None:
+            return None
+        exact = value if isinstance(value, Decimal) else Decimal(str(value))
+        return exact.quantize(Decimal(1).scaleb(-self.decimal_places))
+
+
+class MoneySum(models.Sum):
+    """SUM of a cost column, exact on every backend: PostgreSQL sums numeric exactly; SQLite
+    sums in binary floating point, so there it is `money_sum`, a Decimal sum in Python
+    (`sqlite_money_sum`)."""
+
+    def __init__(self, *expressions: Any, **extra: Any) -> None:
+        extra.setdefault("output_field", MoneyTotalField(**COST_DIGITS))
+        super().__init__(*expressions, **extra)
+
+    def as_sqlite(self, compiler: Any, connection: Any, **extra: Any) -> Any:
+        return super().as_sql(compiler, connection, function="money_sum", **extra)
+
+
+class _ExactSum:
+    """SQLite aggregate: each value as the decimal it was written as (a REAL keeps 15
+    significant digits, and its shortest repr gives them back), summed as Decimal."""
+
+    def __init__(self) -> None:
+        self.total: Decimal | None = None
+
+    def step(self, value: Any) -> None:
+        if value is not None:
+            self.total = (self.total or ZERO) + Decimal(str(value))
+
+    def finalize(self) -> str | None:
+        return None if self.total is None else str(self.total)
+
+
+def sqlite_money_sum(*, connection: Any, **kwargs: Any) -> None:
+    """`connection_created` receiver: registers `money_sum` on each new SQLite connection."""
+    if connection.vendor == "sqlite":
+        connection.connection.create_aggregate("money_sum", 1, _ExactSum)
+
+
 def cost_field(**kwargs: Any) -> models.DecimalField:
     return models.DecimalField(default=ZERO, **COST_DIGITS, **kwargs)
 

@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from accounts.models import Role, Team, User
 from accounts.selectors import user_has_role, user_teams
+from core.money import MoneySum
 from playground import checks, hooks
 from playground.models import (
     Comparison,
@@ -210,7 +211,7 @@ def job_column_totals(*, job: Job) -> list[ColumnTotals]:
             items=Count("id"),
             done=Count("id", filter=Q(status=JobItem.Status.DONE)),
             errors=Count("id", filter=Q(status=JobItem.Status.ERROR)),
-            cost=Sum("cost_usd"),
+            cost=MoneySum("cost_usd"),
             input_tokens=Sum("input_tokens"),
             output_tokens=Sum("output_tokens"),
             checked=Count("id", filter=Q(passed__isnull=False)),
@@ -499,7 +500,7 @@ def flagship_spend_30d(*, prompt: Prompt, flagship_tier: str, now: dt.datetime |
         purpose=Purpose.GATEWAY,
         tier_name=flagship_tier,
         created_at__gte=since,
-    ).aggregate(total=Sum("cost_usd"))["total"]
+    ).aggregate(total=MoneySum("cost_usd"))["total"]
     return total or Decimal(0)
 
 

@@ -56,14 +56,14 @@ from decimal import ROUND_CEILING, Decimal
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F, Sum
+from django.db.models import F
 from django.db.models.functions import Round
 from django.utils import timezone
 
 from accounts.models import ApiKey, Team
 from core.db import reconnecting
 from core.hot import hot_get
-from core.money import COST_DIGITS, ZERO, usd_limit_problem
+from core.money import COST_DIGITS, ZERO, MoneySum, usd_limit_problem
 from spend.models import Budget, BudgetReservation
 from spend.periods import period_bounds
 from spend.pg import is_serving, pg_connection, pg_enabled
@@ -771,7 +771,7 @@ def budget_reservations_sweep(*, older_than: dt.timedelta | None = None) -> int:
     totals = (
         BudgetReservation.objects.filter(id__in=ids)
         .values("budget_id")
-        .annotate(total=Sum("amount_usd"))
+        .annotate(total=MoneySum("amount_usd"))
     )
     for row in totals:
         Budget.objects.filter(id=row["budget_id"]).update(

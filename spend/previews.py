@@ -7,10 +7,10 @@ import datetime as dt
 from dataclasses import dataclass
 from decimal import Decimal
 
-from django.db.models import Min, Sum
+from django.db.models import Min
 from django.utils import timezone
 
-from core.money import ZERO
+from core.money import ZERO, MoneySum
 from spend.models import Budget, UsageRecord
 from spend.periods import period_bounds
 
@@ -54,7 +54,7 @@ def budget_preview(
         records = records.filter(api_key_id=api_key_id)
     requests = (
         records.values("request_id")
-        .annotate(at=Min("created_at"), cost=Sum("cost_usd"))
+        .annotate(at=Min("created_at"), cost=MoneySum("cost_usd"))
         .order_by("at")
         .values_list("at", "cost")
     )

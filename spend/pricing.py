@@ -12,9 +12,9 @@ import datetime as dt
 from decimal import ROUND_HALF_UP, Decimal
 from typing import TYPE_CHECKING
 
-from django.db.models import Case, F, IntegerField, Q, QuerySet, Sum, Value, When
+from django.db.models import Case, IntegerField, Q, QuerySet, Sum, Value, When
 
-from core.money import COST_DIGITS, MILLION, ZERO
+from core.money import COST_DIGITS, MILLION, ZERO, MoneySum
 from routing.models import Model, Price
 
 if TYPE_CHECKING:
@@ -310,7 +310,7 @@ def repriced_cost_by_model(
         usage_qs.exclude(repriced)
         .order_by()
         .values("model_name")
-        .annotate(total=Sum(F("cost_usd")))
+        .annotate(total=MoneySum("cost_usd"))
     )
     for row in kept:
         totals[row["model_name"]] = totals.get(row["model_name"], ZERO) + (row["total"] or ZERO)

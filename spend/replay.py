@@ -31,7 +31,7 @@ from django.utils import timezone
 
 from accounts.models import Team, User
 from core.errors import AppError
-from core.money import ZERO
+from core.money import ZERO, MoneySum
 from prompts.models import PromptVersion
 from routing.models import Policy, Rule
 from routing.router import tool_capabilities, tool_kind
@@ -131,7 +131,7 @@ def replay_compute(
         team_id__in=team_ids, created_at__gte=start, created_at__lt=end
     ).exclude(status=UsageRecord.Status.REFUSED)
     kept = records.exclude(purpose__in=REPLAYED_PURPOSES).aggregate(
-        requests=Count("id"), cost=Sum("cost_usd")
+        requests=Count("id"), cost=MoneySum("cost_usd")
     )
     groups = list(
         records.filter(purpose__in=REPLAYED_PURPOSES)
@@ -157,7 +157,7 @@ def replay_compute(
         .annotate(
             min_input=Min("input_tokens"),  # before `input_tokens` is re-bound to its sum
             requests=Count("id"),
-            cost_usd=Sum("cost_usd"),
+            cost_usd=MoneySum("cost_usd"),
             input_tokens=Sum("input_tokens"),
             cached_input_tokens=Sum("cached_input_tokens"),
             cache_write_tokens=Sum("cache_write_tokens"),

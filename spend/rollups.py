@@ -45,7 +45,7 @@ from django.db.models import (
 from django.db.models.functions import Cast
 from django.utils import timezone
 
-from core.money import ZERO
+from core.money import ZERO, MoneySum
 from routing.models import Price, TierModel
 from spend.models import (
     LATENCY_BOUNDS_MS,
@@ -158,7 +158,7 @@ def _record_expressions() -> dict:
         "cache_write_tokens": Sum("cache_write_tokens"),
         "output_tokens": Sum("output_tokens"),
         "reasoning_tokens": Sum("reasoning_tokens"),
-        "cost_usd": Sum("cost_usd"),
+        "cost_usd": MoneySum("cost_usd"),
         "latency_ms_sum": Sum("latency_ms"),
         "ttft_ms_sum": Sum("ttft_ms"),
         "ttft_count": Count("ttft_ms"),
@@ -170,7 +170,7 @@ def rollup_aggregates(fields: Iterable[str] | None = None) -> dict:
     """The same sums over DailyRollup rows (all, or `fields`). Counts are cast back to bigint:
     PostgreSQL sums a bigint column as numeric, which is slow to fetch and convert."""
     return {
-        name: Sum(name) if name in MONEY_FIELDS else Cast(Sum(name), BigIntegerField())
+        name: MoneySum(name) if name in MONEY_FIELDS else Cast(Sum(name), BigIntegerField())
         for name in (SUM_FIELDS if fields is None else fields)
     }
 

@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from accounts.models import ApiKey, Team, User
 from core.errors import BadRequest, InvalidVariables, PayloadTooLarge, ValidationFailed
+from core.money import MoneySum
 from core.patterns import pattern_problem
 from playground import datasets
 from playground.columns import ColumnSpec
@@ -282,13 +283,13 @@ def job_cancel(*, job: Job, actor: Any = None) -> Job:
 
 def job_counters_refresh(*, job_id: int) -> None:
     """Recount a job's progress from its items (exact, whatever happened to the runner)."""
-    from django.db.models import Count, Sum
+    from django.db.models import Count
 
     counts = JobItem.objects.filter(job_id=job_id).aggregate(
         done=Count("id", filter=Q(status=JobItem.Status.DONE)),
         failed=Count("id", filter=Q(status=JobItem.Status.ERROR)),
         cancelled=Count("id", filter=Q(status=JobItem.Status.CANCELLED)),
-        cost=Sum("cost_usd"),
+        cost=MoneySum("cost_usd"),
     )
     Job.objects.filter(pk=job_id).update(
         done_items=counts["done"],
