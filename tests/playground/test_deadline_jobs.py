@@ -83,6 +83,21 @@ def _standard(record: UsageRecord) -> Decimal:
     )
 
 
+def _submit_and_wait_until_upstream(simulator_url: str, team, api_key: str) -> int:
+    """A 24h job of ITEMS items with a $50 budget, once its batch is at the provider."""
+    use_upstream(simulator_url)
+    budget_set(team=team, limit_usd=Decimal("50"))
+    job_id = _submit(api_key, ITEMS)
+    wait_for(
+        lambda: (
+            UpstreamBatch.objects.filter(batch__job__pk=job_id).exclude(upstream_id="").exists()
+        ),
+        timeout=60,
+        what="the upstream batch",
+    )
+    return job_id
+
+
 def _assert_batched_and_settled(job_id: int, team, key: str) -> None:
     job = _job(job_id)
     assert job.status == Job.Status.DONE
@@ -140,16 +155,7 @@ def test_a_24h_job_runs_through_the_batch_api_at_the_batch_price_and_settles_exa
 def test_a_24h_job_resumes_after_its_worker_dies_while_the_batch_is_upstream(
     job_worker, slow_batch_simulator_url, team, api_key, catalog
 ):
-    use_upstream(slow_batch_simulator_url)
-    budget_set(team=team, limit_usd=Decimal("50"))
-    job_id = _submit(api_key, ITEMS)
-    wait_for(
-        lambda: (
-            UpstreamBatch.objects.filter(batch__job__pk=job_id).exclude(upstream_id="").exists()
-        ),
-        timeout=60,
-        what="the upstream batch",
-    )
+    job_id = _submit_and_wait_until_upstream(slow_batch_simulator_url, team, api_key)
     os.kill(job_worker.pid, signal.SIGKILL)  # its queued polls die with it
     job_worker.wait()
     assert _job(job_id).status == Job.Status.RUNNING
@@ -242,16 +248,7 @@ def test_a_client_that_asks_for_flex_itself_is_not_served_at_the_default_tier(
 def test_a_24h_job_cancelled_while_its_batch_is_upstream_ends_cancelled_and_settled(
     job_worker, slow_batch_simulator_url, team, api_key, catalog
 ):
-    use_upstream(slow_batch_simulator_url)
-    budget_set(team=team, limit_usd=Decimal("50"))
-    job_id = _submit(api_key, ITEMS)
-    wait_for(
-        lambda: (
-            UpstreamBatch.objects.filter(batch__job__pk=job_id).exclude(upstream_id="").exists()
-        ),
-        timeout=60,
-        what="the upstream batch",
-    )
+    job_id = _submit_and_wait_until_upstream(slow_batch_simulator_url, team, api_key)
     response = _api(api_key).post(f"/api/v1/jobs/{job_id}/cancel")
     assert response.status_code == 200
     assert response.json()["status"] == "cancelling"
