@@ -78,6 +78,8 @@ class Prepared:
             status=status,
             error_code=error_code[:64],
             error_message=error_message[:ERROR_MAX],
+            metadata=dict(call.features.metadata) or None,
+            route_skipped=[s.as_dict() for s in self.decision.skipped] or None,
         )
         if call.store_content:
             row.request_body = call.body

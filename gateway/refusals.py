@@ -44,6 +44,7 @@ def refusal_row(
         status=UsageRecord.Status.REFUSED,
         error_code=error.code[:64],
         error_message=error.message[:_ERROR_MAX],
+        metadata=dict(call.features.metadata) or None,
     )
 
 

@@ -15,3 +15,9 @@ class PlaygroundConfig(AppConfig):
         production_answer.connect(
             shadow_on_production_answer, dispatch_uid="playground-shadow-sampling"
         )
+
+        from playground.explorer_links import job_links, shadow_links
+        from spend.explorer import related_finder_register
+
+        related_finder_register(shadow_links)
+        related_finder_register(job_links)

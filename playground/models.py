@@ -337,6 +337,8 @@ class JobItem(models.Model):
         indexes = [
             # the runner claims a job's pending items in order
             models.Index(fields=["job", "status", "row_index"]),
+            # the request explorer: the job item a request ran for
+            models.Index(fields=["request_id"], name="job_item_request"),
         ]
 
     def __str__(self) -> str:
@@ -427,6 +429,8 @@ class ShadowPair(models.Model):
             models.Index(fields=["prompt", "-created_at"]),
             # the retention purge: content older than the cut-off
             models.Index(fields=["content_retained", "created_at"]),
+            # the request explorer: the pair of a production request
+            models.Index(fields=["production_request_id"], name="shadow_production_request"),
         ]
 
     def __str__(self) -> str:

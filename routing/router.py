@@ -71,6 +71,18 @@ class TierPlan:
 
 
 @dataclass(frozen=True, slots=True)
+class Skipped:
+    """A candidate dropped before any attempt: a model (or a whole tier, `model` empty)."""
+
+    tier: str
+    model: str
+    reason: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"tier": self.tier, "model": self.model, "reason": self.reason}
+
+
+@dataclass(frozen=True, slots=True)
 class Decision:
     rule: str
     reason: str
@@ -79,6 +91,7 @@ class Decision:
     allow_tier_fallback: bool = False
     needs_classifier: bool = False
     rule_id: int | None = None
+    skipped: tuple[Skipped, ...] = ()
 
     @property
     def tier(self) -> str:
@@ -108,6 +121,7 @@ def route(
     requested = features.requested or AUTO
     if requested != AUTO:
         return _pinned(features, snapshot, requested)
+    skipped: list[Skipped] = []
     for rule in snapshot.rules:
         if not rule_matches(rule, features):
             continue
@@ -118,6 +132,8 @@ def route(
                 continue  # the rule names a retired model; the next rule decides
             missing = model.lacks(features.required_capabilities)
             if missing:
+                why = f"rule '{rule.name}' skipped: no {', '.join(sorted(missing))}"
+                skipped.append(Skipped(model.tier or "", model.name, why))
                 continue
             return Decision(
                 rule=label,
@@ -126,6 +142,7 @@ def route(
                 escalate_on_failed_check=False,
                 allow_tier_fallback=False,
                 rule_id=rule.id,
+                skipped=tuple(skipped),
             )
         if rule.action == "classify":
             if classified_tier is None:
@@ -142,9 +159,12 @@ def route(
         else:
             tier_name = rule.target_tier or snapshot.default_tier
             why = f"rule '{rule.name}' matched: tier {tier_name}"
-        return _tier_decision(features, snapshot, tier_name, label, why, rule)
-    why = f"no rule matched: default tier {snapshot.default_tier}"
-    return _tier_decision(features, snapshot, snapshot.default_tier, "default", why, None)
+        decision = _tier_decision(features, snapshot, tier_name, label, why, rule)
+        break
+    else:
+        why = f"no rule matched: default tier {snapshot.default_tier}"
+        decision = _tier_decision(features, snapshot, snapshot.default_tier, "default", why, None)
+    return replace(decision, skipped=(*skipped, *decision.skipped)) if skipped else decision
 
 
 def rule_matches(rule: RuleInfo, features: RequestFeatures) -> bool:
@@ -196,6 +216,14 @@ def _capable(tier: TierInfo, required: frozenset[str]) -> tuple[ModelInfo, ...]:
     return tuple(model for model in tier.models if not model.lacks(required))
 
 
+def _incapable(tier: TierInfo, required: frozenset[str]) -> list[Skipped]:
+    return [
+        Skipped(tier.name, model.name, f"no {', '.join(sorted(missing))}")
+        for model in tier.models
+        if (missing := model.lacks(required))
+    ]
+
+
 def _tier_decision(
     features: RequestFeatures,
     snapshot: Snapshot,
@@ -211,6 +239,7 @@ def _tier_decision(
         raise BadRequest(f"Unknown tier {tier_name!r}.", param="model")
     required = features.required_capabilities
     models = _capable(tier, required)
+    skipped = _incapable(tier, required) if required else []
     if not models:
         if pinned:
             raise UnsupportedCapability(
@@ -220,6 +249,7 @@ def _tier_decision(
         for higher in snapshot.tiers_above(tier.name):
             models = _capable(higher, required)
             if models:
+                skipped += _incapable(higher, required)
                 why += (
                     f"; {tier.name} has no model with {', '.join(sorted(required))}: "
                     f"moved up to {higher.name}"
@@ -242,6 +272,7 @@ def _tier_decision(
         allow_tier_fallback=bool(rule and rule.allow_tier_fallback)
         or (rule is None and not pinned),
         rule_id=rule.id if rule else None,
+        skipped=tuple(skipped),
     )
 
 
@@ -298,6 +329,11 @@ def downgrade(
         decision,
         reason=f"{decision.reason}; {why}: downgraded from {decision.tier} to {target.name}",
         plan=(TierPlan(tier=target.name, models=models),),
+        skipped=(
+            *decision.skipped,
+            Skipped(decision.tier, "", f"{why}: downgraded to {target.name}"),
+            *_incapable(target, features.required_capabilities),
+        ),
         escalate_on_failed_check=False,
         allow_tier_fallback=False,
     )

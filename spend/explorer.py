@@ -16,11 +16,14 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from django.db import connection
 from django.db.models import Q, QuerySet
+from django.db.models.fields.json import KeyTransform
 from django.utils import timezone
 
 from accounts.models import Role, Team, User
@@ -86,7 +89,33 @@ class RequestFilters:
     min_cost: Decimal | None = None
     min_latency_ms: int | None = None
     search: str = ""
+    metadata: tuple[str, str] | None = None  # (key, value): `q=task_tag:invoice`
     sort: str = "time"
+
+
+def _metadata_values(text: str) -> list[Any]:
+    """The JSON values a searched metadata value matches: the string, and the number, boolean
+    or null it spells (metadata values are scalars; `42` finds 42 and "42")."""
+    values: list[Any] = [text]
+    try:
+        parsed = json.loads(text)
+    except ValueError:
+        return values
+    if parsed is None or isinstance(parsed, int | float | bool):
+        values.append(parsed)
+    return values
+
+
+def _metadata_q(key: str, value: str) -> Q:
+    """Records whose metadata has `key` = `value`. PostgreSQL: containment (`@>`), which the
+    partial GIN index `usage_metadata` serves; SQLite: the key's JSON value."""
+    q = Q()
+    for candidate in _metadata_values(value):
+        if connection.vendor == "postgresql":
+            q |= Q(metadata__contains={key: candidate})
+        else:
+            q |= Q(metadata_value=candidate)
+    return q
 
 
 def requests_filtered(filters: RequestFilters) -> QuerySet[UsageRecord]:
@@ -129,6 +158,11 @@ def requests_filtered(filters: RequestFilters) -> QuerySet[UsageRecord]:
         qs = qs.filter(latency_ms__gte=filters.min_latency_ms)
     if filters.search:
         qs = qs.filter(request_id__startswith=filters.search)
+    if filters.metadata:
+        key, value = filters.metadata
+        if connection.vendor != "postgresql":
+            qs = qs.alias(metadata_value=KeyTransform(key, "metadata"))
+        qs = qs.filter(_metadata_q(key, value))
     return qs
 
 
@@ -315,6 +349,37 @@ class Content:
     reason: str = ""
 
 
+@dataclass(frozen=True)
+class RelatedLink:
+    """An object a request belongs to or is paired with (a shadow pair, a job, a batch)."""
+
+    kind: str
+    label: str
+    url: str = ""
+
+
+# Apps above spend (playground, gateway) own the objects a request can belong to; each
+# registers a finder in its AppConfig.ready: (the request's records, the team that owns
+# them) -> links. Finders query only that team's objects, and only for records whose
+# purpose can have them.
+RelatedFinder = Callable[[list[UsageRecord], int], list[RelatedLink]]
+_related_finders: list[RelatedFinder] = []
+
+
+def related_finder_register(finder: RelatedFinder) -> None:
+    if finder not in _related_finders:
+        _related_finders.append(finder)
+
+
+def _related(records: list[UsageRecord], *, viewer_team_ids: set[int]) -> list[RelatedLink]:
+    """Links to what the request belongs to, when the viewer is in the team owning it
+    (finance through the role alone sees costs, not the team's jobs and shadow pairs)."""
+    team_id = records[-1].team_id
+    if team_id not in viewer_team_ids:
+        return []
+    return [link for finder in _related_finders for link in finder(records, team_id)]
+
+
 @dataclass
 class RequestDetail:
     row: RequestRow
@@ -323,6 +388,8 @@ class RequestDetail:
     headers: dict[str, str]
     metadata: dict[str, Any]
     dropped: list[str]
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    related: list[RelatedLink] = field(default_factory=list)
 
     @property
     def record(self) -> UsageRecord:
@@ -381,6 +448,16 @@ def _dropped(row: RequestRow) -> list[str]:
     return dropped
 
 
+def _skipped(records: list[UsageRecord]) -> list[dict[str, str]]:
+    """The candidates the router dropped before any attempt ({"tier", "model", "reason"}), as
+    the records keep them: the route of the last attempt, and any earlier one's it dropped."""
+    seen: dict[tuple[str, str, str], dict[str, str]] = {}
+    for record in records:
+        for item in record.route_skipped or ():
+            seen.setdefault((item.get("tier", ""), item.get("model", ""), item["reason"]), item)
+    return list(seen.values())
+
+
 def request_detail(
     *,
     request_id: str,
@@ -408,14 +485,16 @@ def request_detail(
             "x-switchboard-cost-usd": f"{row.cost_usd:f}",
         }
     body = content.request if isinstance(content.request, dict) else {}
-    metadata = body.get("metadata") if isinstance(body.get("metadata"), dict) else {}
+    metadata = record.metadata or body.get("metadata")
     return RequestDetail(
         row=row,
         costs=[_attempt_cost(r) for r in records],
         content=content,
         headers=headers,
-        metadata=metadata or {},
+        metadata=metadata if isinstance(metadata, dict) else {},
         dropped=_dropped(row),
+        skipped=_skipped(records),
+        related=_related(records, viewer_team_ids=content_team_ids),
     )
 
 

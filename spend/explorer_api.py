@@ -126,7 +126,12 @@ def detail_data(detail: RequestDetail) -> dict[str, Any]:
             "rule": detail.record.rule,
             "reason": detail.record.route_reason,
             "dropped": detail.dropped,
+            "skipped": detail.skipped,
         },
+        "related": [
+            {"kind": link.kind, "label": link.label, "url": link.url or None}
+            for link in detail.related
+        ],
         "timeline": timeline,
         "content": {
             "stored": not content.reason,

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
+from typing import Any
 
 from django import forms
 from django.http import Http404
@@ -17,6 +19,17 @@ RANGES = {"1h": dt.timedelta(hours=1), "24h": dt.timedelta(days=1), "7d": dt.tim
 RANGES |= {"30d": dt.timedelta(days=30), "90d": dt.timedelta(days=90)}
 RANGE_CHOICES = [(name, name) for name in RANGES] + [("all", "all"), ("custom", "custom")]
 DEFAULT_RANGE = "7d"
+
+
+# `key:value` in the search box is a metadata search; anything else a request id's start.
+_METADATA_SEARCH = re.compile(r"^\s*([A-Za-z0-9_.-]{1,64}):(.*)$")
+
+
+def _search(text: str) -> dict[str, Any]:
+    match = _METADATA_SEARCH.match(text)
+    if match:
+        return {"metadata": (match[1], match[2].strip())}
+    return {"search": text.strip()}
 
 
 class RequestFilterForm(forms.Form):
@@ -38,7 +51,11 @@ class RequestFilterForm(forms.Form):
     route = forms.ChoiceField(choices=[("", "any"), *Route.CHOICES], required=False)
     min_cost = forms.DecimalField(required=False, min_value=0, max_digits=20, decimal_places=10)
     min_latency = forms.IntegerField(required=False, min_value=0, help_text="Milliseconds.")
-    q = forms.CharField(required=False, max_length=64, help_text="Request id (or its start).")
+    q = forms.CharField(
+        required=False,
+        max_length=200,
+        help_text="Request id (or its start), or a metadata key:value (task_tag:invoice).",
+    )
     sort = forms.ChoiceField(choices=[(s, s) for s in SORTS], required=False)
     cursor = forms.CharField(required=False, max_length=400)
     page_size = forms.IntegerField(required=False, min_value=1, max_value=MAX_PAGE_SIZE)
@@ -106,6 +123,6 @@ class RequestFilterForm(forms.Form):
             route=data.get("route") or "",
             min_cost=data.get("min_cost"),
             min_latency_ms=data.get("min_latency"),
-            search=(data.get("q") or "").strip(),
+            **_search(data.get("q") or ""),
             sort=data["sort"],
         )

@@ -79,6 +79,12 @@ class UsageRecord(models.Model):
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.SUCCESS)
     error_code = models.CharField(max_length=64, blank=True)
     error_message = models.CharField(max_length=500, blank=True)
+    # The request's `metadata` (bounded scalars, like a key's tags: not content), searched by
+    # the request explorer; null when the request had none.
+    metadata = models.JSONField(null=True, blank=True)
+    # Candidates the router dropped before any attempt: [{"tier", "model", "reason"}], e.g. a
+    # model without a needed capability, a tier skipped by a budget downgrade; null if none.
+    route_skipped = models.JSONField(null=True, blank=True)
     # Stored only when the team or prompt opts in; purged after the retention period.
     request_body = models.JSONField(null=True, blank=True)
     response_body = models.JSONField(null=True, blank=True)
@@ -95,6 +101,13 @@ class UsageRecord(models.Model):
                 condition=~models.Q(status="success"),
                 name="usage_unsuccessful_recent",
             ),
+            # the request explorer sorted by cost / latency: a team's costliest or slowest
+            # records walked in order (the id breaks ties, as the keyset cursor does). With no
+            # team filter (finance, admins) PostgreSQL unions the teams' walks (MergeAppend).
+            models.Index(fields=["team", "-cost_usd", "-id"], name="usage_team_cost"),
+            models.Index(fields=["team", "-latency_ms", "-id"], name="usage_team_latency"),
+            # PostgreSQL only, created by migration 0008 (GIN is not portable): the explorer's
+            # metadata search, `metadata @> {"key": value}`, partial on records having any.
         ]
         constraints = [
             models.CheckConstraint(

@@ -89,6 +89,8 @@ class UsageRow:
     status: str = "success"
     error_code: str = ""
     error_message: str = ""
+    metadata: Any = None
+    route_skipped: Any = None
     request_body: Any = None
     response_body: Any = None
 

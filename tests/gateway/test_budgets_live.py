@@ -134,6 +134,22 @@ def test_a_downgrade_budget_routes_to_the_cheaper_tier_and_says_so(team, catalog
     assert Decimal(body["budget"]["remaining_usd"]) >= 0
 
 
+def test_a_downgrade_is_recorded_as_a_skipped_candidate_with_the_request_metadata(
+    team, catalog, site, api_key
+):
+    downgrade_budget(team, site, api_key)
+    wait_for_budgets()
+
+    response = run(site, api_key, metadata={"task_tag": "invoice", "customer": 42})
+
+    assert response.status_code == 200, response.text
+    record = UsageRecord.objects.get(request_id=response.headers["x-request-id"])
+    assert record.route_skipped == [
+        {"tier": "mini", "model": "", "reason": "team budget limit reached: downgraded to nano"}
+    ]
+    assert record.metadata == {"task_tag": "invoice", "customer": 42}
+
+
 def test_the_answer_says_how_much_budget_is_left(team, catalog, site, api_key):
     budget_set(team=team, limit_usd=Decimal("10"))
 

@@ -6,6 +6,7 @@ import pytest
 
 from routing.router import (
     RequestFeatures,
+    Skipped,
     UnknownModel,
     UnsupportedCapability,
     downgrade,
@@ -202,6 +203,14 @@ def test_a_model_without_a_required_capability_is_never_chosen():
     assert "moved up to mini" in decision.reason
     every_model = [m for plan in decision.plan for m in plan.models]
     assert all("tool_search" in m.capabilities for m in every_model)
+    assert [s.as_dict() for s in decision.skipped] == [
+        {"tier": "nano", "model": "nano-1", "reason": "no tool_search"},
+        {"tier": "nano", "model": "nano-2", "reason": "no tool_search"},
+    ]
+
+
+def test_a_request_every_model_serves_records_no_skipped_candidate():
+    assert route(RequestFeatures(), snapshot(rule("cheap", target="nano"))).skipped == ()
 
 
 def test_computer_use_skips_every_tier_without_it():
@@ -276,7 +285,12 @@ def test_a_model_rule_is_skipped_when_its_model_lacks_a_capability():
     )
     features = RequestFeatures(required_capabilities=frozenset({"computer_use"}))
 
-    assert route(features, policy).tier == "flagship"
+    decision = route(features, policy)
+
+    assert decision.tier == "flagship"
+    assert decision.skipped[0] == Skipped(
+        "mini", "mini-1", "rule 'to mini model' skipped: no computer_use"
+    )
 
 
 def test_downgrade_moves_to_a_cheaper_tier_and_says_why():
@@ -290,6 +304,9 @@ def test_downgrade_moves_to_a_cheaper_tier_and_says_why():
     assert lowered.tier == "nano"
     assert lowered.reason.endswith("team budget limit reached: downgraded from flagship to nano")
     assert len(lowered.plan) == 1
+    assert lowered.skipped == (
+        Skipped("flagship", "", "team budget limit reached: downgraded to nano"),
+    )
 
 
 def test_downgrade_refuses_a_tier_that_is_not_cheaper_or_lacks_a_capability():
