@@ -8,7 +8,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('accounts', '0005_membership_role'),
-        ('playground', '0002_content_purged_at'),
+        ('playground', '0003_job_deadline'),
         ('prompts', '0002_label_previous_version_approval_constraints'),
         ('spend', '0007_purpose_eval'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
