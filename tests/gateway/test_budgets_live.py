@@ -143,7 +143,11 @@ def test_a_downgrade_is_recorded_as_a_skipped_candidate_with_the_request_metadat
     response = run(site, api_key, metadata={"task_tag": "invoice", "customer": 42})
 
     assert response.status_code == 200, response.text
-    record = UsageRecord.objects.get(request_id=response.headers["x-request-id"])
+    # the usage writer records the request a moment after it is answered
+    record = wait_for(
+        lambda: UsageRecord.objects.filter(request_id=response.headers["x-request-id"]).first()
+    )
+    assert record is not None
     assert record.route_skipped == [
         {"tier": "mini", "model": "", "reason": "team budget limit reached: downgraded to nano"}
     ]
