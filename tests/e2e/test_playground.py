@@ -183,7 +183,8 @@ def test_a_batch_job_progresses_to_done(logged_in_page, worker):
     expect(run).to_be_enabled()
     # unmapping a required variable disables Run and names it
     page.select_option("select[name=map-message]", "")
-    expect(page.locator("#unmapped")).to_contain_text("message")
+    # a server round trip (htmx): give it time on a loaded CI machine
+    expect(page.locator("#unmapped")).to_contain_text("message", timeout=15_000)
     expect(page.locator("#batch-run")).to_be_disabled()
     page.select_option("select[name=map-message]", "message")
     expect(page.locator("#batch-run")).to_be_enabled()
