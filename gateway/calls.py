@@ -95,6 +95,7 @@ class GatewayCall:
     purpose: str = "gateway"
     client_wants_usage: bool = True
     store_content: bool = False
+    no_content: bool = False  # the team keeps no content, nor text derived from it
     request_id: str = field(default_factory=new_request_id)
     started: float = field(default_factory=time.perf_counter)
 
@@ -154,6 +155,7 @@ class GatewayCall:
         max_output_tokens: int | None,
         service_tier: str,
         client_wants_usage: bool,
+        team_no_content: bool = False,
         request_id: str | None = None,
     ) -> GatewayCall:
         """A Chat Completions request; `body` is the upstream body without model/stream."""
@@ -174,6 +176,7 @@ class GatewayCall:
             service_tier=service_tier,
             client_wants_usage=client_wants_usage,
             store_content=store_content,
+            no_content=team_no_content,
         )
 
     @classmethod
@@ -228,6 +231,7 @@ class GatewayCall:
             purpose=purpose,
             store_content=not team_no_content
             and bool(team_store_content or (prompt is not None and prompt.store_content)),
+            no_content=team_no_content,
         )
 
     @classmethod

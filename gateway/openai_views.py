@@ -143,6 +143,7 @@ def chat_call(body: dict[str, Any], api_key: ApiKey, request_id: str) -> Gateway
         team_id=api_key.team_id,
         api_key_id=api_key.id,
         store_content=api_key.team.store_content and not api_key.team.no_content,
+        team_no_content=api_key.team.no_content,
         requested=_model(body),
         stream=_bool(body, "stream"),
         tools=_list(body, "tools"),

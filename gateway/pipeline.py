@@ -64,6 +64,7 @@ async def _classify(prepared: Prepared) -> Decision:
         snapshot=snapshot,
         execute=execute,
         cache_seconds=settings.GATEWAY_CLASSIFIER_CACHE_SECONDS,
+        keep_reason=not call.no_content,
     )
     return route(
         call.features, snapshot, classified_tier=result.tier, classifier_reason=result.describe()

@@ -27,6 +27,7 @@ from routing.snapshot import Snapshot
 CLASSIFIER_SLUG = "tier-classifier"
 PLATFORM_TEAM_SLUG = "platform"
 TIER_NAMES = ["nano", "mini", "flagship", "reasoning"]
+REASON_NOT_KEPT = "reason not kept (the team stores no content)"
 CACHE_SECONDS = 24 * 3600
 MAX_CHARS = 4000
 
@@ -145,9 +146,13 @@ async def classify(
     snapshot: Snapshot,
     execute: Executor,
     cache_seconds: float = CACHE_SECONDS,
+    keep_reason: bool = True,
 ) -> Classification:
     """The tier for `text` sent by the team: from the team's cache, or by running the
     classifier prompt via `execute`.
+
+    Without `keep_reason` (a team that keeps no content) the model's reason, a sentence about
+    the text, is neither cached nor returned: only the tier is.
 
     `execute(version, text)` runs the prompt and returns the model's answer text; an AppError
     from it (upstream down, budget) falls back to the policy's default tier."""
@@ -160,7 +165,7 @@ async def classify(
     key = cache_key(team_id, version.id, text)
     hit = await cache.aget(key)
     if hit:
-        return Classification(hit[0], hit[1], cached=True)
+        return Classification(hit[0], hit[1] if keep_reason else REASON_NOT_KEPT, cached=True)
     try:
         answer = await execute(version, classifier_text(text))
     except AppError as exc:
@@ -168,5 +173,6 @@ async def classify(
     parsed = parse_answer(answer, snapshot)
     if parsed is None:
         return Classification(fallback, "classifier answer was not a known tier", ok=False)
-    await cache.aset(key, parsed, cache_seconds)
-    return Classification(parsed[0], parsed[1])
+    tier, reason = parsed if keep_reason else (parsed[0], REASON_NOT_KEPT)
+    await cache.aset(key, (tier, reason), cache_seconds)
+    return Classification(tier, reason)

@@ -13,9 +13,10 @@ import pytest
 from prompts.models import Label, Prompt, PromptVersion
 from prompts.rendering import render_version
 from prompts.services import label_move, prompt_create, prompt_version_create
-from routing.classifier import CLASSIFIER_SLUG, PLATFORM_TEAM_SLUG
+from routing.classifier import CLASSIFIER_SLUG, PLATFORM_TEAM_SLUG, REASON_NOT_KEPT
 from routing.models import Model, Provider, Tier, TierModel
 from spend.models import Purpose, UsageRecord
+from tests.conftest import wait_for_budgets
 from tests.gateway.conftest import usage_for, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -215,6 +216,25 @@ def test_the_classifiers_cache_tells_no_team_what_another_team_sent(
     # team B's request ran the classifier itself, on team B's money
     purposes = [r.purpose for r in usage_for(answered.headers["x-request-id"], 2)]
     assert purposes == [Purpose.CLASSIFIER, Purpose.GATEWAY]
+
+
+def test_a_team_that_keeps_no_content_keeps_only_the_classifier_s_tier(sdk, site, team):
+    """The classifier's reason is a sentence about the text: not cached, logged or answered."""
+    team.no_content = True
+    team.save()
+    wait_for_budgets()
+    messages = [{"role": "user", "content": "Summarise the merger memo for the board."}]
+
+    first = sdk.chat.completions.with_raw_response.create(model="auto", messages=messages)
+    second = sdk.chat.completions.with_raw_response.create(model="auto", messages=messages)
+
+    assert REASON_NOT_KEPT in first.headers["x-switchboard-route"]
+    assert f"{REASON_NOT_KEPT} [cached]" in second.headers["x-switchboard-route"]
+    classified, answered = usage_for(first.headers["x-request-id"], 2)
+    assert classified.purpose == Purpose.CLASSIFIER
+    assert REASON_NOT_KEPT in answered.route_reason
+    [again] = usage_for(second.headers["x-request-id"], 1)
+    assert REASON_NOT_KEPT in again.route_reason
 
 
 BUCKET_SCHEMA = {
