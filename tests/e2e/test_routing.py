@@ -128,7 +128,7 @@ def test_a_new_key_is_shown_once_with_a_copy_button_then_revoked(people, logged_
     page: Page = logged_in_page("router")
     page.goto("/accounts/teams/demo/")
     page.get_by_label("Name", exact=True).fill("e2e-key")
-    page.get_by_label("Requests per minute").fill("30")
+    page.get_by_label("Requests per minute", exact=True).fill("30")
     page.get_by_role("button", name="Create key").click()
     shown = page.get_by_test_id("new-key")
     expect(shown).to_contain_text("shown only this once")
