@@ -12,16 +12,23 @@ replayed: a streaming response releases the key too.
 Two ways to use it:
 - decorate a view (async or sync, function or `as_view()`): `idempotent(view)`; it works on
   POST/PUT/PATCH and passes other methods through;
-- or call `idempotency_begin` / `idempotency_finish` / `idempotency_release` around the work.
+- or call `idempotency_begin_sync` / `idempotency_finish_sync` / `idempotency_release_sync`
+  around the work.
 
-Keys are scoped per caller (the SHA-256 of the bearer key, or the signed-in user), so two
-teams cannot collide, or read each other's results, by choosing the same Idempotency-Key.
+Keys are scoped per caller (the SHA-256 of the bearer key), so two teams cannot collide, or
+read each other's results, by choosing the same Idempotency-Key. Requests without a bearer key
+pass through. The stored response is encrypted (AES-GCM) under a key derived from the bearer
+key, which the site never stores: the database holds no readable prompt output, so a team
+that keeps no content keeps none here either, and a leaked table reveals nothing.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import hmac
 import json
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -29,6 +36,8 @@ from functools import wraps
 from typing import Any
 
 from asgiref.sync import iscoroutinefunction, sync_to_async
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
@@ -71,8 +80,47 @@ class StoredResponse:
 
 
 @dataclass(frozen=True)
+class Caller:
+    """Whose key space (`scope`, stored) and the secret that seals its results (never stored)."""
+
+    scope: str
+    secret: bytes = field(repr=False)
+
+    @classmethod
+    def from_bearer(cls, token: str) -> Caller:
+        return cls(
+            scope="k:" + hashlib.sha256(token.encode()).hexdigest(),
+            secret=hmac.new(token.encode(), b"switchboard idempotency v1", "sha256").digest(),
+        )
+
+
+@dataclass(frozen=True)
 class Reservation:
     record_id: int
+    caller: Caller
+    key: str
+
+
+def _seal(caller: Caller, key: str, body: str, headers: dict[str, str]) -> str:
+    nonce = os.urandom(12)
+    plain = json.dumps({"body": body, "headers": headers}).encode()
+    sealed = AESGCM(caller.secret).encrypt(nonce, plain, _bound_to(caller, key))
+    return base64.b64encode(nonce + sealed).decode()
+
+
+def _unseal(caller: Caller, key: str, sealed: str) -> dict[str, Any] | None:
+    """The stored body and headers; None if they cannot be read (a row written before
+    responses were sealed, or altered in the database)."""
+    try:
+        raw = base64.b64decode(sealed)
+        return json.loads(AESGCM(caller.secret).decrypt(raw[:12], raw[12:], _bound_to(caller, key)))
+    except (InvalidTag, ValueError):
+        return None
+
+
+def _bound_to(caller: Caller, key: str) -> bytes:
+    """Associated data: a sealed response opens only in its own row."""
+    return f"{caller.scope}\n{key}".encode()
 
 
 def idempotency_key_from(request: HttpRequest) -> str | None:
@@ -106,22 +154,17 @@ def request_fingerprint(*, method: str, path: str, body: bytes) -> str:
     return digest.hexdigest()
 
 
-def idempotency_scope(request: HttpRequest) -> str | None:
-    """Whose key space: the bearer key's hash, else the signed-in user; None if anonymous."""
+def idempotency_caller(request: HttpRequest) -> Caller | None:
+    """The caller of a request with a bearer key; None without one."""
     token = bearer_token(request.META.get("HTTP_AUTHORIZATION", ""))
-    if token is not None:
-        return "k:" + hashlib.sha256(token.encode()).hexdigest()
-    user = getattr(request, "user", None)
-    if user is not None and user.is_authenticated and user.pk is not None:
-        return f"u:{user.pk}"
-    return None
+    return None if token is None else Caller.from_bearer(token)
 
 
 # --- the service ------------------------------------------------------------------------------
 
 
 def idempotency_begin_sync(
-    *, scope: str, key: str, fingerprint: str
+    *, caller: Caller, key: str, fingerprint: str
 ) -> StoredResponse | Reservation:
     """Reserve the key, or return the stored response; raises 409 as described above."""
     for _ in range(3):  # a row may expire or be released between our insert and our read
@@ -129,16 +172,16 @@ def idempotency_begin_sync(
         try:
             with transaction.atomic():
                 record = IdempotencyRecord.objects.create(
-                    scope=scope,
+                    scope=caller.scope,
                     key=key,
                     fingerprint=fingerprint,
                     locked_until=now + timedelta(seconds=settings.IDEMPOTENCY_LOCK_SECONDS),
                     expires_at=now + timedelta(seconds=settings.IDEMPOTENCY_TTL_SECONDS),
                 )
-            return Reservation(record_id=record.pk)
+            return Reservation(record_id=record.pk, caller=caller, key=key)
         except IntegrityError:
             pass
-        found = IdempotencyRecord.objects.filter(scope=scope, key=key).first()
+        found = IdempotencyRecord.objects.filter(scope=caller.scope, key=key).first()
         if found is None:
             continue
         record = found
@@ -151,12 +194,16 @@ def idempotency_begin_sync(
                 param=HEADER,
             )
         if record.state == IdempotencyRecord.State.DONE:
+            stored = _unseal(caller, key, record.sealed_response)
+            if stored is None:
+                IdempotencyRecord.objects.filter(pk=record.pk).delete()
+                continue
             IDEMPOTENT_REPLAYS.inc()
             return StoredResponse(
                 status=record.status_code or 200,
-                body=record.response_body,
+                body=stored["body"],
                 content_type=record.content_type or "application/json",
-                headers=record.response_headers or {},
+                headers=stored["headers"],
             )
         if record.locked_until > now:
             raise IdempotencyInProgress(
@@ -171,7 +218,7 @@ def idempotency_begin_sync(
             locked_until=record.locked_until,
         ).update(locked_until=now + timedelta(seconds=settings.IDEMPOTENCY_LOCK_SECONDS))
         if taken:
-            return Reservation(record_id=record.pk)
+            return Reservation(record_id=record.pk, caller=caller, key=key)
     raise IdempotencyInProgress(
         f"A request with this {HEADER} is still being processed; retry shortly.",
         param=HEADER,
@@ -194,9 +241,8 @@ def idempotency_finish_sync(
     IdempotencyRecord.objects.filter(pk=reservation.record_id).update(
         state=IdempotencyRecord.State.DONE,
         status_code=status,
-        response_body=body,
+        sealed_response=_seal(reservation.caller, reservation.key, body, headers or {}),
         content_type=content_type[:100],
-        response_headers=headers or {},
         locked_until=timezone.now(),
     )
 
@@ -215,8 +261,6 @@ def idempotency_purge(*, now: Any = None) -> int:
 
 
 # One thread hop per call (not one per query, as the async ORM would take).
-idempotency_begin = sync_to_async(idempotency_begin_sync)
-idempotency_finish = sync_to_async(idempotency_finish_sync)
 idempotency_release = sync_to_async(idempotency_release_sync)
 
 
@@ -242,17 +286,17 @@ def _storable(response: HttpResponseBase) -> tuple[str, dict[str, str]] | None:
 
 
 def _begin_for_request(request: HttpRequest) -> StoredResponse | Reservation | None:
-    """None when the request does not ask for idempotency (no key, not a write, anonymous)."""
+    """None when the request does not ask for idempotency (no key, not a write, no bearer key)."""
     if request.method not in METHODS:
         return None
     key = idempotency_key_from(request)
-    scope = idempotency_scope(request) if key else None
-    if key is None or scope is None:
+    caller = idempotency_caller(request) if key else None
+    if key is None or caller is None:
         return None
     fingerprint = request_fingerprint(
         method=request.method, path=request.get_full_path(), body=request.body
     )
-    return idempotency_begin_sync(scope=scope, key=key, fingerprint=fingerprint)
+    return idempotency_begin_sync(caller=caller, key=key, fingerprint=fingerprint)
 
 
 def _finish_for_response(reservation: Reservation, response: HttpResponseBase) -> None:

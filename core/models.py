@@ -72,15 +72,16 @@ class IdempotencyRecord(models.Model):
         IN_PROGRESS = "in_progress"
         DONE = "done"
 
-    # Who sent it: "k:<sha256 of the team key>" or "u:<user id>"; one key space per caller.
+    # Who sent it: "k:<sha256 of the team key>"; one key space per caller.
     scope = models.CharField(max_length=80)
     key = models.CharField(max_length=255)
     fingerprint = models.CharField(max_length=64)  # SHA-256 of method, path and canonical body
     state = models.CharField(max_length=16, choices=State.choices, default=State.IN_PROGRESS)
     status_code = models.PositiveSmallIntegerField(null=True, blank=True)
     content_type = models.CharField(max_length=100, blank=True)
-    response_body = models.TextField(blank=True)
-    response_headers = models.JSONField(default=dict, blank=True)
+    # The response's body and headers, encrypted under a key derived from the caller's bearer
+    # key (core.idempotency): the site keeps no readable prompt output, even for a moment.
+    sealed_response = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     locked_until = models.DateTimeField()
     expires_at = models.DateTimeField(db_index=True)  # serves the purge task's range delete

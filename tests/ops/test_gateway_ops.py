@@ -10,6 +10,7 @@ import openai
 import pytest
 
 from accounts.models import ApiKey
+from core.models import IdempotencyRecord
 from spend.models import UsageRecord
 from tests.gateway.conftest import usage_for, wait_for
 
@@ -101,6 +102,11 @@ def test_a_retried_run_with_the_same_idempotency_key_runs_once(site, team, api_k
     assert second.json() == first.json()
     assert second.headers["x-switchboard-model"] == first.headers["x-switchboard-model"]
     assert UsageRecord.objects.filter(team=team).count() == records_before
+    # What is kept for the replay cannot be read without the caller's key.
+    [stored] = IdempotencyRecord.objects.values_list("sealed_response", flat=True)
+    assert first.json()["output_text"]
+    assert first.json()["output_text"] not in stored
+    assert request_id not in stored
 
 
 def test_the_same_idempotency_key_with_another_body_is_a_409(site, api_key):

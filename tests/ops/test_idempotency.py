@@ -10,6 +10,7 @@ from django.test import AsyncRequestFactory, RequestFactory
 from django.utils import timezone
 
 from core.idempotency import (
+    Caller,
     IdempotencyInProgress,
     IdempotencyKeyReused,
     Reservation,
@@ -27,8 +28,10 @@ pytestmark = pytest.mark.django_db
 BEARER = {"Authorization": "Bearer sb_test_key_for_idempotency_0001"}
 
 
-def begin(key: str = "k1", fingerprint: str = "f1", scope: str = "k:abc"):
-    return idempotency_begin_sync(scope=scope, key=key, fingerprint=fingerprint)
+def begin(key: str = "k1", fingerprint: str = "f1", bearer: str = "sb_abc"):
+    return idempotency_begin_sync(
+        caller=Caller.from_bearer(bearer), key=key, fingerprint=fingerprint
+    )
 
 
 # --- the service -----------------------------------------------------------------------------
@@ -78,8 +81,28 @@ def test_an_error_releases_the_key_so_a_retry_runs_again(status):
 
 
 def test_the_same_key_from_two_callers_does_not_collide():
-    idempotency_finish_sync(begin(scope="k:team-a"), status=200, body='"a"')
-    assert isinstance(begin(scope="k:team-b", fingerprint="different"), Reservation)
+    idempotency_finish_sync(begin(bearer="sb_team_a"), status=200, body='"a"')
+    assert isinstance(begin(bearer="sb_team_b", fingerprint="different"), Reservation)
+
+
+def test_the_stored_response_is_unreadable_without_the_callers_key():
+    idempotency_finish_sync(
+        begin(), status=201, body='{"output": "the secret answer"}', headers={"x-a": "route"}
+    )
+    stored = IdempotencyRecord.objects.get()
+    assert "secret" not in stored.sealed_response
+    assert "route" not in stored.sealed_response
+    # The scope is the bearer key's hash; the sealing key is derived apart from it.
+    caller = Caller.from_bearer("sb_abc")
+    assert stored.scope == caller.scope
+    assert caller.secret.hex() not in stored.scope
+    assert begin().body == '{"output": "the secret answer"}'
+
+
+def test_a_stored_response_that_cannot_be_opened_is_forgotten_and_the_request_runs_again():
+    idempotency_finish_sync(begin(), status=201, body='{"id": 7}')
+    IdempotencyRecord.objects.update(sealed_response="bm90IHNlYWxlZA==")  # altered in the table
+    assert isinstance(begin(), Reservation)
 
 
 def test_an_expired_record_is_forgotten():
