@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, TypedDict
 
 from django.db import models
@@ -92,3 +92,41 @@ def usd_limit_problem(value: Decimal) -> str | None:
     if value > MAX_LIMIT_USD:
         return f"The limit must be at most {MAX_LIMIT_USD} USD."
     return None
+
+
+# --- printing money: every page, message, alert and command goes through these ----------------
+
+CENT = Decimal("0.01")
+
+
+def decimal_text(value: Decimal, min_places: int = 0) -> str:
+    """Every significant digit, never an exponent (`Decimal("1E-11")` → "0.00000000001"),
+    and at least `min_places` decimals: 4.5 → "4.50" with two."""
+    text = format(Decimal(value).normalize(), "f")
+    whole, _, fraction = text.partition(".")
+    fraction = fraction.ljust(min_places, "0")
+    return f"{whole}.{fraction}" if fraction else whole
+
+
+def usd(value: Decimal | None) -> str:
+    """Money to read: $1,234.57 from a dollar up; below, four significant digits ($0.58,
+    $0.0123, $0.000045: one call can cost a few millionths). "—" for None."""
+    if value is None:
+        return "—"
+    amount = Decimal(value)
+    sign = "-" if amount < 0 else ""
+    amount = abs(amount)
+    if amount >= 1 or amount == 0:
+        return f"{sign}${amount.quantize(CENT, rounding=ROUND_HALF_UP):,}"
+    places = 3 - amount.adjusted()  # adjusted(): the leading digit's exponent (-2 for 0.0123)
+    shown = amount.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
+    return f"{sign}${decimal_text(shown, 2)}"
+
+
+def usd_exact(value: Decimal | None) -> str:
+    """Money to the last digit the ledger holds ($0.0000123, $4.50), for prices and tooltips."""
+    if value is None:
+        return "—"
+    amount = Decimal(value)
+    sign = "-" if amount < 0 else ""
+    return f"{sign}${decimal_text(abs(amount), 2)}"

@@ -141,7 +141,7 @@ async def walk_plan(
                     if rejected is not None:
                         prepared.notes.append("no budget left to escalate")
                         return rejected
-                    limit_reached(prepared, refused, "block")
+                    limit_reached(prepared, refused, "block", need)
                     raise budget_refusal(prepared, refused, need)
                 try:
                     result = await attempt(prepared, model, plan)

@@ -35,7 +35,7 @@ from django.utils import timezone
 
 from accounts.models import ApiKey
 from core.errors import BadRequest, BudgetExceeded, NotFound
-from core.money import ZERO
+from core.money import ZERO, usd
 from gateway import batch_upstream
 from gateway.batch_input import BATCH_TIER, ENDPOINTS, RoutedLine, batch_input_route
 from gateway.files import file_create, file_get, new_public_id
@@ -144,7 +144,7 @@ def batch_store(
     if refused is not None:
         raise BudgetExceeded(
             f"The {'key' if refused.api_key_id else 'team'} budget ({refused.period}, "
-            f"${refused.limit_usd}) cannot hold this batch: up to ${worst.normalize():f} at the "
+            f"{usd(refused.limit_usd)}) cannot hold this batch: up to {usd(worst)} at the "
             "batch price. Raise the budget, lower max_output_tokens, or send fewer lines."
         )
     batch.reservations = [hold.as_dict() for hold in holds]

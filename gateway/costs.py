@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from core.errors import BudgetExceeded, UpstreamFailed
 from core.metrics import record_budget_block
-from core.money import ZERO
+from core.money import ZERO, usd
 from gateway.calls import GatewayCall, Usage
 from gateway.prepared import Prepared
 from gateway.refusals import refusal_row
@@ -75,8 +75,8 @@ def budget_refusal(prepared: Prepared, budget: BudgetInfo, needed: Decimal) -> B
     """The 402 for a request the budget cannot cover, logged as the request's last usage
     record (a refusal: no upstream call, no cost) so that the request explorer lists it."""
     error = BudgetExceeded(
-        f"The {budget.scope} budget ({budget.period}, ${budget.limit_usd}) cannot cover this "
-        f"request (up to ${needed.normalize():f} at worst). Raise the budget, lower "
+        f"The {budget.scope} budget ({budget.period}, {usd(budget.limit_usd)}) cannot cover this "
+        f"request (up to {usd(needed)} at worst). Raise the budget, lower "
         "max_output_tokens, or use a cheaper tier.",
         details={
             "scope": budget.scope,
@@ -100,10 +100,11 @@ def budget_refusal(prepared: Prepared, budget: BudgetInfo, needed: Decimal) -> B
     return error
 
 
-def limit_reached(prepared: Prepared, budget: BudgetInfo, action: str) -> None:
-    """A budget's hard limit blocked (`block`) or downgraded (`downgrade`) the request."""
+def limit_reached(prepared: Prepared, budget: BudgetInfo, action: str, needed: Decimal) -> None:
+    """A budget's hard limit blocked (`block`) or downgraded (`downgrade`) the request, which
+    needed up to `needed`."""
     record_budget_block(team=str(prepared.call.team_id), action=action)
-    budget_limit_alert(budget=budget)
+    budget_limit_alert(budget=budget, action=action, request_usd=needed)
 
 
 async def ensure_budget(prepared: Prepared, model: ModelInfo) -> tuple[BudgetInfo | None, Decimal]:
@@ -123,5 +124,5 @@ async def ensure_or_block(prepared: Prepared, model: ModelInfo) -> None:
     """`ensure_budget`, raising BudgetExceeded (and counting the block) when refused."""
     refused, need = await ensure_budget(prepared, model)
     if refused is not None:
-        limit_reached(prepared, refused, "block")
+        limit_reached(prepared, refused, "block", need)
         raise budget_refusal(prepared, refused, need)

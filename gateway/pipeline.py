@@ -110,12 +110,12 @@ async def _reserve_first(prepared: Prepared) -> None:
         )
         if lowered is not None and lowered.model is not None:
             prepared.decision = lowered
-            refused_again, need = await ensure_budget(prepared, lowered.model)
+            refused_again, lowered_need = await ensure_budget(prepared, lowered.model)
             if refused_again is None:
-                limit_reached(prepared, refused, "downgrade")
+                limit_reached(prepared, refused, "downgrade", need)
                 return
-            refused = refused_again
-    limit_reached(prepared, refused, "block")
+            refused, need = refused_again, lowered_need
+    limit_reached(prepared, refused, "block", need)
     raise budget_refusal(prepared, refused, need)
 
 

@@ -18,6 +18,7 @@ from accounts.models import User
 from core.audit import audit_record
 from core.errors import BadRequest
 from core.hot import hot_bump
+from core.money import usd_exact
 from routing.models import Model, Policy, Price, Provider, Rule, Tier, TierModel
 from routing.pricesheet import (
     CAPABILITIES,
@@ -344,7 +345,7 @@ def _same(a: dict[str, Any], b: dict[str, Any]) -> bool:
 def _describe_price(values: dict[str, Any]) -> str:
     def money(key: str) -> str:
         value = values[key]
-        return "as input" if value is None else f"${_plain(value)}"
+        return "as input" if value is None else usd_exact(value)
 
     text = (
         f"in {money('input_per_mtok')} / cached {money('cached_input_per_mtok')} / "

@@ -33,6 +33,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Case, Count, F, IntegerField, Q, Sum, Value, When
 from django.utils import timezone
 
+from core.money import usd
 from spend.models import AlertDelivery, AlertEvent, AlertTarget, Budget, UsageRecord
 from spend.selectors import BudgetStatus, budget_status
 
@@ -149,14 +150,27 @@ def _enqueue(delivery_ids: list[int]) -> None:
         alert_deliver.delay(delivery_id)
 
 
+def _budget_scope(budget: Budget) -> str:
+    scope = f"key {budget.api_key.name}" if budget.api_key else "team"
+    return f"{budget.team.name} ({scope})"
+
+
 def _budget_message(status: BudgetStatus, threshold: str) -> str:
     budget = status.budget
-    scope = f"key {budget.api_key.name}" if budget.api_key else "team"
     what = "reached its soft threshold" if threshold == "soft" else "reached its limit"
     return (
-        f"{budget.team.name} ({scope}) {what}: ${status.spent.quantize(Decimal('0.01'))} of "
-        f"${budget.limit_usd.quantize(Decimal('0.01'))} ({status.used_pct}%) this "
-        f"{budget.period} period"
+        f"{_budget_scope(budget)} {what}: {usd(status.spent)} of {usd(budget.limit_usd)} "
+        f"({status.used_pct}%) this {budget.period} period"
+    )
+
+
+def _worst_case_message(status: BudgetStatus, action: str, request_usd: Decimal) -> str:
+    """Spend is below the limit, but a request's worst case did not fit what was left."""
+    budget = status.budget
+    what = "downgraded" if action == "downgrade" else "refused"
+    return (
+        f"{_budget_scope(budget)}: a {usd(request_usd)} request was {what}: "
+        f"{usd(status.remaining)} left of {usd(budget.limit_usd)} this {budget.period} period"
     )
 
 
@@ -212,19 +226,33 @@ def budget_alerts_check(*, now: dt.datetime | None = None) -> list[AlertEvent]:
     return events
 
 
-def budget_limit_reached(*, budget_id: int, now: dt.datetime | None = None) -> AlertEvent | None:
-    """The gateway refused (or downgraded) a request at this budget's limit: raise the hard
-    alert now, even if spend stopped just short of the limit (the reservation did not fit)."""
+def budget_limit_reached(
+    *,
+    budget_id: int,
+    now: dt.datetime | None = None,
+    action: str = "block",
+    request_usd: Decimal | None = None,
+) -> AlertEvent | None:
+    """The gateway refused (`block`) or downgraded a request of up to `request_usd` at this
+    budget's limit: raise the hard alert now. When spend is still below the limit (the
+    request's worst case did not fit what was left), the alert says so."""
     budget = Budget.objects.select_related("team", "api_key").filter(id=budget_id).first()
     if budget is None:
         return None
     status = budget_status(budget, now=now)
+    details = _budget_details(status)
+    if request_usd is not None and status.spent < budget.limit_usd:
+        message = _worst_case_message(status, action, request_usd)
+        details |= {"trigger": "worst_case_did_not_fit", "request_usd": str(request_usd)}
+    else:
+        message = _budget_message(status, AlertEvent.Threshold.HARD)
+        details |= {"trigger": "limit_reached"}
     return alert_event_create(
         threshold=AlertEvent.Threshold.HARD,
         budget=budget,
         period_start=status.period_start,
-        message=_budget_message(status, AlertEvent.Threshold.HARD),
-        details={**_budget_details(status), "trigger": "request refused at the limit"},
+        message=message,
+        details={**details, "request_action": action},
     )
 
 

@@ -719,9 +719,16 @@ def budget_charge(*, budget_id: int, amount_usd: Decimal) -> None:
 _limit_alerted: dict[int, dt.datetime] = {}
 
 
-def budget_limit_alert(*, budget: BudgetInfo, now: dt.datetime | None = None) -> None:
-    """A request was refused (or downgraded) at `budget`'s hard limit: queue the hard-limit
-    alert (`spend.alerts.budget_limit_reached`) once per budget and period in this process.
+def budget_limit_alert(
+    *,
+    budget: BudgetInfo,
+    action: str,
+    request_usd: Decimal,
+    now: dt.datetime | None = None,
+) -> None:
+    """A request of up to `request_usd` was refused (`block`) or downgraded at `budget`'s hard
+    limit: queue the hard-limit alert (`spend.alerts.budget_limit_reached`) once per budget
+    and period in this process.
 
     Fire and forget: the broker round trip runs on an executor thread, so the refused
     request does not wait for it. The alert itself fires once per period across processes
@@ -733,14 +740,18 @@ def budget_limit_alert(*, budget: BudgetInfo, now: dt.datetime | None = None) ->
     if _limit_alerted.get(budget.id) == start:
         return
     _limit_alerted[budget.id] = start
-    asyncio.get_running_loop().run_in_executor(None, _limit_alert_enqueue, budget.id, now)
+    asyncio.get_running_loop().run_in_executor(
+        None, _limit_alert_enqueue, budget.id, now, action, request_usd
+    )
 
 
-def _limit_alert_enqueue(budget_id: int, now: dt.datetime) -> None:
+def _limit_alert_enqueue(
+    budget_id: int, now: dt.datetime, action: str, request_usd: Decimal
+) -> None:
     from spend.tasks import budget_limit_alert as task
 
     try:
-        task.delay(budget_id, now.isoformat())
+        task.delay(budget_id, now.isoformat(), action, str(request_usd))
     except Exception:
         # Not retried per refused request (a broker outage would tie up the executor);
         # beat's budget_alerts_check still raises the hard alert once spend is at the limit.

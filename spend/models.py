@@ -5,7 +5,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.db import models
 
-from core.money import COST_DIGITS, cost_field
+from core.money import COST_DIGITS, cost_field, usd_exact
 
 
 class Purpose(models.TextChoices):
@@ -116,7 +116,7 @@ class UsageRecord(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.request_id} {self.model_name} ${self.cost_usd}"
+        return f"{self.request_id} {self.model_name} {usd_exact(self.cost_usd)}"
 
 
 class UsageLedger(models.Model):
@@ -178,7 +178,7 @@ class Budget(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.team} {self.period} ${self.limit_usd}"
+        return f"{self.team} {self.period} {usd_exact(self.limit_usd)}"
 
 
 class BudgetReservation(models.Model):
@@ -197,7 +197,7 @@ class BudgetReservation(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.request_id} ${self.amount_usd}"
+        return f"{self.request_id} {usd_exact(self.amount_usd)}"
 
 
 # Latency histogram: upper bounds (ms, exclusive) of each bucket; the last bucket is open-ended.
@@ -284,7 +284,7 @@ class DailySums(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.day} {self.team_id} {self.model_name} ${self.cost_usd}"
+        return f"{self.day} {self.team_id} {self.model_name} {usd_exact(self.cost_usd)}"
 
 
 def _costs_non_negative(name: str) -> models.CheckConstraint:

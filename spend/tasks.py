@@ -4,6 +4,7 @@ registered in CELERY_BEAT_SCHEDULE."""
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
 
 from celery import shared_task
 
@@ -52,9 +53,18 @@ def alerts_check() -> dict:
 
 
 @shared_task
-def budget_limit_alert(budget_id: int, at: str) -> int | None:
-    """The gateway refused or downgraded a request at the budget's hard limit at `at`."""
-    event = alerts.budget_limit_reached(budget_id=budget_id, now=dt.datetime.fromisoformat(at))
+def budget_limit_alert(
+    budget_id: int, at: str, action: str = "block", request_usd: str | None = None
+) -> int | None:
+    """The gateway refused (`block`) or downgraded a request of up to `request_usd` at the
+    budget's hard limit at `at`. (`action` and `request_usd` may be missing from tasks queued
+    by an older release.)"""
+    event = alerts.budget_limit_reached(
+        budget_id=budget_id,
+        now=dt.datetime.fromisoformat(at),
+        action=action,
+        request_usd=Decimal(request_usd) if request_usd is not None else None,
+    )
     return event.id if event else None
 
 

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from decimal import Decimal
 
 from django import template
 
@@ -39,18 +38,3 @@ def lifecycle_warnings(
         "can_remap": remap and user is not None and user_can_edit_routing(user=user),
         "csrf_token": context.get("csrf_token"),
     }
-
-
-@register.filter
-def per_mtok(value: Decimal | None) -> str:
-    """A per-1M price as money: at least two decimals, no trailing zeros beyond (0.075, 4.50)."""
-    if value is None:
-        return ""
-    text = format(value.normalize(), "f")
-    whole, _, fraction = text.partition(".")
-    return f"{whole}.{fraction.ljust(2, '0')}"
-
-
-@register.filter
-def multiplier(value: Decimal | None) -> str:
-    return "" if value is None else format(value.normalize(), "f")

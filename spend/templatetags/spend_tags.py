@@ -1,47 +1,15 @@
-"""Money formatting and filter links for the usage dashboard."""
+"""Filter links, durations and shares for the usage dashboard (money: core.templatetags.money)."""
 
 from __future__ import annotations
 
 import json
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 from urllib.parse import urlencode
 
 from django import template
 from django.http import QueryDict
-from django.utils.html import format_html
 
 register = template.Library()
-
-CENT = Decimal("0.01")
-TENTH_CENT = Decimal("0.0001")
-
-
-def usd_text(value: Decimal | None) -> str:
-    """$1,234.57 for a dollar or more, $0.0123 below (LLM calls cost fractions of a cent)."""
-    if value is None:
-        return "—"
-    value = Decimal(value)
-    sign = "-" if value < 0 else ""
-    amount = abs(value)
-    if amount >= 1 or amount == 0:
-        return f"{sign}${amount.quantize(CENT, rounding=ROUND_HALF_UP):,}"
-    return f"{sign}${amount.quantize(TENTH_CENT, rounding=ROUND_HALF_UP)}"
-
-
-@register.simple_tag
-def money(value: Decimal | None) -> str:
-    """A rounded amount whose exact value stays in `data-usd` (and the tooltip)."""
-    if value is None:
-        return "—"
-    exact = format(Decimal(value).normalize(), "f")
-    return format_html(
-        '<span class="money" data-usd="{}" title="${}">{}</span>', exact, exact, usd_text(value)
-    )
-
-
-@register.filter
-def usd(value: Decimal | None) -> str:
-    return usd_text(value)
 
 
 @register.simple_tag

@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import email
+import re
 import signal
 import threading
 import time
@@ -364,7 +365,15 @@ def test_requests_at_the_hard_limit_send_one_alert_by_email_and_signed_webhook(
     time.sleep(1.5)  # time for a second alert, if the gateway had queued one per request
     event = AlertEvent.objects.get()
     assert (event.threshold, event.budget_id) == ("hard", budget.id)
-    assert event.details["trigger"] == "request refused at the limit"
+    # Spend is below the limit: the alert says a request's worst case did not fit.
+    assert event.details["trigger"] == "worst_case_did_not_fit"
+    assert event.details["request_action"] == action
+    what = "refused" if action == "block" else "downgraded"
+    assert re.fullmatch(
+        rf"Team A \(team\): a \$0\.\d+ request was {what}: \$0\.\d+ left of \$0\.\d+ "
+        r"this monthly period",
+        event.message,
+    ), event.message
     messages = sent_mail(mail_dir)
     assert len(messages) == 1
     assert messages[0]["To"] == "lead@a.example"

@@ -99,7 +99,7 @@ def test_litellm_dry_run_shows_the_changes_and_applies_nothing(seeded):
         ("model.update", "gpt-6.1-terra"),
     ]
     mini = result.changes[0]
-    assert "in $0.7 / cached $0.07" in mini.summary
+    assert "in $0.70 / cached $0.07" in mini.summary
     assert "was in $0.75" in mini.summary
     assert _price_rows() == before
     assert Model.objects.get(name="gpt-6.1-terra").context_window == 400_000

@@ -90,18 +90,54 @@ def test_the_hard_limit_fires_its_own_alert_once(
     assert sorted(AlertEvent.objects.values_list("threshold", flat=True)) == ["hard", "soft"]
 
 
-def test_a_request_refused_at_the_limit_raises_the_hard_alert_below_100_percent(
+def test_a_request_whose_worst_case_did_not_fit_raises_the_hard_alert_and_says_so(
     budget, targets, eager, django_capture_on_commit_callbacks
 ):
-    budget.spent_usd = Decimal("99.98")
+    budget.limit_usd = Decimal("0.08")
+    budget.spent_usd = Decimal("0.07")
     budget.save()
     with django_capture_on_commit_callbacks(execute=True):
-        event = alerts.budget_limit_reached(budget_id=budget.id, now=NOW)
-        twice = alerts.budget_limit_reached(budget_id=budget.id, now=NOW)
+        event = alerts.budget_limit_reached(
+            budget_id=budget.id, now=NOW, request_usd=Decimal("0.5812")
+        )
+        twice = alerts.budget_limit_reached(
+            budget_id=budget.id, now=NOW, request_usd=Decimal("0.5812")
+        )
 
     assert event.threshold == "hard"
-    assert event.details["trigger"] == "request refused at the limit"
+    assert event.message == (
+        "Team A (team): a $0.5812 request was refused: $0.01 left of $0.08 this monthly period"
+    )
+    assert event.details["trigger"] == "worst_case_did_not_fit"
+    assert event.details["request_usd"] == "0.5812"
     assert twice is None
+    assert "a $0.5812 request was refused" in mail.outbox[0].subject
+
+
+def test_a_downgrade_at_the_limit_says_downgraded(
+    budget, targets, eager, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        event = alerts.budget_limit_reached(
+            budget_id=budget.id, now=NOW, action="downgrade", request_usd=Decimal("30")
+        )
+    assert "a $30.00 request was downgraded: $15.00 left of $100.00" in event.message
+    assert event.details["request_action"] == "downgrade"
+
+
+def test_spend_at_the_limit_says_the_limit_was_reached_whatever_the_request(
+    budget, targets, eager, django_capture_on_commit_callbacks
+):
+    budget.spent_usd = Decimal("100.004")
+    budget.save()
+    with django_capture_on_commit_callbacks(execute=True):
+        event = alerts.budget_limit_reached(
+            budget_id=budget.id, now=NOW, request_usd=Decimal("0.01")
+        )
+    assert event.message == (
+        "Team A (team) reached its limit: $100.00 of $100.00 (100.0%) this monthly period"
+    )
+    assert event.details["trigger"] == "limit_reached"
 
 
 def test_a_new_period_alerts_again(budget, targets, eager, django_capture_on_commit_callbacks):

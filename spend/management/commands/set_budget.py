@@ -7,6 +7,7 @@ from decimal import Decimal, InvalidOperation
 
 from django.core.management.base import BaseCommand, CommandError
 
+from core.money import usd_exact
 from spend.budgets import budget_set
 from spend.models import Budget
 
@@ -47,6 +48,6 @@ class Command(BaseCommand):
             raise CommandError(exc.message) from None
         tier = f" to {budget.downgrade_tier.name}" if budget.downgrade_tier else ""
         self.stdout.write(
-            f"Budget for {team.slug}: ${budget.limit_usd} {budget.period}, "
-            f"action {budget.action}{tier}; spent ${budget.spent_usd} this period."
+            f"Budget for {team.slug}: {usd_exact(budget.limit_usd)} {budget.period}, "
+            f"action {budget.action}{tier}; spent {usd_exact(budget.spent_usd)} this period."
         )
