@@ -1,7 +1,8 @@
 """Synthetic usage for demos and browser tests: plausible traffic priced at the real prices.
 
 Not used on any request path. `python manage.py seed_usage` calls it; so does the dashboard's
-browser test. Deterministic for a given seed.
+browser test. Deterministic for a given seed. Seeded spend is charged to the team's budgets,
+as real spend would be, so that the usage page's spend and budget bars agree.
 """
 
 from __future__ import annotations
@@ -14,9 +15,12 @@ from decimal import Decimal
 from django.db import transaction
 
 from accounts.models import ApiKey, Team
+from core.money import ZERO
 from prompts.models import PromptVersion
 from routing.models import Model
-from spend.models import Purpose, UsageRecord
+from spend.budgets import budget_charge
+from spend.models import Budget, Purpose, UsageRecord
+from spend.periods import period_bounds
 from spend.pricing import PriceNotFound, cost_usd, price_at
 
 # the share of traffic per (tier, model) for prompt-less calls, by task
@@ -127,4 +131,25 @@ def usage_demo_create(
                 )
             )
     UsageRecord.objects.bulk_create(records, batch_size=1000)
+    _budgets_charge(team, records, end)
     return len(records)
+
+
+def _budgets_charge(team: Team, records: list[UsageRecord], now: dt.datetime) -> None:
+    """Charge each of the team's budgets (team and key) with the seeded records of its
+    current period; a budget still on an earlier period moves to this one first."""
+    for budget in Budget.objects.filter(team=team):
+        start, _end = period_bounds(budget.period, now)
+        amount = sum(
+            (
+                record.cost_usd
+                for record in records
+                if record.created_at >= start and budget.api_key_id in (None, record.api_key_id)
+            ),
+            ZERO,
+        )
+        Budget.objects.filter(id=budget.id, period_start__lt=start).update(
+            period_start=start, spent_usd=ZERO
+        )
+        if amount:
+            budget_charge(budget_id=budget.id, amount_usd=amount)

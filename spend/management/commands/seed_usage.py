@@ -2,8 +2,10 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
 from accounts.models import Team
+from core.money import usd
 from spend.demo import usage_demo_create
 from spend.rollups import usage_rollup_run
+from spend.selectors import budget_statuses
 
 
 class Command(BaseCommand):
@@ -26,3 +28,16 @@ class Command(BaseCommand):
         self.stdout.write(
             f"Wrote {count} usage records for {team}; rolled up {len(result.days)} days."
         )
+        for status in budget_statuses(team_ids=[found.id]):
+            owner = f"key {status.budget.api_key.name}" if status.budget.api_key else "team"
+            self.stdout.write(
+                f"Charged to the {owner} budget: {usd(status.spent)} of {usd(status.limit)} "
+                f"({status.used_pct}%) this {status.budget.period} period."
+            )
+            if status.state == "limit":
+                self.stdout.write(
+                    self.style.WARNING(
+                        f"The {owner} budget is at its limit: requests will be "
+                        f"{status.limit_label}. Raise it with `manage.py set_budget`."
+                    )
+                )
