@@ -35,7 +35,7 @@ from decimal import Decimal
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path[0] = str(ROOT)  # the project instead of bench/, whose requests.py shadows the package
 
 DEFAULT_DB = "postgres://postgres@127.0.0.1:5432/switchboard_bench_gateway"
 MESSAGES = [

@@ -20,7 +20,8 @@ import time
 from decimal import Decimal
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+# the project instead of bench/, whose requests.py shadows the package
+sys.path[0] = str(Path(__file__).resolve().parent.parent)
 _db = Path(tempfile.mkdtemp()) / "bench.sqlite3"
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.test")
 os.environ["DATABASE_URL"] = f"sqlite:///{_db}"

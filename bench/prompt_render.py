@@ -16,12 +16,13 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+# the project instead of bench/, whose requests.py shadows the package
+sys.path[0] = str(Path(__file__).resolve().parent.parent)
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.test")
 os.environ["DATABASE_URL"] = "sqlite://:memory:"
 os.environ.pop("REDIS_URL", None)
 
-import django
+import django  # noqa: E402  (after the path and environment are set)
 
 django.setup()
 

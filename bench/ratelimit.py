@@ -14,11 +14,12 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+# the project instead of bench/, whose requests.py shadows the package
+sys.path[0] = str(Path(__file__).resolve().parent.parent)
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.dev")
 os.environ.setdefault("LOG_LEVEL", "ERROR")
 
-import django
+import django  # noqa: E402  (after the path and environment are set)
 
 django.setup()
 

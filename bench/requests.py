@@ -23,10 +23,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-# `python bench/requests.py` puts bench/ first on the path, where this file would shadow the
-# `requests` package that DRF's test module imports: search the project root instead.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
-sys.path.insert(0, str(ROOT))
+sys.path[0] = str(ROOT)  # the project instead of bench/, whose requests.py shadows the package
 
 from bench import dashboard  # noqa: E402  (configure, timed)
 
