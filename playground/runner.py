@@ -16,7 +16,6 @@ import datetime as dt
 import logging
 import secrets
 import time
-from decimal import Decimal
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -25,12 +24,13 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from accounts.models import Team
 from core.errors import AppError, RateLimited
 from core.middleware import internal_request_id
-from playground import calls, checks, hooks
-from playground.columns import ColumnSpec
+from playground import calls, waiting
+from playground.job_items import JobContext, item_checks, item_settle, job_finish
 from playground.models import Job, JobItem
+from playground.services.jobs import job_counters_refresh
+from spend.models import Purpose, UsageRecord
 
 logger = logging.getLogger(__name__)
 
@@ -84,73 +84,6 @@ def _claim(job_id: int, count: int) -> list[int]:
     return ids
 
 
-# What an item of a team that stores no content loses once it has run (its checks are done).
-_NO_CONTENT = {"input": {}, "expected": None, "output": ""}
-
-
-def _settle(
-    item_id: int, job_id: int, fields: dict[str, Any], status: str, *, no_content: bool = False
-) -> bool:
-    """Record an item's outcome and count it in the job, in one transaction; False if the
-    item was no longer running (cancelled meanwhile). An item of a team that stores no content
-    keeps its figures and checks, not its input or output."""
-    if no_content:
-        fields = {**fields, **_NO_CONTENT}
-    with transaction.atomic():
-        updated = JobItem.objects.filter(pk=item_id, status=JobItem.Status.RUNNING).update(
-            status=status, finished_at=timezone.now(), **fields
-        )
-        if not updated:
-            return False
-        counters: dict[str, Any] = {"updated_at": timezone.now()}
-        if status == JobItem.Status.DONE:
-            counters["done_items"] = F("done_items") + 1
-            counters["cost_usd"] = F("cost_usd") + fields.get("cost_usd", Decimal(0))
-        elif status == JobItem.Status.ERROR:
-            counters["failed_items"] = F("failed_items") + 1
-            counters["cost_usd"] = F("cost_usd") + fields.get("cost_usd", Decimal(0))
-        else:
-            counters["cancelled_items"] = F("cancelled_items") + 1
-        Job.objects.filter(pk=job_id).update(**counters)
-    return True
-
-
-def _finish(job_id: int, token: str) -> str:
-    from playground.services import job_counters_refresh
-
-    with transaction.atomic():
-        job = Job.objects.select_for_update().get(pk=job_id)
-        if job.runner_token != token:
-            return job.status
-        if job.status == Job.Status.CANCELLING or job.status == Job.Status.CANCELLED:
-            JobItem.objects.filter(
-                job_id=job_id, status__in=[JobItem.Status.PENDING, JobItem.Status.RUNNING]
-            ).update(status=JobItem.Status.CANCELLED, finished_at=timezone.now())
-            status = Job.Status.CANCELLED
-        elif JobItem.objects.filter(
-            job_id=job_id, status__in=[JobItem.Status.PENDING, JobItem.Status.RUNNING]
-        ).exists():
-            return job.status  # lease lost mid-way; the next runner finishes
-        else:
-            status = Job.Status.DONE
-        finished: dict[str, Any] = {}
-        if Team.objects.filter(pk=job.team_id, no_content=True).exists():
-            # items that never ran (cancelled) still hold their inputs
-            JobItem.objects.filter(job_id=job_id).update(**_NO_CONTENT)
-            finished["content_purged_at"] = timezone.now()
-        Job.objects.filter(pk=job_id).update(
-            status=status,
-            finished_at=timezone.now(),
-            runner_token="",
-            heartbeat_at=timezone.now(),
-            **finished,
-        )
-    job_counters_refresh(job_id=job_id)
-    if status == Job.Status.DONE:
-        hooks.evaluation().job_finished(job_id=job_id)
-    return status
-
-
 def _result_fields(result: calls.CallResult, *, output: str) -> dict[str, Any]:
     return {
         "output": output,
@@ -172,8 +105,6 @@ def _adopt_finished_call(team_id: int, request_id: str) -> dict[str, Any] | None
 
     Only a batch record of the job's own team can match: no caller's request is ever one (a
     caller cannot choose an internal request id, nor make a call of purpose `batch`)."""
-    from spend.models import Purpose, UsageRecord
-
     record = (
         UsageRecord.objects.filter(
             team_id=team_id,
@@ -202,38 +133,18 @@ def _adopt_finished_call(team_id: int, request_id: str) -> dict[str, Any] | None
     }
 
 
-class _JobContext:
-    def __init__(self, job: Job) -> None:
-        from spend.models import Purpose
-
-        self.job = job
-        self.columns = [ColumnSpec.from_dict(spec) for spec in job.columns]
-        schema = job.prompt_version.response_schema if job.prompt_version else None
-        self.check_config = checks.CheckConfig.build(
-            has_expected=bool(job.expected_column),
-            schema=schema,
-            contains=(job.checks or {}).get("contains", ""),
-            regex=(job.checks or {}).get("regex", ""),
-        )
-        self.purpose = Purpose.BATCH
-        self.service_tier = "default"  # `flex` for a job that can wait and is not batched
-        self.no_content = job.team.no_content
-        self.cancelled = asyncio.Event()
-        self.lost = asyncio.Event()
-
-
-async def _run_item(ctx: _JobContext, item_id: int, semaphore: asyncio.Semaphore) -> None:
+async def _run_item(ctx: JobContext, item_id: int, semaphore: asyncio.Semaphore) -> None:
     async with semaphore:
         item = await JobItem.objects.aget(pk=item_id)
         if ctx.cancelled.is_set() or ctx.lost.is_set():
             if ctx.cancelled.is_set():
-                await sync_to_async(_settle)(item_id, ctx.job.pk, {}, JobItem.Status.CANCELLED)
+                await sync_to_async(item_settle)(item_id, ctx.job.pk, {}, JobItem.Status.CANCELLED)
             return
         request_id = internal_request_id(f"job{ctx.job.pk}-item{item.pk}")
         adopted = await sync_to_async(_adopt_finished_call)(ctx.job.team_id, request_id)
         if adopted is not None:
-            adopted.update(_checks(ctx, adopted["output"], item.expected))
-            await sync_to_async(_settle)(
+            adopted.update(item_checks(ctx, adopted["output"], item.expected))
+            await sync_to_async(item_settle)(
                 item_id, ctx.job.pk, adopted, JobItem.Status.DONE, no_content=ctx.no_content
             )
             return
@@ -259,7 +170,7 @@ async def _run_item(ctx: _JobContext, item_id: int, semaphore: asyncio.Semaphore
                 "error_message": exc.message[:500],
                 "passed": False,
             }
-            await sync_to_async(_settle)(
+            await sync_to_async(item_settle)(
                 item_id, ctx.job.pk, fields, JobItem.Status.ERROR, no_content=ctx.no_content
             )
             return
@@ -271,23 +182,23 @@ async def _run_item(ctx: _JobContext, item_id: int, semaphore: asyncio.Semaphore
                 "error_message": f"{type(exc).__name__}: {exc}"[:500],
                 "passed": False,
             }
-            await sync_to_async(_settle)(
+            await sync_to_async(item_settle)(
                 item_id, ctx.job.pk, fields, JobItem.Status.ERROR, no_content=ctx.no_content
             )
             return
         if result is None:  # cancelled or taken over while waiting for the key's turn
             if ctx.cancelled.is_set():
-                await sync_to_async(_settle)(item_id, ctx.job.pk, {}, JobItem.Status.CANCELLED)
+                await sync_to_async(item_settle)(item_id, ctx.job.pk, {}, JobItem.Status.CANCELLED)
             return
         fields = _result_fields(result, output=result.output)
         fields["request_id"] = result.request_id or request_id
-        fields.update(_checks(ctx, result.output, item.expected))
-        await sync_to_async(_settle)(
+        fields.update(item_checks(ctx, result.output, item.expected))
+        await sync_to_async(item_settle)(
             item_id, ctx.job.pk, fields, JobItem.Status.DONE, no_content=ctx.no_content
         )
 
 
-async def _call_in_turn(ctx: _JobContext, spec: calls.CallInput) -> calls.CallResult | None:
+async def _call_in_turn(ctx: JobContext, spec: calls.CallInput) -> calls.CallResult | None:
     """The item's call, in its key's turn: items count against the key's requests and tokens
     per minute like /v1 requests, and a job over the limit is paced (each item waits out the
     Retry-After) rather than failed. None if the job is cancelled or lost meanwhile; an item
@@ -307,15 +218,7 @@ async def _call_in_turn(ctx: _JobContext, spec: calls.CallInput) -> calls.CallRe
             await asyncio.sleep(min(left, 0.5))
 
 
-def _checks(ctx: _JobContext, output: str, expected: str | None) -> dict[str, Any]:
-    run = checks.run_checks(output, expected=expected, config=ctx.check_config)
-    fields: dict[str, Any] = {"checks": run.results, "passed": checks.passed(run.results)}
-    if run.error:
-        fields.update(error_code="check_error", error_message=run.error[:500])
-    return fields
-
-
-async def _heartbeat(ctx: _JobContext, token: str, stop: asyncio.Event) -> None:
+async def _heartbeat(ctx: JobContext, token: str, stop: asyncio.Event) -> None:
     interval = max(settings.PLAYGROUND_JOB_LEASE_SECONDS / 4, 0.2)
     while not stop.is_set():
         status = await sync_to_async(_lease_renew)(ctx.job.pk, token)
@@ -341,12 +244,10 @@ async def gateway_cleanup() -> None:
     await pg_close()
 
 
-async def _job_wait(ctx: _JobContext, token: str) -> str | None:
+async def _job_wait(ctx: JobContext, token: str) -> str | None:
     """A job that can wait: submitted as a batch (or visited while its batch runs), then
     the lease is let go, as the gateway's polls carry the batch; the job's status, or None
     if its items run here as flex calls."""
-    from playground import waiting
-
     job = ctx.job
     if job.batch_id is None:
         try:
@@ -360,7 +261,7 @@ async def _job_wait(ctx: _JobContext, token: str) -> str | None:
             return None
     job = await Job.objects.aget(pk=job.pk)
     if await sync_to_async(waiting.job_batch_wake)(job):
-        return await sync_to_async(_finish)(job.pk, token)
+        return await sync_to_async(job_finish)(job.pk, token)
     await Job.objects.filter(pk=job.pk, runner_token=token).aupdate(
         runner_token="", heartbeat_at=timezone.now()
     )
@@ -368,8 +269,6 @@ async def _job_wait(ctx: _JobContext, token: str) -> str | None:
 
 
 def _fail(job_id: int, token: str, message: str) -> None:
-    from playground.services import job_counters_refresh
-
     now = timezone.now()
     with transaction.atomic():
         JobItem.objects.filter(job_id=job_id, status=JobItem.Status.PENDING).update(
@@ -389,7 +288,7 @@ async def job_run(job_id: int) -> str:
     job = await Job.objects.select_related("team", "api_key", "prompt_version__prompt").aget(
         pk=job_id
     )
-    ctx = _JobContext(job)
+    ctx = JobContext(job)
     if job.deadline:
         waited = await _job_wait(ctx, token)
         if waited is not None:
@@ -422,4 +321,4 @@ async def job_run(job_id: int) -> str:
         await gateway_cleanup()
     if ctx.lost.is_set():
         return "lost"
-    return await sync_to_async(_finish)(job_id, token)
+    return await sync_to_async(job_finish)(job_id, token)

@@ -25,6 +25,7 @@ from gateway.batches import batch_store, batches_poll_stale
 from gateway.models import Batch, BatchLine
 from gateway.payloads import output_of
 from playground import calls
+from playground.job_items import JobContext, item_checks, item_settle, job_finish
 from playground.models import Job, JobItem
 from routing.models import Provider
 from routing.snapshot import snapshot_get
@@ -141,12 +142,10 @@ def job_batch_wake(job: Job) -> bool:
 def job_batch_settle(sender: Any = None, *, batch: Batch, **kwargs: Any) -> None:
     """`batch_finished`: each item of the batch's job settled from its line (by custom_id),
     with the line's usage record and cost; the job is finished when nothing is left."""
-    from playground.runner import _checks, _finish, _JobContext, _settle
-
     job = Job.objects.select_related("team", "prompt_version").filter(batch=batch).first()
     if job is None:
         return
-    ctx = _JobContext(job)
+    ctx = JobContext(job)
     records = {
         record.request_id: record
         for record in UsageRecord.objects.filter(
@@ -173,7 +172,7 @@ def job_batch_settle(sender: Any = None, *, batch: Batch, **kwargs: Any) -> None
         if line.status == BatchLine.Status.COMPLETED:
             body = (result.get("response") or {}).get("body") or {}
             output = output_of(ENDPOINTS[ENDPOINT], body).text
-            fields.update(output=output, **_checks(ctx, output, expected.get(item_id)))
+            fields.update(output=output, **item_checks(ctx, output, expected.get(item_id)))
             status = JobItem.Status.DONE
         else:
             status = (
@@ -186,10 +185,10 @@ def job_batch_settle(sender: Any = None, *, batch: Batch, **kwargs: Any) -> None
                 error_message=(record.error_message if record else "")[:500],
                 passed=False,
             )
-        _settle(item_id, job.pk, fields, status, no_content=ctx.no_content)
+        item_settle(item_id, job.pk, fields, status, no_content=ctx.no_content)
     if batch.status == Batch.Status.CANCELLED:
         Job.objects.filter(pk=job.pk).exclude(status__in=Job.FINISHED).update(
             status=Job.Status.CANCELLING
         )
     # Finished on behalf of whichever runner holds the lease (usually none: "").
-    _finish(job.pk, Job.objects.values_list("runner_token", flat=True).get(pk=job.pk))
+    job_finish(job.pk, Job.objects.values_list("runner_token", flat=True).get(pk=job.pk))
