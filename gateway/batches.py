@@ -257,10 +257,15 @@ def batch_poll(*, batch_id: int) -> bool:
             except batch_upstream.UpstreamBatchError as exc:
                 log.warning("batch %s: poll failed: %s", batch.public_id, exc)
                 continue
+            counts = state.get("request_counts") or {}
             upstream.status = state["status"]
             upstream.output_file_id = state.get("output_file_id") or ""
             upstream.error_file_id = state.get("error_file_id") or ""
-            upstream.save(update_fields=["status", "output_file_id", "error_file_id"])
+            upstream.completed = counts.get("completed") or 0
+            upstream.failed = counts.get("failed") or 0
+            upstream.save(
+                update_fields=["status", "output_file_id", "error_file_id", "completed", "failed"]
+            )
         if upstream.status in UPSTREAM_FINAL:
             _collect(batch, upstream)
     if batch.upstreams.filter(collected=False).exists():
@@ -530,16 +535,7 @@ def _ts(value: dt.datetime | None) -> int | None:
 
 def batch_object(batch: Batch) -> dict[str, Any]:
     """The OpenAI batch object."""
-    completed, failed = batch.completed, batch.failed
-    if not batch.finished:
-        completed = batch.lines.filter(status=BatchLine.Status.COMPLETED).count()
-        failed = batch.lines.exclude(
-            status__in=[
-                BatchLine.Status.COMPLETED,
-                BatchLine.Status.PENDING,
-                BatchLine.Status.SUBMITTED,
-            ]
-        ).count()
+    completed, failed = batch.progress
     return {
         "id": batch.public_id,
         "object": "batch",

@@ -110,6 +110,26 @@ class Batch(models.Model):
     def finished(self) -> bool:
         return self.status in self.FINAL
 
+    @property
+    def progress(self) -> tuple[int, int]:
+        """Lines completed and failed so far: the final counts of a finished batch; before,
+        the lines already collected plus what each provider reported at its last poll."""
+        if self.finished:
+            return self.completed, self.failed
+        settled = self.lines.exclude(
+            status__in=[BatchLine.Status.PENDING, BatchLine.Status.SUBMITTED]
+        ).aggregate(
+            completed=models.Count("id", filter=models.Q(status=BatchLine.Status.COMPLETED)),
+            others=models.Count("id", filter=~models.Q(status=BatchLine.Status.COMPLETED)),
+        )
+        running = self.upstreams.filter(collected=False).aggregate(
+            completed=models.Sum("completed"), failed=models.Sum("failed")
+        )
+        return (
+            settled["completed"] + (running["completed"] or 0),
+            settled["others"] + (running["failed"] or 0),
+        )
+
 
 class UpstreamBatch(models.Model):
     """One provider's batch holding some of a client batch's lines."""
@@ -121,6 +141,9 @@ class UpstreamBatch(models.Model):
     status = models.CharField(max_length=16, default="validating")
     output_file_id = models.CharField(max_length=100, blank=True)
     error_file_id = models.CharField(max_length=100, blank=True)
+    # The provider's request_counts at the last poll: progress before the lines are collected.
+    completed = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
     collected = models.BooleanField(default=False, help_text="Its lines are recorded.")
     created_at = models.DateTimeField(auto_now_add=True)
 

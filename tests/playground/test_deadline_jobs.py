@@ -13,7 +13,7 @@ import openai
 import pytest
 from rest_framework.test import APIClient
 
-from gateway.batches import batches_poll_stale
+from gateway.batches import batch_object, batches_poll_stale
 from gateway.models import Batch, UpstreamBatch
 from playground.models import Job, JobItem
 from playground.services import jobs_resume_stale
@@ -174,6 +174,32 @@ def test_a_24h_job_resumes_after_its_worker_dies_while_the_batch_is_upstream(
     finally:
         stop_worker(second)
     _assert_batched_and_settled(job_id, team, api_key)
+
+
+def test_a_24h_job_shows_the_providers_progress_before_its_lines_are_collected(
+    job_worker, slow_batch_simulator_url, team, api_key, catalog, client, alice
+):
+    job_id = _submit_and_wait_until_upstream(slow_batch_simulator_url, team, api_key)
+    batch = Batch.objects.get(job__pk=job_id)
+    wait_for(
+        lambda: 0 < batch.upstreams.get().completed < ITEMS,
+        timeout=60,
+        interval=0.1,
+        what="lines done at the provider",
+    )
+    job = _job(job_id)
+    completed, failed = batch.progress
+    assert job.done_items == 0  # nothing is settled before the output file is read
+    assert 0 < completed < ITEMS
+    assert failed == 0
+    client.force_login(alice)
+    page = client.get(f"/playground/batch/{job_id}/progress").content.decode()
+    assert "Batch API: " in page
+    assert f"of {ITEMS} lines done" in page
+    # what /v1/batches answers about it: the same counts, or later ones
+    assert batch_object(batch)["request_counts"]["completed"] >= completed
+    wait_for(lambda: _job(job_id).finished, timeout=120, what="the job")
+    assert "Batch API: " not in client.get(f"/playground/batch/{job_id}/progress").content.decode()
 
 
 def test_a_small_24h_job_runs_as_flex_calls_at_the_flex_price(
