@@ -53,6 +53,13 @@ record(10, "req_e2e_stored",
            {"role": "user", "content": "Which plan includes priority support?"}],
            "metadata": {"customer": "c-1042"}},
        response_body={"choices": [{"message": {"content": "The Business plan."}}]})
+record(8, "req_e2e_skipped", route_skipped=[
+    {"tier": "flagship", "model": "gpt-5.4", "reason": "past its shutdown date"}])
+from playground.models import Job, JobItem
+job = Job.objects.create(team=demo, kind="api", name="Nightly summaries", status="done",
+                         columns=[{"tier": "mini"}], total_items=1, done_items=1)
+JobItem.objects.create(job=job, row_index=0, status="done", request_id="req_e2e_job_item")
+record(5, "req_e2e_job_item", purpose="batch")
 UsageRecord.objects.create(created_at=now, request_id="req_e2e_outsider", team=outsiders,
                            model_name="gpt-5.4-mini", tier_name="mini")
 print("ok")
@@ -115,6 +122,23 @@ def test_a_request_that_fell_back_shows_both_attempts_in_the_drawer(logged, logg
 
     page.reload()  # the drawer's URL is a page of its own
     expect(page.get_by_test_id("request-detail").locator(".rq-attempt")).to_have_count(2)
+
+
+def test_the_drawer_names_skipped_candidates_and_links_the_job_of_a_request(logged, logged_in_page):
+    page = logged_in_page("member")
+    page.goto(OWN)
+    page.locator("tr[data-request=req_e2e_skipped]").click()
+    drawer = page.get_by_test_id("request-detail")
+    expect(drawer.get_by_test_id("skipped")).to_contain_text(
+        "Skipped before any attempt: gpt-5.4 (flagship): past its shutdown date"
+    )
+
+    page.goto("/requests/req_e2e_job_item/")
+    job = page.get_by_test_id("related").locator("li[data-kind=job]")
+    expect(job).to_contain_text("Nightly summaries (row 1, column 1)")
+    job.get_by_role("link").click()
+    page.wait_for_url(re.compile(r"/playground/batch/\d+/$"))
+    expect(page.locator("h1")).to_contain_text("Nightly summaries")
 
 
 def test_a_refused_request_is_listed_with_its_reason(logged, logged_in_page):
