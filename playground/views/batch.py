@@ -17,10 +17,12 @@ from django.views.decorators.http import require_POST
 from accounts.selectors import user_teams
 from core.csvexport import csv_chunks
 from core.errors import AppError, ValidationFailed
-from playground import datasets, selectors, services
+from playground import datasets, hooks, selectors, services
 from playground.columns import DEFAULT_COLUMNS, LETTERS, REASONING_EFFORTS, ColumnSpec
 from playground.forms import columns_from_post
+from playground.hooks import JobVerdicts
 from playground.models import Dataset, Job, Verdict
+from playground.selectors import ResultRow
 from playground.views.common import save_version_response
 
 PAGE_SIZES = (25, 50, 100)
@@ -231,6 +233,13 @@ def _deltas(totals, baseline_totals) -> list[dict | None]:
     return out
 
 
+def _row_cells(row: ResultRow, verdicts: JobVerdicts) -> list[tuple[Any, dict | None]]:
+    """Each column's item with the judge's verdict on it (None for the reference column and
+    for rows no evaluator judged)."""
+    judged = verdicts.rows.get(row.row_index, {})
+    return [(item, judged.get(index)) for index, item in enumerate(row.items)]
+
+
 @login_required
 def batch_detail(request: HttpRequest, pk: int) -> HttpResponse:
     """The results matrix: rows x columns, column totals in the headers, filter and search in
@@ -248,6 +257,11 @@ def batch_detail(request: HttpRequest, pk: int) -> HttpResponse:
     baseline = selectors.job_baseline(job=job)
     baseline_totals = selectors.job_column_totals(job=baseline) if baseline else None
     pages = max(1, -(-total // query["size"]))
+    evaluation = hooks.evaluation()
+    verdicts = evaluation.job_verdicts(job=job, row_indexes=[r.row_index for r in rows])
+    agreement = (
+        evaluation.agreement(prompt=job.prompt_version.prompt) if job.prompt_version else None
+    )
 
     def page_url(page: int) -> str:
         return "?" + urlencode({**{k: v for k, v in query.items() if v}, "page": page})
@@ -257,7 +271,20 @@ def batch_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "rows": rows,
         "row_total": total,
         "totals": totals,
-        "column_headers": list(zip(totals, _deltas(totals, baseline_totals), strict=True)),
+        "column_headers": list(
+            zip(
+                totals,
+                _deltas(totals, baseline_totals),
+                [verdicts.columns.get(t.index) for t in totals],
+                strict=True,
+            )
+        ),
+        "judged_rows": [(r, _row_cells(r, verdicts)) for r in rows],
+        "verdicts": verdicts,
+        "reference_letter": LETTERS[verdicts.reference_column]
+        if verdicts.reference_column is not None
+        else "",
+        "agreement": agreement,
         "baseline": baseline,
         "query": query,
         "pages": pages,
@@ -294,6 +321,55 @@ def batch_cancel(request: HttpRequest, pk: int) -> HttpResponse:
     return redirect("playground:batch-detail", pk=job.pk)
 
 
+def _pairwise_orders(details: dict, cheap: str, reference: str) -> list[dict[str, str]]:
+    """Both position orders of a pairwise judgment, with the judge's "A"/"B" turned back into
+    the matrix's column letters."""
+    orders = []
+    for key in ("first", "second"):
+        order = details.get(key) or {}
+        cheap_first = order.get("order") != "reference first"
+        a, b = (cheap, reference) if cheap_first else (reference, cheap)
+        verdict = order.get("verdict", "tie")
+        orders.append(
+            {
+                "shown": f"{a}'s answer as A, {b}'s as B",
+                "verdict": {"A": f"{a} better", "B": f"{b} better"}.get(verdict, "tie"),
+                "reason": str(order.get("reason", "")),
+            }
+        )
+    return orders
+
+
+def _drawer_verdicts(verdicts: JobVerdicts, row: int) -> list[dict[str, Any]]:
+    """What the drawer says about each judged column of a row: the outcome against the
+    reference column and why (both position orders for a pairwise judge)."""
+    reference = LETTERS[verdicts.reference_column or 0]
+    out = []
+    for column, verdict in sorted(verdicts.rows.get(row, {}).items()):
+        letter = LETTERS[column]
+        details = verdict.get("details") or {}
+        out.append(
+            {
+                **verdict,
+                "letter": letter,
+                "reference": reference,
+                "orders": _pairwise_orders(details, letter, reference)
+                if verdict["kind"] == "pairwise_judge"
+                else [],
+                "scores": [
+                    (letter, details.get("cheap") or {}),
+                    (reference, details.get("reference") or {}),
+                ]
+                if verdict["kind"] == "score_judge"
+                else [],
+                "fields": sorted((details.get("fields") or {}).items())
+                if verdict["kind"] == "json_fields"
+                else [],
+            }
+        )
+    return out
+
+
 @login_required
 def batch_row(request: HttpRequest, pk: int, row: int) -> HttpResponse:
     """The drawer: one row's input and every column's full output side by side."""
@@ -301,12 +377,15 @@ def batch_row(request: HttpRequest, pk: int, row: int) -> HttpResponse:
     rows, _ = selectors.job_result_rows(job=job, offset=0, limit=1, row_index=row)
     if not rows:
         raise Http404("No such row.")
+    verdicts = hooks.evaluation().job_verdicts(job=job, row_indexes=[row])
     return render(
         request,
         "playground/batch_detail.html#drawer",
         {
             "job": job,
             "row": rows[0],
+            "verdicts": verdicts,
+            "row_verdicts": _drawer_verdicts(verdicts, row),
             "totals": selectors.job_column_totals(job=job),
             "my_vote": next((v for v in rows[0].votes if v.voter_id == request.user.pk), None),
         },
