@@ -3,6 +3,7 @@ with its versions and audit trail, and the live preview of what its judge is ask
 
 from __future__ import annotations
 
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from django.contrib import messages
@@ -201,10 +202,9 @@ def evaluator_settings(request: HttpRequest, pk: int) -> HttpResponse:
     """Switch an evaluator on or off and set its share of shadow pairs (in percent)."""
     evaluator = selectors.evaluator_for_user(user=request.user, pk=pk)
     try:
-        percent = float(request.POST.get("shadow_percent") or 0)
-        rate = f"{percent / 100:.4f}"
-    except ValueError:
-        rate = "x"  # refused by the service with the field named
+        rate: Any = Decimal(request.POST.get("shadow_percent") or "0") / 100
+    except InvalidOperation:
+        rate = "x"  # refused by the service, which names the field
     try:
         services.evaluator_settings_set(
             evaluator=evaluator,

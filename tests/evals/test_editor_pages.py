@@ -186,3 +186,16 @@ def test_the_preview_uses_a_real_row_of_the_latest_batch_run(client, alice, team
     assert "column A against B" in page
     assert "Ticket 0: the invoice is wrong" in page
     assert "from 1 (useless) to 5" in page
+
+
+def test_a_shadow_share_that_is_not_a_number_is_refused(client, alice, pairwise, tiers):
+    client.force_login(alice)
+    response = client.post(
+        reverse("evals:settings", args=[pairwise.pk]),
+        {"enabled": "on", "shadow_percent": "lots"},
+        follow=True,
+    )
+    assert "The shadow sample rate is a number." in response.content.decode()
+    pairwise.refresh_from_db()
+    assert pairwise.shadow_sample_rate == 0
+    assert not AuditEvent.objects.filter(action="evaluator.settings").exists()
