@@ -23,7 +23,7 @@ from playground.forms import columns_from_post
 from playground.hooks import JobVerdicts
 from playground.models import Dataset, Job, Verdict
 from playground.selectors import ResultRow
-from playground.views.common import save_version_response
+from playground.views.common import flash_error, save_version_response
 
 PAGE_SIZES = (25, 50, 100)
 
@@ -410,6 +410,25 @@ def batch_row_vote(request: HttpRequest, pk: int, row: int) -> HttpResponse:
     except AppError as exc:
         return HttpResponse(exc.message, status=exc.status)
     return batch_row(request, pk, row)
+
+
+@login_required
+@require_POST
+def batch_evaluate(request: HttpRequest, pk: int) -> HttpResponse:
+    """Run the prompt's evaluators on a finished run's rows (the ones not judged yet)."""
+    job = _job_for_user(request, pk)
+    try:
+        queued = services.job_evaluate_request(job=job, actor=request.user)
+    except AppError as exc:
+        flash_error(request, exc)
+    else:
+        if queued:
+            messages.success(
+                request, "The judge is running on the rows not judged yet; reload to see them."
+            )
+        else:
+            messages.error(request, "This prompt has no evaluator switched on.")
+    return redirect("playground:batch-detail", pk=job.pk)
 
 
 @login_required

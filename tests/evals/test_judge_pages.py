@@ -133,3 +133,31 @@ def test_another_team_sees_no_judge_rows_or_agreement(client, charlie, judged_jo
     page = client.get(reverse("playground:recommendations")).content.decode()
     assert "kappa-warning" not in page
     assert "triage" not in page
+
+
+def test_run_the_judge_is_for_editors_of_finished_runs_of_a_prompt(
+    client, alice, bob, charlie, pairwise, team, triage
+):
+    job = finished_job(team, triage, [right_and_flawed(0)])
+    url = reverse("playground:batch-evaluate", args=[job.pk])
+    client.force_login(bob)
+    assert client.post(url).status_code == 403
+    assert (
+        "Run the judge"
+        not in client.get(reverse("playground:batch-detail", args=[job.pk])).content.decode()
+    )
+    client.force_login(charlie)
+    assert client.post(url).status_code == 404
+    client.force_login(alice)
+    assert (
+        "Run the judge"
+        in client.get(reverse("playground:batch-detail", args=[job.pk])).content.decode()
+    )
+    pairwise.enabled = False
+    pairwise.save()
+    page = client.post(url, follow=True).content.decode()
+    assert "This prompt has no evaluator switched on." in page
+    job.status = job.Status.RUNNING
+    job.save()
+    page = client.post(url, follow=True).content.decode()
+    assert "The run is not finished yet" in page
