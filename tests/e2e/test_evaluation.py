@@ -190,3 +190,31 @@ def test_a_judged_batch_shows_verdicts_reasons_agreement_and_the_bound(
     section.scroll_into_view_if_needed()
     screenshot(page, "recommendation-bound")
     _no_errors(errors)
+
+
+def test_the_evaluator_pages_fit_a_phone_with_no_console_error_or_csp_violation(
+    browser, browser_context_args, e2e_server: E2EServer
+):
+    from tests.e2e.test_site_hygiene import PHONE, Problems, _open, _scroll_width, _visit
+
+    e2e_server.shell(_JUDGE_CODE)
+    ids = e2e_server.shell(
+        "from evals.models import Evaluator\n"
+        "e = Evaluator.objects.get(name='e2e judge')\n"
+        "print(e.prompt_id, e.pk)"
+    ).split()
+    page = _open(browser, browser_context_args, "pm", viewport=PHONE)
+    problems = Problems(page)
+    report = {}
+    for path in (
+        "/prompts/demo/support-triage/",
+        f"/evaluators/prompts/{ids[0]}/",
+        f"/evaluators/{ids[1]}/",
+    ):
+        _visit(page, path)
+        width = _scroll_width(page)
+        found = problems.take()
+        if width > PHONE["width"] or found:
+            report[path] = (width, found)
+    page.context.close()
+    assert report == {}
