@@ -446,6 +446,34 @@ def batch_save_version(request: HttpRequest, pk: int, column: int) -> HttpRespon
     )
 
 
+_OUTCOME_WORDS = {"cheap": "better", "tie": "as good", "reference": "worse"}
+
+
+def _export_verdicts(verdicts: JobVerdicts, row: int) -> list[dict[str, Any]]:
+    return [
+        {**v, "column": column, "reference": verdicts.reference_column or 0}
+        for column, v in sorted(verdicts.rows.get(row, {}).items())
+    ]
+
+
+def _verdict_reasons(verdict: dict[str, Any]) -> list[str]:
+    """The judge's reasons, in order: both position orders of a pairwise judge, each answer's
+    score of a score judge."""
+    details = verdict.get("details") or {}
+    if verdict["kind"] == "pairwise_judge":
+        return [
+            f"{(details.get(k) or {}).get('order', k)}: {(details.get(k) or {}).get('verdict', '')}"
+            f" — {(details.get(k) or {}).get('reason', '')}"
+            for k in ("first", "second")
+        ]
+    if verdict["kind"] == "score_judge":
+        return [
+            f"{k}: {(details.get(k) or {}).get('score')}/5 — {(details.get(k) or {}).get('reason', '')}"
+            for k in ("cheap", "reference")
+        ]
+    return []
+
+
 def _export_rows(job: Job):
     rows, _ = selectors.job_result_rows(job=job, offset=0, limit=10**9)
     return rows
@@ -453,12 +481,15 @@ def _export_rows(job: Job):
 
 @login_required
 def batch_export(request: HttpRequest, pk: int, fmt: str) -> HttpResponse:
-    """Every row with each column's output, figures and checks, and the votes."""
+    """Every row with each column's output, figures and checks, the votes, and the judge's
+    verdicts (each cheap column against the reference column, with both reasons)."""
     job = _job_for_user(request, pk)
     if fmt not in ("csv", "json"):
         raise Http404("Export as csv or json.")
     labels = [t.label for t in selectors.job_column_totals(job=job)]
     rows = _export_rows(job)
+    verdicts = hooks.evaluation().job_verdicts(job=job)
+    judged_columns = sorted(verdicts.columns)
     if fmt == "json":
         data = {
             "job": job.pk,
@@ -499,6 +530,17 @@ def batch_export(request: HttpRequest, pk: int, fmt: str) -> HttpResponse:
                         }
                         for v in r.votes
                     ],
+                    "judge": [
+                        {
+                            "column": labels[v["column"]],
+                            "against": labels[v["reference"]],
+                            "outcome": v["outcome"],
+                            "evaluator": v["evaluator"],
+                            "version": v["version"],
+                            "reasons": _verdict_reasons(v),
+                        }
+                        for v in _export_verdicts(verdicts, r.row_index)
+                    ],
                 }
                 for r in rows
             ],
@@ -516,6 +558,8 @@ def batch_export(request: HttpRequest, pk: int, fmt: str) -> HttpResponse:
             f"{letter} error",
         ]
     header += ["votes"]
+    reference = verdicts.reference_column or 0
+    header += [f"{LETTERS[c]} judge vs {LETTERS[reference]}" for c in judged_columns]
     lines = []
     for r in rows:
         line = [
@@ -542,6 +586,11 @@ def batch_export(request: HttpRequest, pk: int, fmt: str) -> HttpResponse:
                 for v in r.votes
             )
         )
+        judged = verdicts.rows.get(r.row_index, {})
+        line += [
+            _OUTCOME_WORDS.get(judged[c]["outcome"], "") if c in judged else ""
+            for c in judged_columns
+        ]
         lines.append(line)
     response = HttpResponse("".join(csv_chunks(header, lines)), content_type="text/csv")
     response["Content-Disposition"] = f'attachment; filename="batch-{job.pk}.csv"'

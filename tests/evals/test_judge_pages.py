@@ -161,3 +161,26 @@ def test_run_the_judge_is_for_editors_of_finished_runs_of_a_prompt(
     job.save()
     page = client.post(url, follow=True).content.decode()
     assert "The run is not finished yet" in page
+
+
+def test_the_exports_carry_the_judges_verdicts_and_reasons(client, alice, judged_job):
+    import csv
+    import io
+    import json
+
+    client.force_login(alice)
+    exported = client.get(reverse("playground:batch-export", args=[judged_job.pk, "csv"]))
+    rows = list(csv.DictReader(io.StringIO(exported.content.decode())))
+    assert [row["A judge vs B"] for row in rows] == ["worse"] * 3 + ["as good"] * 3
+    data = json.loads(
+        client.get(reverse("playground:batch-export", args=[judged_job.pk, "json"])).content
+    )
+    [judge] = data["rows"][0]["judge"]
+    assert (judge["column"], judge["against"], judge["outcome"]) == (
+        "tier:mini",
+        "tier:flagship",
+        "reference",
+    )
+    assert judge["evaluator"] == "judge"
+    assert judge["reasons"][0].startswith("cheap first: B — ")
+    assert judge["reasons"][1].startswith("reference first: A — ")
