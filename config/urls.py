@@ -25,6 +25,7 @@ urlpatterns = [
     path("usage/", include("spend.urls")),
     path("requests/", include("spend.explorer_urls")),
     path("playground/", include("playground.urls")),
+    path("evaluators/", include("evals.urls")),
     path("accounts/", include("accounts.urls")),
     path("accounts/teams/<slug:slug>/budgets/", include("spend.team_urls")),
 ]

@@ -15,7 +15,7 @@ logger = logging.getLogger(__name__)
 
 
 class Evaluation:
-    def job_finished(self, *, job_id: int) -> None:
+    def job_finished(self, *, job_id: int) -> bool:
         from playground.models import Job
 
         prompt_id = (
@@ -27,6 +27,8 @@ class Evaluation:
             from evals.tasks import job_evaluate
 
             transaction.on_commit(lambda: job_evaluate.delay(job_id))
+            return True
+        return False
 
     async def shadow_pair_done(
         self, *, pair: Any, production_output: str, shadow_output: str

@@ -8,11 +8,19 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db.models import QuerySet
+from django.http import Http404
+from django.urls import reverse
 
+from accounts.selectors import user_teams
+from core.errors import AppError
 from core.stats import cohen_kappa
+from evals.judge import Task
 from evals.models import Evaluation, Evaluator, EvaluatorVersion, Outcome
+from evals.runner import job_task, reference_column
 from playground.hooks import JobVerdicts
-from playground.models import Job, RowVote, ShadowPair, Verdict
+from playground.models import Job, JobItem, RowVote, ShadowPair, Verdict
+from prompts.models import Prompt
+from prompts.rendering import render_version
 
 KAPPA_WARNING = 0.4
 # When several evaluators judged a row, the evidence is the first of these kinds that did.
@@ -142,6 +150,11 @@ class Agreement:
     def warn(self) -> bool:
         return self.kappa < KAPPA_WARNING
 
+    @property
+    def edit_url(self) -> str:
+        """Where the rubric that disagrees is edited."""
+        return reverse("evals:evaluator", args=[self.evaluator_id]) if self.evaluator_id else ""
+
 
 def _vote_label(verdict: str, winner: int | None, cheap: int, reference: int) -> str | None:
     if verdict in (Verdict.TIE, Verdict.ALL_BAD):
@@ -206,3 +219,128 @@ def agreement(*, prompt: Any) -> Agreement | None:
 
 def evaluator_versions(*, evaluator: Evaluator) -> QuerySet[EvaluatorVersion]:
     return evaluator.versions.order_by("-number")
+
+
+def evaluator_for_user(*, user: Any, pk: int) -> Evaluator:
+    """An evaluator of one of the user's teams; another team's is a 404, as a missing one is."""
+    found = (
+        Evaluator.objects.select_related("prompt", "team")
+        .filter(pk=pk, team__in=user_teams(user=user))
+        .first()
+    )
+    if found is None:
+        raise Http404("No such evaluator.")
+    return found
+
+
+def prompt_for_user(*, user: Any, pk: int) -> Prompt:
+    found = Prompt.objects.select_related("team").filter(pk=pk, team__in=user_teams(user=user))
+    prompt = found.first()
+    if prompt is None:
+        raise Http404("No such prompt.")
+    return prompt
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """A row the editor shows the judge's prompt on: the task and two answers to it."""
+
+    task: Task
+    cheap: str
+    reference: str
+    source: str
+
+
+PLACEHOLDER_CHEAP = "(the cheap column's answer)"
+PLACEHOLDER_REFERENCE = "(the reference column's answer)"
+
+
+def _batch_sample(prompt: Prompt) -> Sample | None:
+    """The first row of the prompt's latest finished batch run that both the reference column
+    and another column answered (content kept)."""
+    jobs = Job.objects.filter(
+        prompt_version__prompt=prompt,
+        kind=Job.Kind.COMPARE,
+        status=Job.Status.DONE,
+        content_purged_at__isnull=True,
+    ).select_related("prompt_version")
+    for job in jobs.order_by("-pk")[:3]:
+        ref = reference_column(job.columns)
+        items = JobItem.objects.filter(job=job, status=JobItem.Status.DONE).exclude(output="")
+        by_row: dict[int, dict[int, JobItem]] = defaultdict(dict)
+        for item in items.order_by("row_index", "column_index")[:40]:
+            by_row[item.row_index][item.column_index] = item
+        for row, columns in sorted(by_row.items()):
+            cheap = next((i for c, i in sorted(columns.items()) if c != ref), None)
+            if ref in columns and cheap is not None:
+                try:
+                    task = job_task(job, cheap.input or {})
+                except AppError:
+                    continue
+                return Sample(
+                    task,
+                    cheap.output,
+                    columns[ref].output,
+                    f"row {row + 1} of {job}, column {'ABCD'[cheap.column_index]} against "
+                    f"{'ABCD'[ref]}",
+                )
+    return None
+
+
+def _sample_value(spec: dict[str, Any]) -> Any:
+    if spec.get("default") is not None:
+        return spec["default"]
+    if spec.get("enum"):
+        return spec["enum"][0]
+    kind = spec.get("type") or "string"
+    return {"integer": 1, "number": 1, "boolean": True, "list": [], "json": {}}.get(
+        kind, f"(sample {spec.get('name')})"
+    )
+
+
+def preview_sample(*, prompt: Prompt) -> Sample:
+    """What the editor's preview renders the judge's prompt on: a real batch row when the
+    prompt has one, else its production (or newest) version with sample values and
+    placeholder answers."""
+    found = _batch_sample(prompt)
+    if found is not None:
+        return found
+    label = prompt.labels.filter(name="production").select_related("version").first()
+    version = label.version if label else prompt.versions.order_by("-number").first()
+    if version is None:
+        return Sample(
+            Task("", "(no version yet)", None), PLACEHOLDER_CHEAP, PLACEHOLDER_REFERENCE, ""
+        )
+    values = {
+        spec["name"]: _sample_value(spec)
+        for spec in version.variables or []
+        if spec.get("required") or spec.get("default") is not None
+    }
+    try:
+        rendered = render_version(version, values)
+        messages = rendered.input_messages
+        last = messages[-1] if isinstance(messages, list) and messages else messages
+        text = last.get("content", "") if isinstance(last, dict) else str(last or "")
+        task = Task(rendered.instructions or "", str(text), version.response_schema)
+    except AppError:
+        task = Task(version.system_template, version.user_template, version.response_schema)
+    return Sample(
+        task,
+        PLACEHOLDER_CHEAP,
+        PLACEHOLDER_REFERENCE,
+        f"v{version.number} with sample values (no batch run yet)",
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class EvaluatorRow:
+    evaluator: Evaluator
+    latest: EvaluatorVersion | None
+
+
+def evaluators_with_latest(*, prompt: Prompt) -> list[EvaluatorRow]:
+    """The prompt's evaluators, each with its newest version (the one that runs)."""
+    return [
+        EvaluatorRow(e, max(e.versions.all(), key=lambda v: v.number, default=None))
+        for e in evaluators_of_prompt(prompt=prompt)
+    ]

@@ -23,8 +23,10 @@ class JobVerdicts:
 
 
 class NoEvaluation:
-    def job_finished(self, *, job_id: int) -> None:
-        """A batch run finished: evaluate its rows (in the background)."""
+    def job_finished(self, *, job_id: int) -> bool:
+        """A batch run finished: evaluate its rows (in the background). True when an
+        evaluation was queued."""
+        return False
 
     async def shadow_pair_done(
         self, *, pair: Any, production_output: str, shadow_output: str

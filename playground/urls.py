@@ -26,6 +26,7 @@ urlpatterns = [
     path("batch/<int:pk>/", views.batch_detail, name="batch-detail"),
     path("batch/<int:pk>/progress", views.batch_progress, name="batch-progress"),
     path("batch/<int:pk>/cancel", views.batch_cancel, name="batch-cancel"),
+    path("batch/<int:pk>/evaluate", views.batch_evaluate, name="batch-evaluate"),
     path("batch/<int:pk>/rows/<int:row>", views.batch_row, name="batch-row"),
     path("batch/<int:pk>/rows/<int:row>/vote", views.batch_row_vote, name="batch-row-vote"),
     path("batch/<int:pk>/export.<str:fmt>", views.batch_export, name="batch-export"),

@@ -1,4 +1,5 @@
-"""Jobs (batch compare and the jobs API): create, submit idempotently, cancel, count, resume, row votes."""
+"""Jobs (batch compare and the jobs API): create, submit idempotently, cancel, count, resume,
+row votes, judge a finished run again."""
 
 from __future__ import annotations
 
@@ -14,11 +15,19 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from accounts.models import ApiKey, Team, User
-from core.errors import BadRequest, InvalidVariables, PayloadTooLarge, ValidationFailed
+from accounts.models import ApiKey, Role, Team, User
+from accounts.selectors import user_has_role, user_teams
+from core.errors import (
+    BadRequest,
+    Conflict,
+    Forbidden,
+    InvalidVariables,
+    PayloadTooLarge,
+    ValidationFailed,
+)
 from core.money import MoneySum
 from core.patterns import pattern_problem
-from playground import datasets
+from playground import datasets, hooks
 from playground.columns import ColumnSpec
 from playground.models import Dataset, Job, JobItem, RowVote, Verdict
 from playground.services.datasets import BULK_BATCH, dataset_row_errors
@@ -279,6 +288,23 @@ def job_cancel(*, job: Job, actor: Any = None) -> Job:
     job_counters_refresh(job_id=job.pk)
     job.refresh_from_db()
     return job
+
+
+def job_evaluate_request(*, job: Job, actor: User) -> bool:
+    """Judge a finished run's rows (again) with its prompt's enabled evaluators, in the
+    background: rows a version already judged are skipped and cached judgments cost nothing,
+    so this catches up on rows left over (an evaluator added later, a budget refusal). An
+    editor's action; False when the prompt has no enabled evaluator."""
+    if not (
+        user_teams(user=actor).filter(pk=job.team_id).exists()
+        and user_has_role(user=actor, role=Role.PROMPT_EDITOR)
+    ):
+        raise Forbidden("Only the team's prompt editors can run the judge.")
+    if not job.finished:
+        raise Conflict("The run is not finished yet; the judge runs when it is.")
+    if job.prompt_version_id is None:
+        raise BadRequest("Only a prompt's batch runs are judged.")
+    return bool(hooks.evaluation().job_finished(job_id=job.pk))
 
 
 def job_counters_refresh(*, job_id: int) -> None:

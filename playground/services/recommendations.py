@@ -65,12 +65,28 @@ def recommendation_apply(*, prompt: Prompt, cheap_tier: str, actor: User) -> Any
 
 def _evidence(*, prompt: Prompt, cheap_tier: str) -> dict[str, object] | None:
     """The recommendation a rule is made from, as it stood: cases, sources, bound, savings."""
+    from playground.hooks import evaluation
     from playground.selectors import prompt_recommendations
 
     recommendation = next(
         (r for r in prompt_recommendations(prompt=prompt) if r.cheap_tier == cheap_tier), None
     )
-    return recommendation.evidence() if recommendation else None
+    if recommendation is None:
+        return None
+    evidence = recommendation.evidence()
+    # how far the judge's verdicts among those cases can be trusted, as people saw it then
+    agreement = evaluation().agreement(prompt=prompt)
+    evidence["judge_agreement"] = (
+        {
+            "cases": agreement.cases,
+            "percent": agreement.percent,
+            "kappa": round(agreement.kappa, 3),
+            "evaluator": agreement.evaluator_id,
+        }
+        if agreement is not None
+        else None
+    )
+    return evidence
 
 
 @transaction.atomic

@@ -3,6 +3,7 @@
 from playground.views.batch import (
     batch_cancel,
     batch_detail,
+    batch_evaluate,
     batch_export,
     batch_list,
     batch_new,
@@ -36,6 +37,7 @@ from playground.views.evidence import (
 __all__ = [
     "batch_cancel",
     "batch_detail",
+    "batch_evaluate",
     "batch_export",
     "batch_list",
     "batch_new",

@@ -17,11 +17,13 @@ from django.views.decorators.http import require_POST
 from accounts.selectors import user_teams
 from core.csvexport import csv_chunks
 from core.errors import AppError, ValidationFailed
-from playground import datasets, selectors, services
+from playground import datasets, hooks, selectors, services
 from playground.columns import DEFAULT_COLUMNS, LETTERS, REASONING_EFFORTS, ColumnSpec
 from playground.forms import columns_from_post
+from playground.hooks import JobVerdicts
 from playground.models import Dataset, Job, Verdict
-from playground.views.common import save_version_response
+from playground.selectors import ResultRow
+from playground.views.common import flash_error, save_version_response
 
 PAGE_SIZES = (25, 50, 100)
 
@@ -231,6 +233,13 @@ def _deltas(totals, baseline_totals) -> list[dict | None]:
     return out
 
 
+def _row_cells(row: ResultRow, verdicts: JobVerdicts) -> list[tuple[Any, dict | None]]:
+    """Each column's item with the judge's verdict on it (None for the reference column and
+    for rows no evaluator judged)."""
+    judged = verdicts.rows.get(row.row_index, {})
+    return [(item, judged.get(index)) for index, item in enumerate(row.items)]
+
+
 @login_required
 def batch_detail(request: HttpRequest, pk: int) -> HttpResponse:
     """The results matrix: rows x columns, column totals in the headers, filter and search in
@@ -248,6 +257,11 @@ def batch_detail(request: HttpRequest, pk: int) -> HttpResponse:
     baseline = selectors.job_baseline(job=job)
     baseline_totals = selectors.job_column_totals(job=baseline) if baseline else None
     pages = max(1, -(-total // query["size"]))
+    evaluation = hooks.evaluation()
+    verdicts = evaluation.job_verdicts(job=job, row_indexes=[r.row_index for r in rows])
+    agreement = (
+        evaluation.agreement(prompt=job.prompt_version.prompt) if job.prompt_version else None
+    )
 
     def page_url(page: int) -> str:
         return "?" + urlencode({**{k: v for k, v in query.items() if v}, "page": page})
@@ -257,7 +271,20 @@ def batch_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "rows": rows,
         "row_total": total,
         "totals": totals,
-        "column_headers": list(zip(totals, _deltas(totals, baseline_totals), strict=True)),
+        "column_headers": list(
+            zip(
+                totals,
+                _deltas(totals, baseline_totals),
+                [verdicts.columns.get(t.index) for t in totals],
+                strict=True,
+            )
+        ),
+        "judged_rows": [(r, _row_cells(r, verdicts)) for r in rows],
+        "verdicts": verdicts,
+        "reference_letter": LETTERS[verdicts.reference_column]
+        if verdicts.reference_column is not None
+        else "",
+        "agreement": agreement,
         "baseline": baseline,
         "query": query,
         "pages": pages,
@@ -294,6 +321,55 @@ def batch_cancel(request: HttpRequest, pk: int) -> HttpResponse:
     return redirect("playground:batch-detail", pk=job.pk)
 
 
+def _pairwise_orders(details: dict, cheap: str, reference: str) -> list[dict[str, str]]:
+    """Both position orders of a pairwise judgment, with the judge's "A"/"B" turned back into
+    the matrix's column letters."""
+    orders = []
+    for key in ("first", "second"):
+        order = details.get(key) or {}
+        cheap_first = order.get("order") != "reference first"
+        a, b = (cheap, reference) if cheap_first else (reference, cheap)
+        verdict = order.get("verdict", "tie")
+        orders.append(
+            {
+                "shown": f"{a}'s answer as A, {b}'s as B",
+                "verdict": {"A": f"{a} better", "B": f"{b} better"}.get(verdict, "tie"),
+                "reason": str(order.get("reason", "")),
+            }
+        )
+    return orders
+
+
+def _drawer_verdicts(verdicts: JobVerdicts, row: int) -> list[dict[str, Any]]:
+    """What the drawer says about each judged column of a row: the outcome against the
+    reference column and why (both position orders for a pairwise judge)."""
+    reference = LETTERS[verdicts.reference_column or 0]
+    out = []
+    for column, verdict in sorted(verdicts.rows.get(row, {}).items()):
+        letter = LETTERS[column]
+        details = verdict.get("details") or {}
+        out.append(
+            {
+                **verdict,
+                "letter": letter,
+                "reference": reference,
+                "orders": _pairwise_orders(details, letter, reference)
+                if verdict["kind"] == "pairwise_judge"
+                else [],
+                "scores": [
+                    (letter, details.get("cheap") or {}),
+                    (reference, details.get("reference") or {}),
+                ]
+                if verdict["kind"] == "score_judge"
+                else [],
+                "fields": sorted((details.get("fields") or {}).items())
+                if verdict["kind"] == "json_fields"
+                else [],
+            }
+        )
+    return out
+
+
 @login_required
 def batch_row(request: HttpRequest, pk: int, row: int) -> HttpResponse:
     """The drawer: one row's input and every column's full output side by side."""
@@ -301,12 +377,15 @@ def batch_row(request: HttpRequest, pk: int, row: int) -> HttpResponse:
     rows, _ = selectors.job_result_rows(job=job, offset=0, limit=1, row_index=row)
     if not rows:
         raise Http404("No such row.")
+    verdicts = hooks.evaluation().job_verdicts(job=job, row_indexes=[row])
     return render(
         request,
         "playground/batch_detail.html#drawer",
         {
             "job": job,
             "row": rows[0],
+            "verdicts": verdicts,
+            "row_verdicts": _drawer_verdicts(verdicts, row),
             "totals": selectors.job_column_totals(job=job),
             "my_vote": next((v for v in rows[0].votes if v.voter_id == request.user.pk), None),
         },
@@ -335,6 +414,25 @@ def batch_row_vote(request: HttpRequest, pk: int, row: int) -> HttpResponse:
 
 @login_required
 @require_POST
+def batch_evaluate(request: HttpRequest, pk: int) -> HttpResponse:
+    """Run the prompt's evaluators on a finished run's rows (the ones not judged yet)."""
+    job = _job_for_user(request, pk)
+    try:
+        queued = services.job_evaluate_request(job=job, actor=request.user)
+    except AppError as exc:
+        flash_error(request, exc)
+    else:
+        if queued:
+            messages.success(
+                request, "The judge is running on the rows not judged yet; reload to see them."
+            )
+        else:
+            messages.error(request, "This prompt has no evaluator switched on.")
+    return redirect("playground:batch-detail", pk=job.pk)
+
+
+@login_required
+@require_POST
 def batch_save_version(request: HttpRequest, pk: int, column: int) -> HttpResponse:
     job = _job_for_user(request, pk)
     if job.prompt_version is None or not 0 <= column < len(job.columns):
@@ -348,6 +446,34 @@ def batch_save_version(request: HttpRequest, pk: int, column: int) -> HttpRespon
     )
 
 
+_OUTCOME_WORDS = {"cheap": "better", "tie": "as good", "reference": "worse"}
+
+
+def _export_verdicts(verdicts: JobVerdicts, row: int) -> list[dict[str, Any]]:
+    return [
+        {**v, "column": column, "reference": verdicts.reference_column or 0}
+        for column, v in sorted(verdicts.rows.get(row, {}).items())
+    ]
+
+
+def _verdict_reasons(verdict: dict[str, Any]) -> list[str]:
+    """The judge's reasons, in order: both position orders of a pairwise judge, each answer's
+    score of a score judge."""
+    details = verdict.get("details") or {}
+    if verdict["kind"] == "pairwise_judge":
+        return [
+            f"{(details.get(k) or {}).get('order', k)}: {(details.get(k) or {}).get('verdict', '')}"
+            f" — {(details.get(k) or {}).get('reason', '')}"
+            for k in ("first", "second")
+        ]
+    if verdict["kind"] == "score_judge":
+        return [
+            f"{k}: {(details.get(k) or {}).get('score')}/5 — {(details.get(k) or {}).get('reason', '')}"
+            for k in ("cheap", "reference")
+        ]
+    return []
+
+
 def _export_rows(job: Job):
     rows, _ = selectors.job_result_rows(job=job, offset=0, limit=10**9)
     return rows
@@ -355,12 +481,15 @@ def _export_rows(job: Job):
 
 @login_required
 def batch_export(request: HttpRequest, pk: int, fmt: str) -> HttpResponse:
-    """Every row with each column's output, figures and checks, and the votes."""
+    """Every row with each column's output, figures and checks, the votes, and the judge's
+    verdicts (each cheap column against the reference column, with both reasons)."""
     job = _job_for_user(request, pk)
     if fmt not in ("csv", "json"):
         raise Http404("Export as csv or json.")
     labels = [t.label for t in selectors.job_column_totals(job=job)]
     rows = _export_rows(job)
+    verdicts = hooks.evaluation().job_verdicts(job=job)
+    judged_columns = sorted(verdicts.columns)
     if fmt == "json":
         data = {
             "job": job.pk,
@@ -401,6 +530,17 @@ def batch_export(request: HttpRequest, pk: int, fmt: str) -> HttpResponse:
                         }
                         for v in r.votes
                     ],
+                    "judge": [
+                        {
+                            "column": labels[v["column"]],
+                            "against": labels[v["reference"]],
+                            "outcome": v["outcome"],
+                            "evaluator": v["evaluator"],
+                            "version": v["version"],
+                            "reasons": _verdict_reasons(v),
+                        }
+                        for v in _export_verdicts(verdicts, r.row_index)
+                    ],
                 }
                 for r in rows
             ],
@@ -418,6 +558,8 @@ def batch_export(request: HttpRequest, pk: int, fmt: str) -> HttpResponse:
             f"{letter} error",
         ]
     header += ["votes"]
+    reference = verdicts.reference_column or 0
+    header += [f"{LETTERS[c]} judge vs {LETTERS[reference]}" for c in judged_columns]
     lines = []
     for r in rows:
         line = [
@@ -444,6 +586,11 @@ def batch_export(request: HttpRequest, pk: int, fmt: str) -> HttpResponse:
                 for v in r.votes
             )
         )
+        judged = verdicts.rows.get(r.row_index, {})
+        line += [
+            _OUTCOME_WORDS.get(judged[c]["outcome"], "") if c in judged else ""
+            for c in judged_columns
+        ]
         lines.append(line)
     response = HttpResponse("".join(csv_chunks(header, lines)), content_type="text/csv")
     response["Content-Disposition"] = f'attachment; filename="batch-{job.pk}.csv"'

@@ -13,7 +13,7 @@ from django.views.decorators.http import require_POST
 
 from accounts.selectors import user_teams
 from core.errors import AppError
-from playground import selectors, services
+from playground import hooks, selectors, services
 from playground.models import Verdict
 from playground.views.common import flash_error
 
@@ -29,6 +29,7 @@ def recommendations(request: HttpRequest) -> HttpResponse:
                 "prompt": prompt,
                 "recommendations": recs,
                 "routed_to": selectors.prompt_routed_to(prompt=prompt),
+                "agreement": hooks.evaluation().agreement(prompt=prompt),
             }
         )
     return render(

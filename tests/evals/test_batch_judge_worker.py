@@ -71,3 +71,29 @@ def test_the_judge_finds_that_the_flagship_beats_nano_at_the_documented_rate(
     assert recommendation.cases == ROWS
     assert "95% lower bound, 200 cases" in recommendation.sentence
     assert recommendation.lower_bound_percent < recommendation.match_percent
+
+
+def test_run_the_judge_catches_up_on_a_run_finished_before_its_evaluator(
+    celery_worker, client, team, alice, triage, catalog
+):
+    from django.urls import reverse
+
+    from evals import services
+    from tests.evals.conftest import RUBRIC, finished_job, right_and_flawed
+
+    job = finished_job(team, triage, [right_and_flawed(row)[::-1] for row in range(4)])
+    services.evaluator_create(
+        prompt=triage.prompt,
+        name="late judge",
+        kind="pairwise_judge",
+        config={"rubric": RUBRIC, "judge": "tier:flagship"},
+        actor=alice,
+    )
+    client.force_login(alice)
+    page = client.post(reverse("playground:batch-evaluate", args=[job.pk]), follow=True)
+    assert "The judge is running" in page.content.decode()
+    wait_for(
+        lambda: Evaluation.objects.filter(job=job).count() == 4, timeout=120, what="the verdicts"
+    )
+    verdicts = selectors.job_verdicts(job=job)
+    assert verdicts.columns[0]["reference"] == 4  # the cheap answer misses urgency on each row
