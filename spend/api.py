@@ -293,6 +293,7 @@ class SummaryFiguresSerializer(serializers.Serializer):
 
 class SummaryRowSerializer(SummaryFiguresSerializer):
     prompt = serializers.CharField(allow_null=True, help_text="Prompt slug; null without one.")
+    prompt_team = serializers.CharField(allow_null=True, help_text="The prompt's team slug.")
     model = serializers.CharField()
 
 
@@ -357,6 +358,7 @@ class UsageSummaryView(APIView):
                 {
                     **_figures_data(row),
                     "prompt": row.label or None,
+                    "prompt_team": row.slug or None,
                     "model": cast(tuple, row.key)[1],
                 }
                 for row in summary.rows

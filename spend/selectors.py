@@ -551,11 +551,15 @@ def savings_summary_build(*, filters: UsageFilters) -> SavingsSummary:
         filters=filters, dims=["prompt_id", "model_name"], context=context, fields=BASIC_FIELDS
     )
     prompt_ids = [key[0] for key in by_pair if key[0] is not None]
-    labels = dict(Prompt.objects.filter(id__in=prompt_ids).values_list("id", "slug"))
+    prompts = Prompt.objects.filter(id__in=prompt_ids).values_list("id", "slug", "team__slug")
+    labels = {prompt_id: (slug, team) for prompt_id, slug, team in prompts}
     rows = [
-        Figures(key=pair, label=labels.get(pair[0], ""), totals=totals)
+        # label: the prompt's slug, slug: its team's (a finance view spans teams)
+        Figures(key=pair, label=labels.get(pair[0], ("", ""))[0], totals=totals)
         for pair, totals in by_pair.items()
     ]
+    for row in rows:
+        row.slug = labels.get(cast(tuple, row.key)[0], ("", ""))[1]
     rows.sort(key=lambda row: (-row.spend, row.label, str(cast(tuple, row.key)[1])))
     return SavingsSummary(
         filters=filters,

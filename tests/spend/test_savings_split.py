@@ -227,6 +227,8 @@ def test_the_summary_api_splits_saved_by_lever(levers, api_key):
         (None, "gpt-5.4-nano"),
     }
     triage_mini = rows[("triage", "gpt-5.4-mini")]
+    assert triage_mini["prompt_team"] == "team-a"
+    assert rows[(None, "gpt-5.4-nano")]["prompt_team"] is None
     assert D(triage_mini["saved"]["batch_flex_usd"]) == D("0.0069")
     assert D(triage_mini["saved"]["cache_usd"]) == D("0.00135")
     assert D(triage_mini["saved"]["routing_usd"]) == D("0.0161")
