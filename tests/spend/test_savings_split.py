@@ -101,7 +101,9 @@ EXPECTED = {
 
 
 def _filters(team, now) -> UsageFilters:
-    return UsageFilters(start_day=local_day(now), end_day=local_day(now), team_ids=(team.id,))
+    """Every record above (at most an hour old), even just after midnight."""
+    start = local_day(now - dt.timedelta(hours=2))
+    return UsageFilters(start_day=start, end_day=local_day(now), team_ids=(team.id,))
 
 
 def _split(figures) -> dict[str, Decimal]:
@@ -259,3 +261,35 @@ def test_the_schema_declares_the_split(client, db):
     saved = schema["components"]["schemas"]["Saved"]["properties"]
     assert set(saved) == {"routing_usd", "batch_flex_usd", "cache_usd", "total_usd"}
     assert "/api/v1/usage/summary" in schema["paths"]
+
+
+@pytest.mark.parametrize("rolled_up", [False, True], ids=["raw", "rollups"])
+def test_each_record_is_priced_at_the_price_in_force_when_it_ran(make_usage, team, now, rolled_up):
+    from routing.models import Model, Price
+
+    mini = Model.objects.get(name="gpt-5.4-mini")
+    change = now - dt.timedelta(minutes=30)
+    # from `change` on, mini costs twice as much: 1.50 / 0.15 / 9.00
+    Price.objects.create(
+        model=mini,
+        effective_from=change,
+        input_per_mtok=D("1.50"),
+        cached_input_per_mtok=D("0.15"),
+        output_per_mtok=D("9.00"),
+    )
+    for minutes in (40, 20):  # one record under each price
+        make_usage(
+            team=team,
+            at=now - dt.timedelta(minutes=minutes),
+            service_tier="batch",
+            input_tokens=10_000,
+            cached_input_tokens=4000,
+            output_tokens=2000,
+        )
+    if rolled_up:
+        usage_rollup_run(now=now + dt.timedelta(minutes=5))
+    summary = savings_summary_build(filters=_filters(team, now))
+    # old price: paid 0.0069, batch 0.0069, cache 0.00135 (as above); new price: each doubled
+    assert summary.total.spend == D("0.0207")
+    assert summary.total.batch_saved == D("0.0207")
+    assert summary.total.cache_saved == D("0.00405")
