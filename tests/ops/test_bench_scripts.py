@@ -27,4 +27,3 @@ def test_the_benchmark_script_starts(script):
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "usage:" in done.stdout
-
