@@ -18,6 +18,7 @@ from core.errors import BadRequest
 from core.limits import metadata_bounded
 from core.logging import get_request_id
 from gateway.upstream import CHAT, RESPONSES
+from prompts.caching import version_cache_key
 from prompts.rendering import arender_version
 from routing.router import (
     AUTO,
@@ -285,6 +286,9 @@ def version_target(version: Any, requested: str = AUTO) -> tuple[str, str]:
 def prompt_body(version: Any, rendered: Any) -> dict[str, Any]:
     """A Responses API body for a rendered prompt version (its model settings included)."""
     body: dict[str, Any] = {"input": rendered.input_messages}
+    # The same key for every call of this version: requests sharing its static prefix land
+    # on the same cache (a client's own `prompt_cache_key` replaces it, see _with_prompt).
+    body["prompt_cache_key"] = version_cache_key(version)
     if rendered.instructions:
         body["instructions"] = rendered.instructions
     if version.temperature is not None:

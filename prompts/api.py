@@ -190,6 +190,7 @@ class PromptSerializer(serializers.ModelSerializer):
             "requires_approval",
             "store_content",
             "shadow_sample_rate",
+            "cache_key",
             "labels",
             "created_at",
             "updated_at",

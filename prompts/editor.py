@@ -21,6 +21,7 @@ from django.http import QueryDict
 from django.utils.safestring import SafeString, mark_safe
 
 from core.errors import ValidationFailed
+from prompts.caching import PrefixReport, prefix_report
 from prompts.models import PromptVersion
 from prompts.rendering import (
     VARIABLE_TYPES,
@@ -264,6 +265,7 @@ class Preview:
     render_error: str = ""
     empty: list[str] = field(default_factory=list)  # variables with no value: highlighted
     detected: list[str] | None = None  # None while a template does not parse
+    cache: PrefixReport | None = None  # the static prefix, for prompt caching
 
 
 def preview_allowed(*, user_id: int) -> bool:
@@ -291,6 +293,16 @@ def _mark_empty(text: str) -> SafeString:
     )
 
 
+def _sent_order(draft: EditorDraft, few_shot: list[dict]) -> list[tuple[str, str]]:
+    """The templates in the order a request sends them: instructions, examples, user."""
+    sources = [("system", draft.system_template)] if draft.system_template else []
+    for index, example in enumerate(few_shot):
+        if isinstance(example, dict) and isinstance(example.get("content", ""), str):
+            sources.append((f"few_shot[{index}]", example.get("content", "")))
+    sources.append(("user", draft.user_template))
+    return sources
+
+
 def build_preview(draft: EditorDraft) -> Preview:
     """Render the draft with its sample values; empty ones are marked, errors listed."""
     few_shot = draft.few_shot
@@ -311,6 +323,7 @@ def build_preview(draft: EditorDraft) -> Preview:
     if report.syntax_errors:
         return preview
     preview.detected = report.used
+    preview.cache = prefix_report(_sent_order(draft, few_shot))
     schema = draft.variable_schema(report.used)
     samples = {row.name: row.sample for row in draft.rows}
     values: dict[str, Any] = {}

@@ -34,6 +34,13 @@ class Prompt(TimeStampedModel):
         default=Decimal("0"),
         validators=[MinValueValidator(Decimal("0")), MaxValueValidator(Decimal("1"))],
     )
+    # Sent upstream as `prompt_cache_key` by every version instead of the derived one
+    # (prompts.caching): lets versions, or prompts, that share a static prefix share a cache.
+    cache_key = models.CharField(
+        max_length=64,
+        blank=True,
+        help_text="prompt_cache_key for every version; blank: one per version, derived.",
+    )
 
     class Meta:
         ordering = ["team", "slug"]

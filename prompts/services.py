@@ -22,6 +22,7 @@ from accounts.models import Role, Team, User
 from accounts.selectors import user_teams
 from core.audit import audit_record
 from core.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from prompts.caching import CACHE_KEY_RE
 from prompts.models import ApprovalRequest, Label, Prompt, PromptVersion, TaskTag
 from prompts.rendering import validate_version_templates
 from prompts.selectors import user_can_approve, user_can_edit
@@ -54,6 +55,7 @@ PROMPT_FIELDS = (
     "requires_approval",
     "store_content",
     "shadow_sample_rate",
+    "cache_key",
 )
 
 
@@ -73,6 +75,11 @@ def _clean_prompt_fields(fields: dict[str, Any]) -> dict[str, Any]:
     for flag in ("requires_approval", "store_content"):
         if flag in fields and not isinstance(fields[flag], bool):
             errors[flag] = "Must be true or false."
+    if "cache_key" in fields and not (
+        isinstance(fields["cache_key"], str)
+        and (fields["cache_key"] == "" or CACHE_KEY_RE.fullmatch(fields["cache_key"]))
+    ):
+        errors["cache_key"] = "Up to 64 letters, digits, '-', '_', '.' or ':'; or blank."
     if "shadow_sample_rate" in fields:
         try:
             rate = Decimal(str(fields["shadow_sample_rate"]))

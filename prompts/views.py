@@ -233,6 +233,7 @@ def prompt_settings(request: HttpRequest, team: str, slug: str) -> HttpResponse:
             description=request.POST.get("description", prompt.description),
             task_tag=request.POST.get("task_tag", prompt.task_tag),
             requires_approval=request.POST.get("requires_approval") == "on",
+            cache_key=request.POST.get("cache_key", prompt.cache_key).strip(),
         )
     except AppError as exc:
         messages.error(request, f"{exc.message} {exc.details or ''}")

@@ -178,6 +178,8 @@ def _response(completion: Completion, body: dict[str, Any], ids: _Ids) -> dict[s
         "max_output_tokens": body.get("max_output_tokens"),
         "output": _output(completion, ids),
         "parallel_tool_calls": body.get("parallel_tool_calls", True),
+        # echoed, as OpenAI does: tests see the key the gateway sent
+        "prompt_cache_key": body.get("prompt_cache_key"),
         "reasoning": {"effort": (body.get("reasoning") or {}).get("effort"), "summary": None},
         "service_tier": body.get("service_tier") or "default",
         "text": {"format": text_config.get("format") or {"type": "text"}},

@@ -28,8 +28,15 @@ from rest_framework.views import APIView
 from accounts.models import ApiKey, Team, User
 from core.errors import BadRequest, NotFound
 from spend.models import Budget, Purpose, UsageRecord
-from spend.rollups import day_bounds
-from spend.selectors import BudgetStatus, budget_status, visible_teams
+from spend.rollups import day_bounds, local_day, local_tz
+from spend.selectors import (
+    BudgetStatus,
+    Figures,
+    UsageFilters,
+    budget_status,
+    savings_summary_build,
+    visible_teams,
+)
 
 ERROR = inline_serializer(
     "SpendError",
@@ -232,6 +239,132 @@ class UsageListView(ListAPIView):
         if data.get("request_id"):
             records = records.filter(request_id=data["request_id"])
         return records
+
+
+# --------------------------------------------------------------------------- summary
+
+
+def _money(**kwargs: Any) -> serializers.DecimalField:
+    return serializers.DecimalField(max_digits=20, decimal_places=10, **kwargs)
+
+
+SUMMARY_MAX_DAYS = 366
+
+
+class UsageSummaryQuery(serializers.Serializer):
+    since = serializers.DateField(
+        required=False, help_text="First local day (inclusive); default: 29 days before `until`."
+    )
+    until = serializers.DateField(required=False, help_text="Last local day (inclusive); today.")
+    team = serializers.SlugField(required=False)
+    model = serializers.CharField(required=False, max_length=100)
+    tier = serializers.CharField(required=False, max_length=32)
+    purpose = serializers.ChoiceField(choices=Purpose.choices, required=False)
+
+    def validate(self, data: dict) -> dict:
+        until = data.get("until") or local_day(timezone.now())
+        since = data.get("since") or until - dt.timedelta(days=29)
+        if until < since:
+            raise serializers.ValidationError({"until": "Must not be before `since`."})
+        if (until - since).days >= SUMMARY_MAX_DAYS:
+            raise serializers.ValidationError({"since": f"At most {SUMMARY_MAX_DAYS} days."})
+        return {**data, "since": since, "until": until}
+
+
+class SavedSerializer(serializers.Serializer):
+    routing_usd = _money(help_text="Against the same tokens on the flagship tier's primary model.")
+    batch_flex_usd = _money(help_text="Batch and flex against the same model's standard tier.")
+    cache_usd = _money(help_text="Cached input against the same input uncached (same model, tier).")
+    total_usd = _money(help_text="The three added up.")
+
+
+class SummaryFiguresSerializer(serializers.Serializer):
+    requests = serializers.IntegerField()
+    cost_usd = _money()
+    flagship_cost_usd = _money()
+    input_tokens = serializers.IntegerField()
+    cached_input_tokens = serializers.IntegerField()
+    output_tokens = serializers.IntegerField()
+    cached_input_share_pct = serializers.DecimalField(
+        max_digits=5, decimal_places=1, allow_null=True, help_text="Null without input."
+    )
+    saved = SavedSerializer()
+
+
+class SummaryRowSerializer(SummaryFiguresSerializer):
+    prompt = serializers.CharField(allow_null=True, help_text="Prompt slug; null without one.")
+    prompt_team = serializers.CharField(allow_null=True, help_text="The prompt's team slug.")
+    model = serializers.CharField()
+
+
+class UsageSummarySerializer(serializers.Serializer):
+    since = serializers.DateField()
+    until = serializers.DateField()
+    time_zone = serializers.CharField()
+    teams = serializers.ListField(child=serializers.CharField())
+    flagship_model = serializers.CharField()
+    total = SummaryFiguresSerializer()
+    by_prompt_model = SummaryRowSerializer(many=True)
+
+
+def _figures_data(figures: Figures) -> dict:
+    return {
+        "requests": figures.requests,
+        "cost_usd": figures.spend,
+        "flagship_cost_usd": figures.flagship_cost,
+        "input_tokens": figures.input_tokens,
+        "cached_input_tokens": figures.cached_input_tokens,
+        "output_tokens": figures.output_tokens,
+        "cached_input_share_pct": figures.cached_share_pct,
+        "saved": {
+            "routing_usd": figures.routing_saved,
+            "batch_flex_usd": figures.batch_saved,
+            "cache_usd": figures.cache_saved,
+            "total_usd": figures.saved_total,
+        },
+    }
+
+
+class UsageSummaryView(APIView):
+    @extend_schema(
+        summary="Spend and savings by lever (routing, batch/flex, cache), per prompt x model",
+        parameters=[UsageSummaryQuery],
+        responses={200: UsageSummarySerializer, **ERRORS},
+        tags=["usage"],
+    )
+    def get(self, request: Request) -> Response:
+        query = UsageSummaryQuery(data=request.query_params.dict())
+        if not query.is_valid():
+            raise BadRequest("The filters are invalid.", details=query.errors)
+        data = query.validated_data
+        teams = _scope(request, data.get("team"))
+        filters = UsageFilters(
+            start_day=data["since"],
+            end_day=data["until"],
+            team_ids=tuple(team.id for team in teams),
+            model_name=data.get("model", ""),
+            tier_name=data.get("tier", ""),
+            purpose=data.get("purpose", ""),
+        )
+        summary = savings_summary_build(filters=filters)
+        body = {
+            "since": data["since"],
+            "until": data["until"],
+            "time_zone": str(local_tz()),
+            "teams": sorted(team.slug for team in teams),
+            "flagship_model": summary.flagship_model,
+            "total": _figures_data(summary.total),
+            "by_prompt_model": [
+                {
+                    **_figures_data(row),
+                    "prompt": row.label or None,
+                    "prompt_team": row.slug or None,
+                    "model": cast(tuple, row.key)[1],
+                }
+                for row in summary.rows
+            ],
+        }
+        return Response(UsageSummarySerializer(body).data)
 
 
 # --------------------------------------------------------------------------- budget

@@ -253,6 +253,11 @@ class DailySums(models.Model):
     cost_usd = cost_field()
     # The same tokens priced at the flagship tier's primary model, at the price of the day.
     flagship_cost_usd = cost_field()
+    # What the batch and flex tiers saved against the same model's standard tier, and what
+    # cached input saved against the same input uncached (a cache-write premium counts
+    # against it), both at the records' own model price (docs/cost-levers.md).
+    batch_saved_usd = cost_field()
+    cache_saved_usd = cost_field()
     latency_ms_sum = models.BigIntegerField(default=0)
     ttft_ms_sum = models.BigIntegerField(default=0)
     ttft_count = models.PositiveIntegerField(default=0)

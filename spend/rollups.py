@@ -11,7 +11,9 @@ the same transaction; it also recomputes the previous day(s) whole, so a record 
 (its `created_at` before the watermark) is counted by the next run at the latest.
 
 Counterfactual: the same tokens priced at the flagship tier's primary model, at the price in
-force when the records ran. Tokens are summed in the database per (service tier, long context
+force when the records ran. The other two levers are priced at the records' own model, at
+its price in force: `batch_saved_usd` is what the batch and flex tiers saved against the
+standard tier, `cache_saved_usd` what cached input saved against the same input uncached. Tokens are summed in the database per (service tier, long context
 or not) and each group is priced once, so a rollup stays fast at millions of records; the sum
 can differ from a per-record sum by the per-record rounding (< 1e-10 USD per record).
 """
@@ -24,7 +26,7 @@ import itertools
 import logging
 import zoneinfo
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 
 from django.conf import settings
@@ -79,7 +81,9 @@ COUNT_FIELDS = (
     "ttft_count",
     *LATENCY_FIELDS,
 )
-MONEY_FIELDS = ("cost_usd", "flagship_cost_usd")
+MONEY_FIELDS = ("cost_usd", "flagship_cost_usd", "batch_saved_usd", "cache_saved_usd")
+# Service tiers whose discount is the batch/flex lever (priority costs more: no lever).
+DISCOUNT_TIERS = ("batch", "flex")
 SUM_FIELDS = COUNT_FIELDS + MONEY_FIELDS
 
 
@@ -130,9 +134,12 @@ BASIC_FIELDS = (
     "requests",
     "errors",
     "input_tokens",
+    "cached_input_tokens",
     "output_tokens",
     "cost_usd",
     "flagship_cost_usd",
+    "batch_saved_usd",
+    "cache_saved_usd",
 )
 # What pricing a group of raw records at the flagship needs.
 PRICING_FIELDS = ("input_tokens", "cached_input_tokens", "cache_write_tokens", "output_tokens")
@@ -190,26 +197,38 @@ def add_totals(into: dict, row: dict, fields: Iterable[str] | None = None) -> di
 # ------------------------------------------------------------------ the counterfactual
 
 
+def _in_force(prices: Iterable[Price], at: dt.datetime) -> Price | None:
+    current = None
+    for price in prices:  # oldest first
+        if price.effective_from <= at:
+            current = price
+    return current
+
+
 @dataclass(frozen=True)
 class Flagship:
-    """The flagship tier's primary model and its price rows, oldest first."""
+    """The flagship tier's primary model and its price rows, oldest first; and every model's
+    price rows (`catalog`, by model id), for the levers priced at the records' own model."""
 
     model_id: int | None
     model_name: str
     prices: tuple[Price, ...]
+    catalog: dict[int, tuple[Price, ...]] = field(default_factory=dict)
 
     def price_at(self, at: dt.datetime) -> Price | None:
-        current = None
-        for price in self.prices:
-            if price.effective_from <= at:
-                current = price
-        return current
+        return _in_force(self.prices, at)
+
+    def model_price_at(self, model_id: int | None, at: dt.datetime) -> Price | None:
+        return _in_force(self.catalog.get(model_id, ()), at) if model_id is not None else None
 
     def segments(
         self, start: dt.datetime, end: dt.datetime
     ) -> list[tuple[dt.datetime, dt.datetime]]:
-        """[start, end) cut where a new price takes effect, so each part has one price."""
-        cuts = [p.effective_from for p in self.prices if start < p.effective_from < end]
+        """[start, end) cut where a new price of any model takes effect, so each part has one
+        price per model."""
+        changes = {p.effective_from for p in self.prices}
+        changes.update(p.effective_from for rows in self.catalog.values() for p in rows)
+        cuts = sorted(moment for moment in changes if start < moment < end)
         bounds = [start, *cuts, end]
         return list(itertools.pairwise(bounds))
 
@@ -221,10 +240,16 @@ def flagship_load() -> Flagship:
         .order_by("position")
         .first()
     )
+    catalog: dict[int, list[Price]] = {}
+    for row in Price.objects.order_by("effective_from"):  # a small table: tens of rows
+        catalog.setdefault(row.model_id, []).append(row)
+    frozen = {model_id: tuple(rows) for model_id, rows in catalog.items()}
     if primary is None:
-        return Flagship(model_id=None, model_name="", prices=())
-    prices = tuple(Price.objects.filter(model_id=primary.model_id).order_by("effective_from"))
-    return Flagship(model_id=primary.model_id, model_name=primary.model.name, prices=prices)
+        return Flagship(model_id=None, model_name="", prices=(), catalog=frozen)
+    prices = frozen.get(primary.model_id, ())
+    return Flagship(
+        model_id=primary.model_id, model_name=primary.model.name, prices=prices, catalog=frozen
+    )
 
 
 def long_context_flag(price: Price | None) -> Case | Value:
@@ -236,6 +261,38 @@ def long_context_flag(price: Price | None) -> Case | Value:
         default=Value(0),
         output_field=IntegerField(),
     )
+
+
+def own_long_context_flag(flagship: Flagship, at: dt.datetime) -> Case | Value:
+    """1 for a record above its own model's long-context threshold (the price in force at
+    `at`), else 0."""
+    whens = []
+    for model_id in flagship.catalog:
+        price = flagship.model_price_at(model_id, at)
+        if price is not None and price.long_context_threshold is not None:
+            whens.append(
+                When(model_id=model_id, input_tokens__gt=price.long_context_threshold, then=1)
+            )
+    if not whens:
+        return Value(0, output_field=IntegerField())
+    return Case(*whens, default=Value(0), output_field=IntegerField())
+
+
+def group_levers(price: Price | None, group: dict) -> tuple[Decimal, Decimal]:
+    """What a group of records at one model price saved by the batch/flex tier (against the
+    standard tier) and by cached input (against the same input uncached), exactly, from its
+    token sums. `group["long_context"]` is the flag for this `price`."""
+    if price is None:
+        return ZERO, ZERO
+    paid = group_flagship_cost(price, group)
+    batch = ZERO
+    if group.get("service_tier") in DISCOUNT_TIERS:
+        batch = group_flagship_cost(price, {**group, "service_tier": "default"}) - paid
+    cache = ZERO
+    if group.get("cached_input_tokens") or group.get("cache_write_tokens"):
+        uncached = {**group, "cached_input_tokens": 0, "cache_write_tokens": 0}
+        cache = group_flagship_cost(price, uncached) - paid
+    return batch, cache
 
 
 def group_flagship_cost(price: Price | None, group: dict) -> Decimal:
@@ -283,16 +340,20 @@ def priced_groups(
     end: dt.datetime,
     fields: Iterable[str] | None = None,
 ) -> dict[tuple, dict]:
-    """Sum `records` in [start, end) by the values `names`, with the flagship counterfactual;
-    one query per flagship price in force during the span. `fields` limits the sums."""
+    """Sum `records` in [start, end) by the values `names`, with the flagship counterfactual
+    and the batch/flex and cache levers; one query per span of unchanged prices (prices
+    change a few times a year). `fields` limits the sums."""
     results: dict[tuple, dict] = {}
     for seg_start, seg_end in flagship.segments(start, end):
         price = flagship.price_at(seg_start)
         rows = (
             records.filter(created_at__gte=seg_start, created_at__lt=seg_end)
             .order_by()
-            .annotate(long_context=long_context_flag(price))
-            .values(*names, "service_tier", "long_context")
+            .annotate(
+                long_context=long_context_flag(price),
+                own_long_context=own_long_context_flag(flagship, seg_start),
+            )
+            .values(*names, "model_id", "service_tier", "long_context", "own_long_context")
             .annotate(**record_aggregates(fields))
         )
         for row in rows:
@@ -302,6 +363,10 @@ def priced_groups(
                 totals = results[key] = empty_totals()
             add_totals(totals, row)
             totals["flagship_cost_usd"] += group_flagship_cost(price, row)
+            own = {**row, "long_context": row["own_long_context"]}
+            batch, cache = group_levers(flagship.model_price_at(row["model_id"], seg_start), own)
+            totals["batch_saved_usd"] += batch
+            totals["cache_saved_usd"] += cache
     return results
 
 

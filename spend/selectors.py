@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import cast
 
 from django.db.models import F, Q, QuerySet
 from django.db.models.functions import TruncDate
@@ -213,6 +214,37 @@ class Figures:
         return (self.savings * HUNDRED / self.flagship_cost).quantize(Decimal("0.1"))
 
     @property
+    def routing_saved(self) -> Decimal:
+        """Against the same tokens on the flagship (same service tier, same caching)."""
+        return self.savings
+
+    @property
+    def batch_saved(self) -> Decimal:
+        """Batch and flex against the same model's standard tier."""
+        return self.totals["batch_saved_usd"]
+
+    @property
+    def cache_saved(self) -> Decimal:
+        """Cached input against the same input uncached, at the same model and tier."""
+        return self.totals["cache_saved_usd"]
+
+    @property
+    def saved_total(self) -> Decimal:
+        return self.routing_saved + self.batch_saved + self.cache_saved
+
+    @property
+    def cached_input_tokens(self) -> int:
+        return self.totals["cached_input_tokens"]
+
+    @property
+    def cached_share_pct(self) -> Decimal | None:
+        """Cached input tokens as a share of all input tokens (%)."""
+        if not self.input_tokens:
+            return None
+        share = Decimal(self.cached_input_tokens) * HUNDRED / self.input_tokens
+        return share.quantize(Decimal("0.1"))
+
+    @property
     def requests(self) -> int:
         return self.totals["requests"]
 
@@ -392,6 +424,7 @@ class Dashboard:
     prompts: list[Figures]
     models: list[Figures]
     tiers: list[Figures]
+    caching: list[Figures]
     budgets: dict[int, BudgetStatus]
     key_budgets: list[KeyBudget]
     alerts: list[AlertEvent]
@@ -421,6 +454,9 @@ def dashboard_build(
     by_prompt = _fold(combined, COMBINED_DIMS.index("prompt_id"), BASIC_FIELDS)
     by_model = _fold(combined, COMBINED_DIMS.index("model_name"))  # every sum: cards, latency
     by_tier = _fold(combined, COMBINED_DIMS.index("tier_name"), BASIC_FIELDS)
+    by_prompt_model = _fold_pair(
+        combined, COMBINED_DIMS.index("prompt_id"), COMBINED_DIMS.index("model_name")
+    )
 
     prompt_ids = [key[0] for key in by_prompt if key[0] is not None]
     prompts = Prompt.objects.filter(id__in=prompt_ids).select_related("team")
@@ -470,6 +506,7 @@ def dashboard_build(
         prompts=_rows(by_prompt, prompt_labels),
         models=model_rows,
         tiers=_rows(by_tier, {"": "(none)"}),
+        caching=_caching_rows(by_prompt_model, prompt_labels),
         budgets=team_budgets,
         key_budgets=key_budgets,
         alerts=alerts,
@@ -494,6 +531,70 @@ def _fold(
             into = folded[(key[index],)] = empty_totals()
         add_totals(into, totals, fields)
     return folded
+
+
+@dataclass
+class SavingsSummary:
+    """The range's totals and lever split, and one row per prompt x model (for the API)."""
+
+    filters: UsageFilters
+    total: Figures
+    rows: list[Figures]
+    flagship_model: str
+
+
+def savings_summary_build(*, filters: UsageFilters) -> SavingsSummary:
+    """Spend and what each lever saved over the range, in total and per prompt x model;
+    two queries plus the labels."""
+    context = context_load()
+    by_pair = usage_breakdown(
+        filters=filters, dims=["prompt_id", "model_name"], context=context, fields=BASIC_FIELDS
+    )
+    prompt_ids = [key[0] for key in by_pair if key[0] is not None]
+    prompts = Prompt.objects.filter(id__in=prompt_ids).values_list("id", "slug", "team__slug")
+    labels = {prompt_id: (slug, team) for prompt_id, slug, team in prompts}
+    rows = [
+        # label: the prompt's slug, slug: its team's (a finance view spans teams)
+        Figures(key=pair, label=labels.get(pair[0], ("", ""))[0], totals=totals)
+        for pair, totals in by_pair.items()
+    ]
+    for row in rows:
+        row.slug = labels.get(cast(tuple, row.key)[0], ("", ""))[1]
+    rows.sort(key=lambda row: (-row.spend, row.label, str(cast(tuple, row.key)[1])))
+    return SavingsSummary(
+        filters=filters,
+        total=Figures(key=None, label="Total", totals=_sum(rows)),
+        rows=rows,
+        flagship_model=context.flagship.model_name,
+    )
+
+
+def _fold_pair(combined: dict[tuple, dict], first: int, second: int) -> dict[tuple, dict]:
+    """Re-key totals by two of their dimensions, summing the summary fields."""
+    folded: dict[tuple, dict] = {}
+    for key, totals in combined.items():
+        pair = (key[first], key[second])
+        into = folded.get(pair)
+        if into is None:
+            into = folded[pair] = empty_totals()
+        add_totals(into, totals, BASIC_FIELDS)
+    return folded
+
+
+def _caching_rows(by_pair: dict[tuple, dict], prompt_labels: dict) -> list[Figures]:
+    """One row per prompt x model that read any input: its cached-input share and what the
+    cache saved; the largest savings first."""
+    rows = [
+        Figures(
+            key=pair,
+            label=f"{prompt_labels.get(pair[0], str(pair[0]))} · {pair[1]}",
+            totals=totals,
+        )
+        for pair, totals in by_pair.items()
+        if totals["input_tokens"]
+    ]
+    rows.sort(key=lambda row: (-row.cache_saved, -row.cached_input_tokens, row.label))
+    return rows
 
 
 def _daily(
