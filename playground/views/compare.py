@@ -289,8 +289,8 @@ def _sse(event: dict) -> bytes:
 
 async def column_stream(request: HttpRequest, pk: int, position: int) -> HttpResponse:
     """Server-sent events of one column's run: `delta` text as it arrives, then `done`
-    (figures and the rendered metrics), `stopped` (the same, so far) or `error`. Each column has its own stream, so the
-    columns run at the same time."""
+    (figures and the rendered metrics), `stopped` (the same, so far) or `error`. Each
+    column has its own stream, so the columns run at the same time."""
     user = await request.auser()
     if not user.is_authenticated:
         return HttpResponse(status=401)
