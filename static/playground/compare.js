@@ -47,9 +47,10 @@
     refreshRunAll();
   }
 
-  // Run all waits while a run request is on its way or a column still runs: one click, one run.
+  // Run all waits while a run request is on its way or a column's stream is open: one click,
+  // one run. (A column stored as running by an earlier visit has no stream here: no wait.)
   function refreshRunAll() {
-    const waiting = sending || columns().some((c) => busy(c.dataset.status));
+    const waiting = sending || streams.size > 0;
     runAllButton.disabled = waiting;
     runAllButton.setAttribute("aria-busy", String(sending));
     runAllButton.textContent = sending ? "Starting…" : waiting ? "Running…" : "Run all";
@@ -75,6 +76,7 @@
     setState(col, "running", "Running…");
     const source = new EventSource(url);
     streams.set(pos, source);
+    refreshRunAll();
     let finished = false;
     const end = (status, text) => {
       finished = true; source.close();
@@ -129,7 +131,7 @@
   }
 
   async function runOne(col) {
-    if (sending || busy(col.dataset.status)) return;
+    if (sending || streams.has(col.dataset.position)) return;
     const pos = col.dataset.position;
     if (!base() || dirty) return runAll(pos);
     const data = new FormData();

@@ -155,6 +155,8 @@ def test_a_stopped_column_keeps_its_partial_text_and_shows_tokens_and_cost(
     output = flagship.locator(".pg-output")
     expect(output).not_to_have_text("", timeout=20_000)
     expect(flagship).to_have_attribute("data-status", "running")
+    expect(page.locator("#run-all")).to_be_disabled()  # while a column still streams
+    expect(page.locator("#run-all")).to_have_text("Running…")
     flagship.locator(".pg-stop").click()
 
     expect(flagship).to_have_attribute("data-status", "stopped", timeout=10_000)
