@@ -410,7 +410,7 @@ def dataset_last_setup(*, dataset: Dataset, version: PromptVersion) -> tuple[dic
 
 def job_default_name(*, dataset: Dataset) -> str:
     """A name no run of the team has yet: the dataset's name and the run's number on it."""
-    prefix = f"{dataset.name} #"
+    prefix = f"{dataset.name[:185]} #"  # a job name holds 200 characters
     taken = set(
         Job.objects.filter(team_id=dataset.team_id, name__startswith=prefix).values_list(
             "name", flat=True
