@@ -5,7 +5,7 @@ and fallbacks, usage records). This module only maps a column and an input onto 
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -13,13 +13,13 @@ from typing import Any
 from asgiref.sync import sync_to_async
 
 from core.errors import AppError, BadRequest, UpstreamFailed
-from gateway.calls import GatewayCall, prompt_body
+from gateway.calls import GatewayCall, Usage, prompt_body
 from gateway.http import rate_limit
 from gateway.pipeline import complete, open_stream, prepare
 from gateway.streaming import relay
 from playground.columns import ColumnSpec
 from prompts.rendering import arender_version
-from routing.router import AUTO, TIER_PREFIX
+from routing.router import AUTO, TIER_PREFIX, estimate_tokens
 from spend.models import UsageRecord
 from spend.usage import usage_flush
 
@@ -59,6 +59,7 @@ class CallResult:
     ttft_ms: int | None
     usage_record_id: int | None
     request_id: str = ""
+    stopped: bool = False  # ended by `stop`: the text so far, its tokens estimated
 
 
 def _requested(column: ColumnSpec) -> str:
@@ -171,10 +172,19 @@ async def call(spec: CallInput) -> CallResult:
 _DELTA, _ERROR, _END = b"d", b"e", b"z"
 
 
-async def stream(spec: CallInput) -> AsyncIterator[str | CallResult]:
+async def stream(
+    spec: CallInput,
+    *,
+    stop: Callable[[], Awaitable[bool]] | None = None,
+    stop_every: float = 0.2,
+) -> AsyncIterator[str | CallResult]:
     """Text deltas as the model writes them, then one CallResult. A stream that breaks after
     its first bytes raises UpstreamFailed (the gateway has recorded the attempt as failed);
-    one that never starts raises the gateway's error, after its retries and fallbacks."""
+    one that never starts raises the gateway's error, after its retries and fallbacks.
+
+    `stop`, asked between deltas at most every `stop_every` seconds, ends the stream early:
+    the upstream is closed (the gateway records the attempt as cancelled, tokens estimated)
+    and the CallResult has the text so far, with the same estimate (`stopped`)."""
 
     gateway_call = await call_of(spec, stream=True)
     await _count_against_key(spec, gateway_call)
@@ -195,9 +205,21 @@ async def stream(spec: CallInput) -> AsyncIterator[str | CallResult]:
         final["cost"] = prepared.ledger.committed + (opened.cost(usage) if usage else 0)
         return _END
 
-    async for chunk in relay(opened, emit, error_event, on_end=on_end):
+    relayed = relay(opened, emit, error_event, on_end=on_end)
+    text: list[str] = []
+    ttft_ms = 0
+    asked = time.monotonic()
+    async for chunk in relayed:
         if chunk.startswith(_DELTA):
-            yield chunk[1:].decode()
+            if not text:
+                ttft_ms = int((time.perf_counter() - gateway_call.started) * 1000)
+            text.append(chunk[1:].decode())
+            yield text[-1]
+            if stop is not None and time.monotonic() - asked >= stop_every:
+                asked = time.monotonic()
+                if await stop():
+                    yield await _stopped(gateway_call, prepared, opened, relayed, text, ttft_ms)
+                    return
     if "error" in final:
         raise UpstreamFailed(final["error"])
     state = final.get("state")
@@ -219,4 +241,38 @@ async def stream(spec: CallInput) -> AsyncIterator[str | CallResult]:
         else None,
         usage_record_id=await usage_record_id(gateway_call.request_id, team_id=spec.team.pk),
         request_id=gateway_call.request_id,
+    )
+
+
+async def _stopped(
+    gateway_call: GatewayCall,
+    prepared: Any,
+    opened: Any,
+    relayed: AsyncGenerator[bytes],
+    text: list[str],
+    ttft_ms: int,
+) -> CallResult:
+    """Close a stream stopped on purpose; its figures as the gateway records them (input
+    tokens estimated from the request, output tokens from the text so far)."""
+    committed = prepared.ledger.committed
+    await relayed.aclose()  # the relay records the attempt as cancelled and closes the ledger
+    output = "".join(text)
+    usage = Usage(
+        input_tokens=gateway_call.features.estimated_input_tokens,
+        output_tokens=estimate_tokens(output),
+    )
+    return CallResult(
+        output=output,
+        model_name=opened.model.name,
+        tier_name=opened.tier,
+        input_tokens=usage.input_tokens,
+        cached_input_tokens=0,
+        output_tokens=usage.output_tokens,
+        reasoning_tokens=0,
+        cost_usd=committed + opened.cost(usage),
+        latency_ms=int((time.perf_counter() - gateway_call.started) * 1000),
+        ttft_ms=ttft_ms,
+        usage_record_id=None,
+        request_id=gateway_call.request_id,
+        stopped=True,
     )

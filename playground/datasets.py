@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +25,48 @@ class RowError:
 
     def __str__(self) -> str:
         return f"line {self.line}: {self.message}" if self.line else self.message
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorGroup:
+    """One problem said once, with every line it was found on."""
+
+    message: str
+    lines: tuple[int, ...] = ()
+
+    @property
+    def where(self) -> str:
+        """`Line 3`, or `Lines 2-5, 9` (with an en dash): consecutive lines as a range."""
+        if not self.lines:
+            return ""
+        spans: list[str] = []
+        start = prev = self.lines[0]
+        for line in (*self.lines[1:], None):
+            if line is not None and line == prev + 1:
+                prev = line
+                continue
+            spans.append(str(start) if start == prev else f"{start}\u2013{prev}")
+            if line is not None:
+                start = prev = line
+        return f"{'Lines' if len(self.lines) > 1 else 'Line'} {', '.join(spans)}"
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.message}" if self.lines else self.message
+
+
+# "(got 2,100)" and the like: the part of a message that differs from row to row.
+_PER_ROW_DETAIL = re.compile(r"\s*\(got [^)]*\)")
+
+
+def group_errors(errors: list[tuple[int | None, str]]) -> list[ErrorGroup]:
+    """Errors that say the same thing (a length limit broken on every row, say) as one
+    message listing their lines, in the order they were first found."""
+    groups: dict[str, list[int]] = {}
+    for line, message in errors:
+        lines = groups.setdefault(_PER_ROW_DETAIL.sub("", message), [])
+        if line:
+            lines.append(line)
+    return [ErrorGroup(message, tuple(sorted(set(lines)))) for message, lines in groups.items()]
 
 
 @dataclass(slots=True)

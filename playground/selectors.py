@@ -355,18 +355,80 @@ def _rows_with_different_outputs(items: QuerySet[JobItem], columns: int) -> list
     ]
 
 
-def job_baseline(*, job: Job) -> Job | None:
-    """The latest earlier finished run on the same dataset (the comparison baseline)."""
+def job_baseline_choices(*, job: Job) -> list[Job]:
+    """The runs this one can be compared with: the other finished runs on its dataset,
+    latest first."""
     if not job.dataset_id:
-        return None
-    return (
-        Job.objects.filter(
-            dataset_id=job.dataset_id, created_at__lt=job.created_at, status=Job.Status.DONE
-        )
+        return []
+    return list(
+        Job.objects.filter(dataset_id=job.dataset_id, status=Job.Status.DONE)
         .exclude(pk=job.pk)
-        .order_by("-created_at")
-        .first()
+        .order_by("-created_at")[:50]
     )
+
+
+def job_baseline(*, job: Job, choices: list[Job] | None = None) -> Job | None:
+    """The latest earlier finished run on the same dataset (the comparison baseline)."""
+    if choices is None:
+        choices = job_baseline_choices(job=job)
+    return next((c for c in choices if c.created_at < job.created_at), None)
+
+
+def job_baseline_columns(*, job: Job, baseline: Job) -> list[int | None]:
+    """For each column of `job`, the column of `baseline` that ran on the same tier or model
+    (one with the same temperature and effort too, if there is one), or None: a delta only
+    means something between those."""
+    from playground.columns import ColumnSpec
+
+    theirs = [ColumnSpec.from_dict(spec) for spec in baseline.columns]
+    matches: list[int | None] = []
+    for data in job.columns:
+        mine = ColumnSpec.from_dict(data)
+        same_target = [i for i, spec in enumerate(theirs) if spec.target == mine.target]
+        exact = [i for i in same_target if theirs[i] == mine]
+        matches.append((exact or same_target or [None])[0])
+    return matches
+
+
+def dataset_last_setup(*, dataset: Dataset, version: PromptVersion) -> tuple[dict[str, str], str]:
+    """The column mapping and expected-output column of the latest run on `dataset` (of the
+    same prompt if it has one), kept to what `version` and the dataset still have; ({}, "")
+    when the dataset never ran."""
+    runs = Job.objects.filter(dataset=dataset, kind=Job.Kind.COMPARE).order_by("-created_at")
+    last = runs.filter(prompt_version__prompt_id=version.prompt_id).first() or runs.first()
+    if last is None:
+        return {}, ""
+    names = {v["name"] for v in version.variables}
+    mapping = {
+        name: column
+        for name, column in (last.mapping or {}).items()
+        if name in names and column in dataset.columns
+    }
+    expected = last.expected_column if last.expected_column in dataset.columns else ""
+    return mapping, expected
+
+
+def job_default_name(*, dataset: Dataset) -> str:
+    """A name no run of the team has yet: the dataset's name and the run's number on it."""
+    prefix = f"{dataset.name[:185]} #"  # a job name holds 200 characters
+    taken = set(
+        Job.objects.filter(team_id=dataset.team_id, name__startswith=prefix).values_list(
+            "name", flat=True
+        )
+    )
+    number = Job.objects.filter(dataset=dataset, kind=Job.Kind.COMPARE).count() + 1
+    while f"{prefix}{number}" in taken:
+        number += 1
+    return f"{prefix}{number}"
+
+
+def job_name_unique(*, team: Team, name: str) -> str:
+    """`name`, or `name (2)`, `name (3)`…: the first that no run of the team has."""
+    taken = set(Job.objects.filter(team=team, name__startswith=name).values_list("name", flat=True))
+    candidate, number = name, 2
+    while candidate in taken:
+        candidate, number = f"{name} ({number})", number + 1
+    return candidate
 
 
 def jobs_for_team(*, team: Team, kind: str | None = None, limit: int = 50) -> QuerySet[Job]:

@@ -214,8 +214,16 @@ async def comparison_column_stream(*, column_id: int, run_token: str) -> AsyncIt
         return
     result: calls.CallResult | None = None
     parts: list[str] = []
+
+    async def stop_asked() -> bool:
+        return await ComparisonColumn.objects.filter(
+            pk=column_id, run_token=run_token, status=RunStatus.STOPPED
+        ).aexists()
+
     try:
-        async for piece in calls.stream(_call_input_for_comparison(column, Purpose.PLAYGROUND)):
+        async for piece in calls.stream(
+            _call_input_for_comparison(column, Purpose.PLAYGROUND), stop=stop_asked
+        ):
             if isinstance(piece, calls.CallResult):
                 result = piece
             else:
@@ -253,6 +261,13 @@ async def comparison_column_stream(*, column_id: int, run_token: str) -> AsyncIt
         )
         yield {"event": "error", **column_metrics(column)}
         return
+    if result.stopped:
+        # Stop asked for: the text so far and what it cost are kept and shown.
+        await _column_finish(
+            column, run_token, status=RunStatus.STOPPED, error="Stopped.", result=result
+        )
+        yield {"event": "stopped", **column_metrics(column), "output": result.output}
+        return
     await _column_finish(column, run_token, status=RunStatus.DONE, result=result)
     # The browser gets the answer live even where the team stores none (the stored column's
     # output is then empty).
@@ -269,11 +284,16 @@ async def _column_finish(
     error: str = "",
     result: calls.CallResult | None = None,
 ) -> None:
-    """Store the run's outcome, unless the column was stopped or re-run meanwhile."""
+    """Store the run's outcome, unless the column was re-run meanwhile, or stopped (a stop
+    keeps the text and figures the stream had when it ended)."""
     fields: dict[str, Any] = {"status": status, "error": error[:500]}
     if result is not None:
         version = column.comparison.prompt_version
-        verdict = checks.json_verdict(result.output, version.response_schema if version else None)
+        verdict = (
+            checks.JsonVerdict(None, None, "")
+            if result.stopped  # a text cut short is not judged as JSON
+            else checks.json_verdict(result.output, version.response_schema if version else None)
+        )
         fields.update(
             output=result.output,
             model_used=result.model_name,
@@ -296,8 +316,13 @@ async def _column_finish(
     no_content = column.comparison.team.no_content
     if no_content:
         fields.update(output="", schema_error="")
+    current = (
+        [RunStatus.RUNNING, RunStatus.STOPPED]
+        if status == RunStatus.STOPPED
+        else [RunStatus.RUNNING]
+    )
     await ComparisonColumn.objects.filter(
-        pk=column.pk, run_token=run_token, status=RunStatus.RUNNING
+        pk=column.pk, run_token=run_token, status__in=current
     ).aupdate(**fields)
     await column.arefresh_from_db()
     if no_content:

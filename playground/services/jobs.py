@@ -30,6 +30,7 @@ from core.patterns import pattern_problem
 from playground import datasets, hooks
 from playground.columns import ColumnSpec
 from playground.models import Dataset, Job, JobItem, RowVote, Verdict
+from playground.selectors import job_default_name, job_name_unique
 from playground.services.datasets import BULK_BATCH, dataset_row_errors
 from playground.services.variables import invalid_variables_text, variables_check
 from prompts.models import PromptVersion
@@ -96,7 +97,7 @@ def batch_compare_create(
     errors = dataset_row_errors(dataset=dataset, version=version, mapping=mapping)
     if errors:
         raise ValidationFailed(
-            f"{len(errors)} row{'s' if len(errors) > 1 else ''} do not fit the prompt's variables.",
+            f"{len(errors)} row{'s do' if len(errors) > 1 else ' does'} not fit the prompt's variables.",
             details=[{"line": e.line, "message": e.message} for e in errors],
         )
     total = dataset.row_count * len(columns)
@@ -107,7 +108,9 @@ def batch_compare_create(
     job = Job.objects.create(
         team=team,
         kind=Job.Kind.COMPARE,
-        name=name or f"{version} on {dataset.name}",
+        name=job_name_unique(team=team, name=name[:190])
+        if name
+        else job_default_name(dataset=dataset),
         created_by=user,
         prompt_version=version,
         dataset=dataset,

@@ -121,12 +121,29 @@ def batch_new(request: HttpRequest) -> HttpResponse:
                 data=upload.read(settings.PLAYGROUND_DATASET_MAX_BYTES + 1),
             )
         except AppError as exc:
-            context["upload_error"] = exc.message
-            context["upload_errors"] = exc.details or []
+            groups = datasets.group_errors(
+                [(e.get("line"), e.get("message", "")) for e in exc.details or []]
+                if isinstance(exc.details, list)
+                else []
+            )
+            if len(groups) == 1 and not groups[0].lines:
+                # one problem with the whole file (too many rows, say) is the headline itself
+                context["upload_error"], groups = groups[0].message, []
+            else:
+                context["upload_error"] = exc.message
+            context["upload_errors"] = groups
             status = exc.status
     mapping = None
-    if request.method == "POST" and "map-submitted" in request.POST and version is not None:
-        mapping = {v["name"]: request.POST.get(f"map-{v['name']}", "") for v in version.variables}
+    form = request.POST if request.method == "POST" else request.GET
+    if "map-submitted" in form and version is not None:
+        mapping = {v["name"]: form.get(f"map-{v['name']}", "") for v in version.variables}
+    elif dataset is not None and version is not None and "file" not in request.FILES:
+        # a dataset used before comes back with the mapping its last run used
+        kept, expected = selectors.dataset_last_setup(dataset=dataset, version=version)
+        if kept:
+            mapping = {**datasets.default_mapping(dataset.columns, version.variables), **kept}
+        if expected:
+            context["expected_column"] = expected
     ctx = _batch_setup_context(
         request, team=team, dataset=dataset, version=version, mapping=mapping, **context
     )
@@ -137,6 +154,10 @@ def batch_new(request: HttpRequest) -> HttpResponse:
             mapping={k: v for k, v in ctx["mapping"].items() if v},
             limit=20,
         )
+        ctx["row_error_groups"] = datasets.group_errors(
+            [(e.line, e.message) for e in ctx["row_errors"]]
+        )
+        ctx["default_name"] = selectors.job_default_name(dataset=dataset)
     template = "playground/batch_new.html"
     if request.htmx:
         part = "mapping" if request.GET.get("part") == "mapping" else "setup"
@@ -171,19 +192,23 @@ def batch_run(request: HttpRequest) -> HttpResponse:
             deadline=request.POST.get("deadline") or None,
         )
     except AppError as exc:
-        messages.error(request, exc.message)
-        for detail in (exc.details or [])[:20] if isinstance(exc.details, list) else []:
-            messages.error(
-                request,
-                f"line {detail.get('line')}: {detail.get('message')}"
-                if detail.get("line")
-                else str(detail.get("message") or detail),
-            )
+        # Said once: the page this goes back to lists the rows (and the mapping) itself.
+        lines = isinstance(exc.details, list) and any(
+            isinstance(d, dict) and d.get("line") for d in exc.details
+        )
+        messages.error(
+            request, "The run did not start: see the rows below." if lines else exc.message
+        )
         query = urlencode(
             {
                 "team": team.slug,
                 "version": request.POST.get("version", ""),
                 "dataset": request.POST.get("dataset", ""),
+                **{
+                    key: value
+                    for key, value in request.POST.items()
+                    if key.startswith("map-") or key == "map-submitted"
+                },
             }
         )
         return redirect(f"{reverse('playground:batch-new')}?{query}")
@@ -207,20 +232,41 @@ def _results_query(request: HttpRequest) -> dict[str, Any]:
         page = max(1, int(request.GET.get("page", 1)))
     except ValueError:
         page = 1
-    return {"filter": filter_, "q": request.GET.get("q", "").strip(), "page": page, "size": size}
+    baseline = request.GET.get("baseline", "")
+    return {
+        "filter": filter_,
+        "q": request.GET.get("q", "").strip(),
+        "page": page,
+        "size": size,
+        "baseline": baseline if baseline == "none" or baseline.isdigit() else "",
+    }
 
 
-def _deltas(totals, baseline_totals) -> list[dict | None]:
+def _baseline(job: Job, wanted: str, choices: list[Job]) -> Job | None:
+    """The run picked as the baseline: `none`, one of `choices` by id, or by default the
+    latest earlier run on the same dataset."""
+    if wanted == "none":
+        return None
+    if wanted:
+        return next((c for c in choices if str(c.pk) == wanted), None)
+    return selectors.job_baseline(job=job, choices=choices)
+
+
+def _deltas(totals, baseline_totals, matches: list[int | None]) -> list[dict | None]:
+    """Each column against the baseline's column that ran on the same tier or model; none
+    for a column the baseline did not run."""
     if not baseline_totals:
         return [None] * len(totals)
-    out = []
-    for t in totals:
-        b = baseline_totals[t.index] if t.index < len(baseline_totals) else None
+    out: list[dict | None] = []
+    for t, match in zip(totals, matches, strict=True):
+        b = baseline_totals[match] if match is not None and match < len(baseline_totals) else None
         if b is None:
             out.append(None)
             continue
         out.append(
             {
+                "letter": b.letter,
+                "label": b.label,
                 "cost": t.cost_usd - b.cost_usd,
                 "latency": (t.avg_latency_ms - b.avg_latency_ms)
                 if t.avg_latency_ms is not None and b.avg_latency_ms is not None
@@ -254,8 +300,10 @@ def batch_detail(request: HttpRequest, pk: int) -> HttpResponse:
         limit=query["size"],
     )
     totals = selectors.job_column_totals(job=job)
-    baseline = selectors.job_baseline(job=job)
+    baseline_choices = selectors.job_baseline_choices(job=job)
+    baseline = _baseline(job, query["baseline"], baseline_choices)
     baseline_totals = selectors.job_column_totals(job=baseline) if baseline else None
+    matches = selectors.job_baseline_columns(job=job, baseline=baseline) if baseline else []
     pages = max(1, -(-total // query["size"]))
     evaluation = hooks.evaluation()
     verdicts = evaluation.job_verdicts(job=job, row_indexes=[r.row_index for r in rows])
@@ -274,7 +322,7 @@ def batch_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "column_headers": list(
             zip(
                 totals,
-                _deltas(totals, baseline_totals),
+                _deltas(totals, baseline_totals, matches),
                 [verdicts.columns.get(t.index) for t in totals],
                 strict=True,
             )
@@ -286,6 +334,7 @@ def batch_detail(request: HttpRequest, pk: int) -> HttpResponse:
         else "",
         "agreement": agreement,
         "baseline": baseline,
+        "baseline_choices": baseline_choices,
         "query": query,
         "pages": pages,
         "prev_url": page_url(query["page"] - 1) if query["page"] > 1 else "",

@@ -6,6 +6,8 @@ from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
+from django.urls import reverse
+from django.utils.html import format_html
 
 from core.errors import AppError
 from playground import services
@@ -30,8 +32,17 @@ def save_version_response(
     except AppError as exc:
         flash_error(request, exc)
         return redirect(back)
+    url = reverse("prompts:detail", args=[created.prompt.team.slug, created.prompt.slug])
     messages.success(
         request,
-        f"Saved {created.prompt.slug} v{created.number} ({spec.label}). Publish it from the prompt page.",
+        format_html(
+            'Saved as a new version: <a href="{}?version={}" data-testid="saved-version">{} v{}</a>'
+            " ({}). Publish it from the prompt page.",
+            url,
+            created.number,
+            created.prompt.slug,
+            created.number,
+            spec.label,
+        ),
     )
     return redirect(back)

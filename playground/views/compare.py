@@ -289,8 +289,8 @@ def _sse(event: dict) -> bytes:
 
 async def column_stream(request: HttpRequest, pk: int, position: int) -> HttpResponse:
     """Server-sent events of one column's run: `delta` text as it arrives, then `done`
-    (figures and the rendered metrics) or `error`. Each column has its own stream, so the
-    columns run at the same time."""
+    (figures and the rendered metrics), `stopped` (the same, so far) or `error`. Each
+    column has its own stream, so the columns run at the same time."""
     user = await request.auser()
     if not user.is_authenticated:
         return HttpResponse(status=401)
@@ -307,7 +307,7 @@ async def column_stream(request: HttpRequest, pk: int, position: int) -> HttpRes
     async def events():
         yield b": stream open\n\n"  # headers and a first byte go out before the model answers
         async for event in services.comparison_column_stream(column_id=column.pk, run_token=token):
-            if event["event"] in ("done", "error"):
+            if event["event"] in ("done", "error", "stopped"):
                 event["metrics_html"] = await sync_to_async(_metrics_html)(column.pk)
             yield _sse(event)
 

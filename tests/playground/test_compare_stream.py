@@ -206,3 +206,64 @@ def test_closing_a_columns_stream_stops_only_that_column(
         what="the cancelled usage record",
     )
     assert record.status == UsageRecord.Status.CANCELLED
+
+
+def test_a_stop_ends_the_stream_with_the_text_so_far_and_its_tokens_and_cost(
+    live_site, slow_simulator_url, team, alice, catalog
+):
+    use_upstream(slow_simulator_url)
+    comparison = services.comparison_create(
+        team=team,
+        user=alice,
+        columns=[ColumnSpec(tier="mini"), ColumnSpec(tier="flagship")],
+        input_text="Write three paragraphs about lighthouses. " * 60,
+    )
+    _, flagship_url = _stream_urls(live_site, comparison)
+    column = comparison.columns.get(position=1)
+    cookies = _session_cookie(alice)
+
+    async def main():
+        events: list[tuple[str, dict]] = []
+        async with (
+            httpx.AsyncClient(cookies=cookies, timeout=30) as client,
+            client.stream("GET", flagship_url) as response,
+        ):
+            name = None
+            async for line in response.aiter_lines():
+                if line.startswith("event: "):
+                    name = line[7:]
+                elif line.startswith("data: "):
+                    events.append((name, json.loads(line[6:])))
+                    if name == "delta" and len(events) == 3:
+                        # the user pressed Stop: the page asks the server, keeps listening
+                        await asyncio.to_thread(services.comparison_column_stop, column=column)
+        return events
+
+    events = asyncio.run(main())
+    names = [n for n, _ in events]
+    assert names[-1] == "stopped", names
+    assert "done" not in names
+    last = events[-1][1]
+    partial = "".join(e["text"] for n, e in events if n == "delta")
+    assert last["output"] == partial
+    assert last["input_tokens"] > 0
+    assert last["output_tokens"] > 0
+    assert Decimal(last["cost_usd"]) > 0
+    assert "Tokens out" in last["metrics_html"]
+    assert "so far" in last["metrics_html"]
+    column.refresh_from_db()
+    assert column.status == RunStatus.STOPPED
+    assert column.output == partial  # kept for a reload
+    assert column.model_used == "gpt-5.4"
+    # the column costs what the gateway recorded for the cancelled attempt
+    record = wait_for(
+        lambda: UsageRecord.objects.filter(request_id=column.request_id).first(),
+        timeout=10,
+        what="the cancelled usage record",
+    )
+    assert record.status == UsageRecord.Status.CANCELLED
+    assert column.cost_usd == record.cost_usd
+    assert (column.input_tokens, column.output_tokens) == (
+        record.input_tokens,
+        record.output_tokens,
+    )
