@@ -1,10 +1,13 @@
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from core.errors import InvalidVariables, ValidationFailed
 from core.sizedcache import SizedCache
 from prompts.models import PromptVersion
+from prompts.render_pool import NICENESS, _Worker
 from prompts.rendering import (
     RenderedPrompt,
     arender_version,
@@ -283,6 +286,16 @@ async def test_a_template_that_loops_renders_in_a_worker_for_async_callers():
     )
     rendered = await arender_version(v, {"items": ["a", "b"]})
     assert rendered.messages == [{"role": "user", "content": "1. a\n2. b\n"}]
+
+
+def test_render_workers_run_at_a_lower_cpu_priority_than_the_server():
+    worker = _Worker(memory_mb=256)
+    try:
+        with open(f"/proc/{worker.process.pid}/stat") as stat:
+            niceness = int(stat.read().rsplit(")", 1)[1].split()[16])
+    finally:
+        worker.kill()
+    assert niceness == os.nice(0) + NICENESS
 
 
 def test_plain_templates_are_told_apart_from_those_that_can_loop():
