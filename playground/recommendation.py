@@ -27,6 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal
 
+from core.money import usd
 from core.stats import wilson_lower_bound
 
 CENT = Decimal("0.01")
@@ -89,7 +90,7 @@ class Recommendation:
         if self.monthly_savings is not None and self.monthly_savings > 0:
             text += (
                 f" — routing this prompt to {self.cheap_tier} saves about "
-                f"${self.monthly_savings:,.2f} a month at the last 30 days' volume"
+                f"{usd(self.monthly_savings)} a month at the last 30 days' volume"
             )
         return text + "."
 

@@ -9,9 +9,16 @@
                    "#d6336c", "#5c940d", "#862e9c", "#495057"];
   const charts = {};
 
+  // As core.money.usd prints it: cents with thousands from a dollar up, else four significant
+  // digits ($0.0123, $0.000045).
   function money(value) {
-    const n = Number(value);
-    return n >= 1 || n === 0 ? "$" + n.toFixed(2) : "$" + n.toFixed(4);
+    const n = Math.abs(Number(value));
+    const sign = Number(value) < 0 ? "-" : "";
+    if (n >= 1 || n === 0) {
+      return sign + "$" + n.toLocaleString("en-US", {minimumFractionDigits: 2, maximumFractionDigits: 2});
+    }
+    const places = Math.max(2, 3 - Math.floor(Math.log10(n)));
+    return sign + "$" + n.toFixed(places).replace(/(\.\d\d\d*?)0+$/, "$1");
   }
 
   function readJSON(id) {

@@ -68,7 +68,7 @@ def test_the_baseline_picker_reloads_the_deltas_of_matching_columns(logged_in_pa
     expect(picker).to_have_value(str(older))  # the latest earlier run, preselected
     a, c = _header(page, "A"), _header(page, "C")
     expect(a).to_contain_text("vs baseline B")
-    expect(a).to_contain_text("(+0.0020)")  # mini against mini, not against flagship
+    expect(a).to_contain_text("(+$0.002)")  # mini against mini, not against flagship
     expect(c).to_contain_text("no baseline column ran on tier:nano")
     expect(c.locator(".pg-delta-up, .pg-delta-down")).to_have_count(0)
 
