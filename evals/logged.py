@@ -27,6 +27,7 @@ from evals.models import Evaluation, Evaluator, EvaluatorVersion, Judgment, Outc
 from evals.runner import _ask, _check_passes, _Spent, cache_key, evaluators_for_prompt
 from gateway.payloads import output_of
 from gateway.upstream import CHAT, RESPONSES
+from playground import checks
 from spend.explorer import request_input_text
 from spend.models import Purpose, UsageRecord
 
@@ -56,6 +57,10 @@ def versions_for_requests(prompt_id: int) -> tuple[list[EvaluatorVersion], list[
         else:
             runs.append(version)
     return runs, skipped
+
+
+def _needs_schema(version: EvaluatorVersion) -> bool:
+    return version.evaluator.kind == Evaluator.Kind.CHECK and version.config["check"] == "schema"
 
 
 def _schema_of(body: dict[str, Any]) -> dict | None:
@@ -126,7 +131,10 @@ async def _judge_answer(
         outcome, details = (Outcome.PASS if passed else Outcome.FAIL), {"reason": reason}
     else:
         score = None
-        passed = _check_passes(config, answer, None, task.output_schema)
+        if config["check"] == "json":  # valid JSON, whether or not the request gave a schema
+            passed = checks.is_json(checks.parse_json(answer))
+        else:
+            passed = _check_passes(config, answer, None, task.output_schema)
         outcome = Outcome.PASS if passed else Outcome.FAIL
         details = {"check": config["check"], "passed": passed}
     return {
@@ -216,6 +224,9 @@ async def request_run_evaluate(*, run_id: int) -> RequestRun | None:
         async with semaphore:
             if stop.is_set():
                 await _bump(run_id, done=1, failed=1)
+                return
+            if _needs_schema(version) and item.task.output_schema is None:
+                await _bump(run_id, done=1)  # nothing to check this answer against
                 return
             done = await Evaluation.objects.filter(
                 evaluator_version=version, usage_record=item.record

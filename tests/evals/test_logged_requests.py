@@ -7,13 +7,12 @@ from __future__ import annotations
 import httpx
 import pytest
 from django.db.models import Sum
-from django.utils import timezone
 
 from core.errors import BadRequest, Forbidden
 from evals import logged, services
 from evals.models import Evaluation, Evaluator, Judgment, RequestRun
 from spend.models import Purpose, UsageRecord
-from tests.evals.conftest import RUBRIC, run_async
+from tests.evals.conftest import RUBRIC, logged_record, run_async
 from tests.playground.conftest import make_triage, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -155,30 +154,15 @@ def test_a_second_run_and_a_repeated_answer_read_the_cache_and_cost_nothing(
     assert Evaluation.objects.count() == 3  # one per evaluator version and request
 
 
-def _record(team, version, request_id: str, **extra) -> UsageRecord:
-    return UsageRecord.objects.create(
-        created_at=timezone.now(),
-        request_id=request_id,
-        team=team,
-        prompt_version=version,
-        purpose=extra.pop("purpose", Purpose.GATEWAY),
-        model_name="gpt-5.4-nano",
-        tier_name="nano",
-        request_body={"instructions": "Triage.", "input": "Ticket: the invoice is wrong"},
-        response_body={"output_text": '{"category": "billing", "urgency": "low"}'},
-        **extra,
-    )
-
-
 def test_a_selection_is_at_most_200_requests_of_the_prompt(team, alice, triage, json_check):
     with pytest.raises(BadRequest, match="At most 200"):
         services.request_run_start(
             prompt=triage.prompt, request_ids=[f"req_{i}" for i in range(201)], actor=alice
         )
     other_prompt = make_triage(team, alice, slug="other")
-    _record(team, triage, "req_mine")
-    _record(team, other_prompt, "req_other_prompt")
-    _record(team, triage, "req_judge_call", purpose=Purpose.EVAL)
+    logged_record(team, triage, "req_mine")
+    logged_record(team, other_prompt, "req_other_prompt")
+    logged_record(team, triage, "req_judge_call", purpose=Purpose.EVAL)
     run = services.request_run_start(
         prompt=triage.prompt,
         request_ids=["req_mine", "req_other_prompt", "req_judge_call", "req_mine"],
@@ -195,8 +179,8 @@ def test_another_teams_request_ids_are_never_evaluated(
     team, other_team, alice, charlie, triage, json_check
 ):
     theirs = make_triage(other_team, charlie)
-    _record(other_team, theirs, "req_b_secret")
-    _record(team, triage, "req_a")
+    logged_record(other_team, theirs, "req_b_secret")
+    logged_record(team, triage, "req_a")
     with pytest.raises(BadRequest, match="None of these"):
         services.request_run_start(prompt=triage.prompt, request_ids=["req_b_secret"], actor=alice)
     run = services.request_run_start(
@@ -211,7 +195,7 @@ def test_another_teams_request_ids_are_never_evaluated(
 
 
 def test_only_the_prompts_team_editors_start_a_run(team, alice, bob, charlie, triage, json_check):
-    _record(team, triage, "req_a")
+    logged_record(team, triage, "req_a")
     for person in (bob, charlie):
         with pytest.raises(Forbidden):
             services.request_run_start(prompt=triage.prompt, request_ids=["req_a"], actor=person)
@@ -233,3 +217,17 @@ def test_a_run_is_evaluated_by_a_real_worker_which_counts_its_progress(
     assert (run.total, run.done, run.percent, run.failed) == (8, 8, 100, 0)
     assert Evaluation.objects.filter(usage_record__request_id__in=ids).count() == 8
     assert UsageRecord.objects.filter(purpose=Purpose.EVAL).count() == 4
+
+
+def test_a_schema_check_leaves_out_a_request_that_asked_for_no_schema(team, alice, triage):
+    services.evaluator_create(
+        prompt=triage.prompt,
+        name="schema",
+        kind=Evaluator.Kind.CHECK,
+        config={"check": "schema"},
+        actor=alice,
+    )
+    logged_record(team, triage, "req_free_text")  # its stored body has no output format
+    run = evaluate(triage.prompt, ["req_free_text"], alice)
+    assert (run.status, run.total, run.done, run.judged) == ("done", 1, 1, 0)
+    assert not Evaluation.objects.exists()
