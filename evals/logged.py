@@ -24,7 +24,7 @@ from core.errors import AppError
 from evals import judge
 from evals.judge import Task
 from evals.models import Evaluation, Evaluator, EvaluatorVersion, Judgment, Outcome, RequestRun
-from evals.runner import _ask, _check_passes, _Spent, cache_key, evaluators_for_prompt
+from evals.runner import Spent, cache_key, check_passes, evaluators_for_prompt, judge_ask
 from gateway.payloads import output_of
 from gateway.upstream import CHAT, RESPONSES
 from playground import checks
@@ -117,9 +117,9 @@ async def _judge_answer(
     version: EvaluatorVersion, team: Any, task: Task, answer: str
 ) -> dict[str, Any]:
     config, kind = version.config, version.evaluator.kind
-    spent = _Spent(Decimal(0), [])
+    spent = Spent(Decimal(0), [])
     if kind == Evaluator.Kind.SCORE_JUDGE:
-        text = await _ask(
+        text = await judge_ask(
             version,
             team,
             judge.score_body(rubric=config["rubric"], task=task, answer=answer),
@@ -134,7 +134,7 @@ async def _judge_answer(
         if config["check"] == "json":  # valid JSON, whether or not the request gave a schema
             passed = checks.is_json(checks.parse_json(answer))
         else:
-            passed = _check_passes(config, answer, None, task.output_schema)
+            passed = check_passes(config, answer, None, task.output_schema)
         outcome = Outcome.PASS if passed else Outcome.FAIL
         details = {"check": config["check"], "passed": passed}
     return {
