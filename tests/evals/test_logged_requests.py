@@ -4,6 +4,8 @@ content are counted and skipped, judgments are cached, another team's requests n
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import httpx
 import pytest
 from django.db.models import Sum
@@ -11,6 +13,7 @@ from django.db.models import Sum
 from core.errors import BadRequest, Forbidden
 from evals import logged, services
 from evals.models import Evaluation, Evaluator, Judgment, RequestRun
+from spend.budgets import budget_set
 from spend.models import Purpose, UsageRecord
 from tests.evals.conftest import RUBRIC, logged_record, run_async
 from tests.playground.conftest import make_triage, wait_for
@@ -230,4 +233,21 @@ def test_a_schema_check_leaves_out_a_request_that_asked_for_no_schema(team, alic
     logged_record(team, triage, "req_free_text")  # its stored body has no output format
     run = evaluate(triage.prompt, ["req_free_text"], alice)
     assert (run.status, run.total, run.done, run.judged) == ("done", 1, 1, 0)
+    assert not Evaluation.objects.exists()
+
+
+def test_a_team_over_its_budget_stops_the_run_and_says_so(team, alice, triage, score, catalog):
+    ids = [f"req_budget_{i}" for i in range(3)]
+    for i, request_id in enumerate(ids):
+        logged_record(
+            team,
+            triage,
+            request_id,
+            request_body={"instructions": "Triage.", "input": f"Ticket {i}: the invoice is wrong"},
+        )
+    budget_set(team=team, limit_usd=Decimal("0"))
+    run = evaluate(triage.prompt, ids, alice)
+    assert (run.status, run.total, run.done, run.failed, run.judged) == ("done", 3, 3, 3, 0)
+    assert "budget" in run.error.lower()
+    assert not Judgment.objects.exists()
     assert not Evaluation.objects.exists()
