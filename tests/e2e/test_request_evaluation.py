@@ -110,10 +110,34 @@ def test_an_editor_evaluates_the_listed_requests_and_reads_each_ones_scores(
     assert [e for e in errors if "favicon" not in e] == []
 
 
-def test_a_member_sees_the_summary_without_the_action(logged_in_page, e2e_server: E2EServer):
-    e2e_server.shell(_SETUP.replace("for i in range(10)", "for i in range(0)"))
+# A run under way on another prompt (no task queued: it stays at 9 of 24), for the progress bar.
+_RUNNING = """
+from accounts.models import User
+from evals.models import RequestRun
+from prompts.models import Prompt
+prompt = Prompt.objects.get(team__slug="demo", slug="invoice-extract")
+RequestRun.objects.filter(prompt=prompt).delete()
+RequestRun.objects.create(team=prompt.team, prompt=prompt, created_by=User.objects.get(username="pm"),
+                          status="running", request_ids=[f"req_{i}" for i in range(12)],
+                          total=24, done=9)
+"""
+
+
+def test_a_member_follows_a_runs_progress_without_the_action(logged_in_page, e2e_server: E2EServer):
+    e2e_server.shell(_RUNNING)
     page = logged_in_page("member")
-    page.goto(LIST)
+    errors = _watch_console(page)
+    page.goto("/requests/?prompt=invoice-extract&range=24h")
     panel = page.get_by_test_id("evaluate-requests")
     expect(panel).to_contain_text("Prompt editors can evaluate these requests")
     expect(panel.get_by_test_id("evaluate-button")).to_have_count(0)
+    expect(panel).to_contain_text("Evaluating 12 requests: 9 of 24 judgments")
+    expect(page.get_by_test_id("request-run-progress")).to_have_attribute("aria-valuenow", "38")
+    expect(page.get_by_test_id("request-run")).to_have_attribute("hx-trigger", "every 1s")
+    screenshot(page, "request-evaluation-progress")
+    # on a phone the panel fits without sideways scrolling
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.reload()
+    expect(panel).to_be_visible()
+    assert page.evaluate("document.scrollingElement.scrollWidth") <= 390
+    assert [e for e in errors if "favicon" not in e] == []

@@ -149,3 +149,18 @@ def test_the_drawer_lists_the_requests_evaluations_with_score_and_reason(
         reverse("requests:detail", args=["req_nocontent"]), headers={"HX-Request": "true"}
     )
     assert 'data-testid="request-evaluations"' not in drawer.content.decode()
+
+
+def test_a_running_run_shows_its_progress_and_keeps_polling(alice, bob, triage, requests_):
+    run = RequestRun.objects.create(
+        team=triage.prompt.team,
+        prompt=triage.prompt,
+        status=RequestRun.Status.RUNNING,
+        request_ids=requests_,
+        total=8,
+        done=2,
+    )
+    page = logged_in(bob).get(reverse("evals:request-run", args=[run.pk])).content.decode()
+    assert 'hx-trigger="every 1s"' in page
+    assert 'aria-valuenow="25"' in page
+    assert "2 of 8 judgments" in page
