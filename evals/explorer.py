@@ -116,7 +116,7 @@ def requests_confirm(request: HttpRequest) -> HttpResponse:
         "skipped": skipped,
         "max_requests": MAX_REQUESTS,
     }
-    return render(request, f"{TEMPLATE}#confirm", context)
+    return render(request, f"{TEMPLATE}#confirm" if request.htmx else TEMPLATE, context)
 
 
 @login_required

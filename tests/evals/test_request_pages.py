@@ -70,12 +70,19 @@ def test_the_confirm_step_counts_the_requests_and_names_the_evaluators(
     response = logged_in(alice).get(CONFIRM, headers={"HX-Request": "true"})
     assert response.status_code == 200
     page = response.content.decode()
+    assert 'hx-target="#evaluate-requests"' in page
     assert "Evaluate the <strong>4</strong> newest gateway requests" in page
     assert "1 without stored content will be skipped" in page
     assert "valid json v1" in page
     assert "judge (pairwise_judge) needs a reference answer" in page
     assert "Evaluate 3 requests" in page
     assert page.count('name="request"') == 4
+    assert "<html" not in page
+    # without htmx, the confirm step is a page of its own
+    full = logged_in(alice).get(CONFIRM).content.decode()
+    assert "<html" in full
+    assert "Evaluate 3 requests" in full
+    assert "hx-post" not in full  # a plain form: the page has no panel to swap
 
 
 def test_confirming_starts_a_run_the_panel_polls_then_summarizes(
@@ -164,3 +171,15 @@ def test_a_running_run_shows_its_progress_and_keeps_polling(alice, bob, triage, 
     assert 'hx-trigger="every 1s"' in page
     assert 'aria-valuenow="25"' in page
     assert "2 of 8 judgments" in page
+
+
+def test_without_htmx_confirming_goes_back_to_the_filtered_list(
+    alice, triage, requests_, json_check
+):
+    response = logged_in(alice).post(
+        reverse("evals:requests-run"),
+        {"prompt": triage.prompt.pk, "request": requests_, "query": "prompt=triage&range=all"},
+    )
+    assert response.status_code == 302
+    assert response["Location"] == "/requests/?prompt=triage&range=all"
+    assert RequestRun.objects.count() == 1
