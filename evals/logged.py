@@ -208,8 +208,15 @@ async def request_run_evaluate(*, run_id: int) -> RequestRun | None:
             no_content += 1
         else:
             no_answer += 1
+    # A redelivered task (its worker died) counts from zero: what the first delivery evaluated
+    # is found again and counted as cached.
     await RequestRun.objects.filter(pk=run_id).aupdate(
         status=RequestRun.Status.RUNNING,
+        done=0,
+        judged=0,
+        cached=0,
+        failed=0,
+        cost_usd=0,
         total=len(logged) * len(versions),
         skipped_no_content=no_content,
         skipped_no_answer=no_answer,

@@ -251,3 +251,23 @@ def test_a_team_over_its_budget_stops_the_run_and_says_so(team, alice, triage, s
     assert "budget" in run.error.lower()
     assert not Judgment.objects.exists()
     assert not Evaluation.objects.exists()
+
+
+def test_a_redelivered_run_counts_from_zero_and_reuses_what_was_evaluated(
+    team, alice, triage, json_check
+):
+    for request_id in ("req_r0", "req_r1"):
+        logged_record(team, triage, request_id)
+    first = evaluate(triage.prompt, ["req_r0", "req_r1"], alice)
+    assert (first.done, first.judged) == (2, 1)  # the same task and answer: one judgment
+    # as a worker that died mid-run leaves it: running, with counts of its own
+    RequestRun.objects.filter(pk=first.pk).update(status="running", done=7, judged=5)
+    run_async(logged.request_run_evaluate, run_id=first.pk)
+    again = RequestRun.objects.get(pk=first.pk)
+    assert (again.status, again.total, again.done, again.judged, again.cached) == (
+        "done",
+        2,
+        2,
+        0,
+        2,
+    )
