@@ -152,3 +152,56 @@ class Evaluation(models.Model):
 
     def __str__(self) -> str:
         return f"evaluation {self.pk}: {self.judgment.outcome}"
+
+
+class RequestRun(models.Model):
+    """One evaluation of a selection of a prompt's logged requests (the request explorer's
+    "Evaluate these requests"): the selection, the progress a page polls, and the counts of
+    what was left out and why."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    team = models.ForeignKey("accounts.Team", on_delete=models.CASCADE, related_name="+")
+    prompt = models.ForeignKey("prompts.Prompt", on_delete=models.CASCADE, related_name="+")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    # the selected requests' ids, newest first, as the explorer listed them
+    request_ids = models.JSONField(default=list)
+    version_ids = models.JSONField(default=list)
+    # evaluators left out: [{"name", "kind", "why"}] ("needs a reference", ...)
+    skipped_evaluators = models.JSONField(default=list, blank=True)
+    total = models.PositiveIntegerField(default=0)  # requests times evaluator versions
+    done = models.PositiveIntegerField(default=0)
+    judged = models.PositiveIntegerField(default=0)
+    cached = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+    skipped_no_content = models.PositiveIntegerField(default=0)
+    skipped_no_answer = models.PositiveIntegerField(default=0)
+    cost_usd = cost_field()
+    error = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            # the explorer's latest run for a prompt
+            models.Index(fields=["prompt", "-created_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"request run {self.pk} ({self.status})"
+
+    @property
+    def finished(self) -> bool:
+        return self.status in (self.Status.DONE, self.Status.FAILED)
+
+    @property
+    def percent(self) -> int:
+        return 100 if not self.total else min(100, round(100 * self.done / self.total))

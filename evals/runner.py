@@ -44,14 +44,17 @@ def cache_key(version_id: int, task: Task, answers: tuple[str, ...], expected: s
 
 
 @dataclass(slots=True)
-class _Spent:
+class Spent:
+    """What a judgment's calls cost, and their usage records."""
+
     cost: Decimal
     usage_ids: list[int]
 
 
-async def _ask(
-    version: EvaluatorVersion, team: Any, body: dict[str, Any], spent: _Spent, api_key: Any
+async def judge_ask(
+    version: EvaluatorVersion, team: Any, body: dict[str, Any], spent: Spent, api_key: Any
 ) -> str:
+    """One judge call: an ordinary gateway call with purpose `eval`; its cost lands in `spent`."""
     result = await calls.call(
         calls.CallInput(
             team=team,
@@ -71,7 +74,7 @@ async def _ask(
     return result.output
 
 
-def _check_passes(
+def check_passes(
     config: dict[str, Any], answer: str, expected: str | None, schema: dict | None
 ) -> bool:
     check = config["check"]
@@ -96,18 +99,18 @@ async def _judge_pair(
 ) -> dict[str, Any]:
     """The fields of a new judgment of a cheap answer against a reference answer."""
     config, kind = version.config, version.evaluator.kind
-    spent = _Spent(Decimal(0), [])
+    spent = Spent(Decimal(0), [])
     if kind == Evaluator.Kind.PAIRWISE_JUDGE:
         rubric = config["rubric"]
         first, second = await asyncio.gather(
-            _ask(
+            judge_ask(
                 version,
                 team,
                 judge.pairwise_body(rubric=rubric, task=task, answer_a=cheap, answer_b=reference),
                 spent,
                 api_key,
             ),
-            _ask(
+            judge_ask(
                 version,
                 team,
                 judge.pairwise_body(rubric=rubric, task=task, answer_a=reference, answer_b=cheap),
@@ -125,14 +128,14 @@ async def _judge_pair(
     elif kind == Evaluator.Kind.SCORE_JUDGE:
         rubric = config["rubric"]
         cheap_text, ref_text = await asyncio.gather(
-            _ask(
+            judge_ask(
                 version,
                 team,
                 judge.score_body(rubric=rubric, task=task, answer=cheap),
                 spent,
                 api_key,
             ),
-            _ask(
+            judge_ask(
                 version,
                 team,
                 judge.score_body(rubric=rubric, task=task, answer=reference),
@@ -171,8 +174,8 @@ async def _judge_pair(
         score = None
     else:
         schema = task.output_schema
-        cheap_ok = _check_passes(config, cheap, expected, schema)
-        ref_ok = _check_passes(config, reference, expected, schema)
+        cheap_ok = check_passes(config, cheap, expected, schema)
+        ref_ok = check_passes(config, reference, expected, schema)
         outcome = (
             Outcome.REFERENCE
             if ref_ok and not cheap_ok

@@ -15,7 +15,7 @@ from accounts.selectors import user_teams
 from core.errors import AppError
 from core.stats import cohen_kappa
 from evals.judge import Task
-from evals.models import Evaluation, Evaluator, EvaluatorVersion, Outcome
+from evals.models import Evaluation, Evaluator, EvaluatorVersion, Outcome, RequestRun
 from evals.runner import job_task, reference_column
 from playground.hooks import JobVerdicts
 from playground.models import Job, JobItem, RowVote, ShadowPair, Verdict
@@ -343,4 +343,92 @@ def evaluators_with_latest(*, prompt: Prompt) -> list[EvaluatorRow]:
     return [
         EvaluatorRow(e, max(e.versions.all(), key=lambda v: v.number, default=None))
         for e in evaluators_of_prompt(prompt=prompt)
+    ]
+
+
+# --------------------------------------------------------------------------- logged requests
+
+
+def request_run_latest(*, prompt_id: int) -> RequestRun | None:
+    return RequestRun.objects.filter(prompt_id=prompt_id).order_by("-created_at", "-pk").first()
+
+
+def request_run_for_user(*, user: Any, pk: int) -> RequestRun:
+    """A run of one of the user's teams; another team's is a 404."""
+    run = RequestRun.objects.filter(pk=pk, team__in=user_teams(user=user)).first()
+    if run is None:
+        raise Http404("No such evaluation run.")
+    return run
+
+
+@dataclass(frozen=True, slots=True)
+class VersionResult:
+    """One evaluator version over a run's requests: mean score (score judge), pass rate."""
+
+    name: str
+    kind: str
+    number: int
+    evaluated: int
+    passed: int
+    mean_score: float | None
+
+    @property
+    def pass_percent(self) -> int:
+        return round(100 * self.passed / self.evaluated) if self.evaluated else 0
+
+
+def request_run_results(*, run: RequestRun) -> list[VersionResult]:
+    """Per evaluator version of the run, what its evaluations of the run's requests say."""
+    evaluations = (
+        Evaluation.objects.filter(
+            team_id=run.team_id,
+            evaluator_version_id__in=run.version_ids,
+            usage_record__request_id__in=run.request_ids,
+        )
+        .select_related("judgment")
+        .only("evaluator_version_id", "judgment__outcome", "judgment__score")
+    )
+    by_version: dict[int, list[Evaluation]] = defaultdict(list)
+    for evaluation in evaluations:
+        by_version[evaluation.evaluator_version_id].append(evaluation)
+    results = []
+    versions = EvaluatorVersion.objects.filter(pk__in=run.version_ids).select_related("evaluator")
+    for version in sorted(versions, key=lambda v: v.evaluator.name):
+        found = by_version.get(version.pk, [])
+        scores = [e.judgment.score for e in found if e.judgment.score is not None]
+        results.append(
+            VersionResult(
+                name=version.evaluator.name,
+                kind=version.evaluator.kind,
+                number=version.number,
+                evaluated=len(found),
+                passed=sum(e.judgment.outcome == Outcome.PASS for e in found),
+                mean_score=round(sum(scores) / len(scores), 2) if scores else None,
+            )
+        )
+    return results
+
+
+def request_evaluations(*, record_ids: list[int], team_id: int) -> list[dict[str, Any]]:
+    """The evaluations of a request's records (the drawer): newest version first per
+    evaluator, with the score and reason or the check's result."""
+    evaluations = (
+        Evaluation.objects.filter(usage_record_id__in=record_ids, team_id=team_id)
+        .select_related("judgment", "evaluator_version__evaluator")
+        .order_by("evaluator_version__evaluator__name", "-evaluator_version__number")
+    )
+    return [
+        {
+            "evaluator": e.evaluator_version.evaluator.name,
+            "evaluator_id": e.evaluator_version.evaluator_id,
+            "kind": e.evaluator_version.evaluator.kind,
+            "version": e.evaluator_version.number,
+            "outcome": e.judgment.outcome,
+            "score": e.judgment.score,
+            "reason": e.judgment.details.get("reason", ""),
+            "check": e.judgment.details.get("check", ""),
+            "cost_usd": e.judgment.cost_usd,
+            "at": e.created_at,
+        }
+        for e in evaluations
     ]

@@ -1,5 +1,6 @@
 """Evaluator writes: create one on a prompt, save a new version of its settings, switch it on
-or off. Editors of the prompt's team only; each change is an audit event."""
+or off, evaluate a selection of its logged requests. Editors of the prompt's team only; each
+change to an evaluator is an audit event."""
 
 from __future__ import annotations
 
@@ -14,8 +15,11 @@ from accounts.selectors import user_has_role, user_teams
 from core.audit import audit_record
 from core.errors import BadRequest, Conflict, Forbidden
 from evals.configs import config_clean
-from evals.models import Evaluator, EvaluatorVersion
+from evals.logged import MAX_REQUESTS, versions_for_requests
+from evals.models import Evaluator, EvaluatorVersion, RequestRun
+from evals.tasks import request_run_evaluate
 from prompts.models import Prompt
+from spend.models import Purpose, UsageRecord
 
 
 def _require_editor(*, actor: User, team_id: int) -> None:
@@ -132,3 +136,41 @@ def evaluator_settings_set(
 
 def evaluator_latest_version(*, evaluator: Evaluator) -> EvaluatorVersion | None:
     return evaluator.versions.order_by("-number").first()
+
+
+def request_run_start(*, prompt: Prompt, request_ids: list[str], actor: User) -> RequestRun:
+    """Evaluate these logged requests of the prompt with its enabled single-answer evaluators,
+    in the background (`evals.tasks.request_run_evaluate`). Ids that are not the prompt's
+    team's gateway requests of this prompt are dropped here (and again by the runner)."""
+    _require_editor(actor=actor, team_id=prompt.team_id)
+    wanted = list(dict.fromkeys(request_ids))
+    if len(wanted) > MAX_REQUESTS:
+        raise BadRequest(f"At most {MAX_REQUESTS} requests are evaluated at a time.")
+    mine = set(
+        UsageRecord.objects.filter(
+            request_id__in=wanted,
+            team_id=prompt.team_id,
+            purpose=Purpose.GATEWAY,
+            prompt_version__prompt=prompt,
+        ).values_list("request_id", flat=True)
+    )
+    selected = [rid for rid in wanted if rid in mine]
+    if not selected:
+        raise BadRequest("None of these requests is a gateway request of this prompt.")
+    versions, skipped = versions_for_requests(prompt.pk)
+    if not versions:
+        raise BadRequest(
+            "This prompt has no enabled evaluator that grades a single answer "
+            "(a score judge or a check)."
+        )
+    with transaction.atomic():
+        run = RequestRun.objects.create(
+            team_id=prompt.team_id,
+            prompt=prompt,
+            created_by=actor,
+            request_ids=selected,
+            version_ids=[v.pk for v in versions],
+            skipped_evaluators=skipped,
+        )
+        transaction.on_commit(lambda: request_run_evaluate.delay(run.pk))
+    return run

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from evals import views
+from evals import explorer, views
 
 app_name = "evals"
 
@@ -11,4 +11,7 @@ urlpatterns = [
     path("<int:pk>/", views.evaluator_detail, name="evaluator"),
     path("<int:pk>/version", views.evaluator_version, name="version"),
     path("<int:pk>/settings", views.evaluator_settings, name="settings"),
+    path("requests/confirm", explorer.requests_confirm, name="requests-confirm"),
+    path("requests/run", explorer.requests_run, name="requests-run"),
+    path("requests/runs/<int:pk>/", explorer.request_run, name="request-run"),
 ]

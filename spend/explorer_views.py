@@ -18,6 +18,7 @@ from spend.explorer import (
     request_page,
 )
 from spend.explorer_forms import RANGE_CHOICES, RequestFilterForm
+from spend.explorer_hooks import drawer_sections, list_panels
 from spend.models import Purpose
 
 
@@ -37,9 +38,10 @@ def request_list(request: AuthenticatedRequest) -> HttpResponse:
     }
     if not form.is_valid():
         return render(request, template, context, status=400)
+    filters = form.request_filters()
     try:
         page = request_page(
-            filters=form.request_filters(),
+            filters=filters,
             cursor=form.cleaned_data.get("cursor") or None,
             size=form.cleaned_data["page_size"],
         )
@@ -47,6 +49,7 @@ def request_list(request: AuthenticatedRequest) -> HttpResponse:
         form.add_error("cursor", "This page link is no longer valid; start from the first page.")
         return render(request, template, context, status=400)
     context["page"] = page
+    context["panels"] = list_panels(request, filters)
     return render(request, template, context)
 
 
@@ -62,4 +65,9 @@ def request_drawer(request: AuthenticatedRequest, request_id: str) -> HttpRespon
     if detail is None:
         raise Http404("No such request.")
     template = "spend/request_detail.html#drawer" if request.htmx else "spend/request_detail.html"
-    return render(request, template, {"detail": detail, "time_zone": settings.TIME_ZONE})
+    context = {
+        "detail": detail,
+        "time_zone": settings.TIME_ZONE,
+        "sections": drawer_sections(request, detail),
+    }
+    return render(request, template, context)

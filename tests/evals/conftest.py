@@ -86,3 +86,29 @@ def finished_job(
                 tier_name=columns[column],
             )
     return job
+
+
+def logged_record(team, version, request_id: str, **extra):
+    """A gateway request's usage record as the gateway writes it for a team that stores
+    content (pass request_body=None for one that does not)."""
+    from django.utils import timezone
+
+    from spend.models import Purpose, UsageRecord
+
+    return UsageRecord.objects.create(
+        created_at=extra.pop("created_at", None) or timezone.now(),
+        request_id=request_id,
+        team=team,
+        prompt_version=version,
+        purpose=extra.pop("purpose", Purpose.GATEWAY),
+        model_name="gpt-5.4-nano",
+        tier_name="nano",
+        request_body=extra.pop(
+            "request_body",
+            {"instructions": "Triage.", "input": "Ticket: the invoice is wrong"},
+        ),
+        response_body=extra.pop(
+            "response_body", {"output_text": '{"category": "billing", "urgency": "low"}'}
+        ),
+        **extra,
+    )

@@ -21,6 +21,8 @@ from django.utils import timezone
 from accounts.models import ApiKey, Membership, Team
 from accounts.services import api_key_create
 from core.middleware import internal_request_id
+from evals.models import Evaluator, RequestRun
+from evals.services import evaluator_create
 from gateway.models import Batch, StoredFile
 from playground.models import Comparison, ComparisonColumn, Job, JobItem, ShadowPair
 from prompts.models import ApprovalRequest, Prompt, PromptVersion
@@ -92,6 +94,8 @@ class TeamB:
     file: StoredFile
     upstream_batch: Batch
     request_id: str
+    evaluator: Evaluator
+    request_run: RequestRun
 
 
 @pytest.fixture
@@ -163,6 +167,23 @@ def b(team, other_team, charlie, catalog) -> TeamB:
             tier_name="mini",
             error_message=MARKER,
         ).request_id,
+        evaluator=(
+            evaluator := evaluator_create(
+                prompt=prompt,
+                name=MARKER,
+                kind=Evaluator.Kind.CHECK,
+                config={"check": "contains", "value": MARKER},
+                actor=charlie,
+            )
+        ),
+        request_run=RequestRun.objects.create(
+            team=other_team,
+            prompt=prompt,
+            created_by=charlie,
+            request_ids=["req_zz_team_b"],
+            version_ids=[evaluator.versions.get().pk],
+            error=MARKER,
+        ),
     )
 
 
@@ -276,6 +297,14 @@ TEAM_B_OBJECTS: dict[str, Callable[[TeamB], list[dict]]] = {
     "openai:batch-cancel": lambda b: [{"batch_id": b.upstream_batch.public_id}],
     "request-detail": lambda b: [{"request_id": b.request_id}],
     "requests:detail": lambda b: [{"request_id": b.request_id}],
+    "playground:batch-evaluate": lambda b: [{"pk": b.batch.pk}],
+    "evals:prompt-evaluators": lambda b: [{"prompt_id": b.prompt.pk}],
+    "evals:create": lambda b: [{"prompt_id": b.prompt.pk}],
+    "evals:preview": lambda b: [{"prompt_id": b.prompt.pk}],
+    "evals:evaluator": lambda b: [{"pk": b.evaluator.pk}],
+    "evals:version": lambda b: [{"pk": b.evaluator.pk}],
+    "evals:settings": lambda b: [{"pk": b.evaluator.pk}],
+    "evals:request-run": lambda b: [{"pk": b.request_run.pk}],
 }
 
 # URLs with a parameter that name no team's object, and why.
