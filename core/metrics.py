@@ -103,6 +103,20 @@ IDEMPOTENT_REPLAYS = Counter(
 )
 
 
+# Each labelled child once per label values: `Metric.labels()` checks and copies its values
+# and takes the metric's lock on every call, seven times per gateway request. The values are
+# bounded (see above), so this holds what the metrics hold anyway.
+_children: dict[tuple[Any, ...], Any] = {}
+
+
+def _child(metric: Any, *values: str) -> Any:
+    key = (metric, *values)
+    child = _children.get(key)
+    if child is None:
+        child = _children[key] = metric.labels(*values)
+    return child
+
+
 def status_class(status: int | str) -> str:
     """`200` → `2xx`; strings such as `error` or `cut` pass through."""
     if isinstance(status, int):
@@ -112,8 +126,8 @@ def status_class(status: int | str) -> str:
 
 def record_http(*, method: str, route: str, status: int, seconds: float) -> None:
     """Called by the request middleware for every response."""
-    HTTP_REQUESTS.labels(method, route, str(status)).inc()
-    HTTP_LATENCY.labels(method, route).observe(seconds)
+    _child(HTTP_REQUESTS, method, route, str(status)).inc()
+    _child(HTTP_LATENCY, method, route).observe(seconds)
 
 
 def record_request(
@@ -121,8 +135,8 @@ def record_request(
 ) -> None:
     """One gateway request finished. surface: `chat`, `responses`, `run`, `playground`, `batch`;
     status: the HTTP status returned (or `cut` for a stream that broke after bytes were sent)."""
-    GATEWAY_REQUESTS.labels(surface, tier or "-", model or "-", status_class(status)).inc()
-    GATEWAY_LATENCY.labels(surface, tier or "-").observe(latency_seconds)
+    _child(GATEWAY_REQUESTS, surface, tier or "-", model or "-", status_class(status)).inc()
+    _child(GATEWAY_LATENCY, surface, tier or "-").observe(latency_seconds)
 
 
 def record_upstream_error(*, provider: str = "-", model: str, kind: str) -> None:
@@ -154,7 +168,7 @@ def record_spend(
 ) -> None:
     """A usage record was settled: its cost and tokens."""
     if cost_usd:
-        SPEND_USD.labels(team, tier or "-", model).inc(float(cost_usd))
+        _child(SPEND_USD, team, tier or "-", model).inc(float(cost_usd))
     for kind, count in (
         ("input", input_tokens),
         ("cached_input", cached_input_tokens),
@@ -162,7 +176,7 @@ def record_spend(
         ("reasoning", reasoning_tokens),
     ):
         if count:
-            TOKENS.labels(team, model, kind).inc(count)
+            _child(TOKENS, team, model, kind).inc(count)
 
 
 def record_ledger(records: Sequence[Any]) -> None:

@@ -188,7 +188,8 @@ class RequestContextMiddleware:
                 status=status,
                 latency_seconds=seconds,
             )
-        if settings.ACCESS_LOG:
+        # The line's fields are built only when it is written (LOG_LEVEL may be above INFO).
+        if settings.ACCESS_LOG and access_log.isEnabledFor(logging.INFO):
             access_log.info(
                 "%s %s %s",
                 request.method,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import codecs
+import functools
 import json
 import os
 from collections.abc import AsyncIterator
@@ -49,12 +50,17 @@ def serving() -> None:
     beside `clients_close`, which the lifespan calls at shutdown."""
 
 
-def _session() -> aiohttp.ClientSession:
+def _session(headers: dict[str, str]) -> aiohttp.ClientSession:
     """The one transport, in the server and in Celery tasks alike: aiohttp straight, for its C
     HTTP parser, one write per request and no httpx request and response models (about half
     the CPU per call of the SDK's httpx client). A short-lived loop (a Celery task, a test)
-    closes it with `clients_close` (`playground.runner.gateway_cleanup`)."""
-    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=2000, keepalive_timeout=5.0))
+    closes it with `clients_close` (`playground.runner.gateway_cleanup`).
+
+    The provider's headers are the session's defaults: given per call, aiohttp would build
+    and merge a header multidict from them on every request."""
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=2000, keepalive_timeout=5.0), headers=headers
+    )
 
 
 def upstream_for(provider: ProviderInfo) -> Upstream:
@@ -73,7 +79,7 @@ def upstream_for(provider: ProviderInfo) -> Upstream:
             client=client,
             base_url=str(client.base_url).rstrip("/"),
             headers=headers,
-            session=_session(),
+            session=_session(headers),
             loop=loop,
         )
     return found
@@ -217,6 +223,12 @@ class Reply:
 UpstreamResponse = Reply
 
 
+@functools.lru_cache(maxsize=64)
+def _timeout(connect: float, read: float) -> aiohttp.ClientTimeout:
+    """One (immutable) timeout object per setting pair, not one per call."""
+    return aiohttp.ClientTimeout(sock_connect=connect, sock_read=read, connect=read)
+
+
 async def send(
     model: ModelInfo, api: str, body: dict[str, Any], *, stream: bool
 ) -> UpstreamResponse:
@@ -230,17 +242,10 @@ async def send(
     upstream = upstream_for(model.provider)
     url = upstream.base_url + PATHS[api]
     content = json.dumps(body).encode()
-    connect = settings.GATEWAY_CONNECT_TIMEOUT_SECONDS
     response: UpstreamResponse
-    timeout = aiohttp.ClientTimeout(
-        sock_connect=connect, sock_read=model.timeout_seconds, connect=model.timeout_seconds
-    )
+    timeout = _timeout(settings.GATEWAY_CONNECT_TIMEOUT_SECONDS, model.timeout_seconds)
     try:
-        response = Reply(
-            await upstream.session.post(
-                url, data=content, headers=upstream.headers, timeout=timeout
-            )
-        )
+        response = Reply(await upstream.session.post(url, data=content, timeout=timeout))
         try:
             if response.status_code >= 400 or not stream:
                 await response.aread()

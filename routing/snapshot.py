@@ -225,9 +225,11 @@ def snapshot_load() -> Snapshot:
 
 
 SNAPSHOT_KEY = ("routing-snapshot",)
+# Built once: a `sync_to_async` wrapper costs more to make than the cache hit it would serve.
+_snapshot_load_async = sync_to_async(snapshot_load)
 
 
 async def snapshot_get() -> Snapshot:
     """The current snapshot, from the process's hot cache (`core.hot`): reloaded once after
     any write to the catalog, prices or the policy, by any process."""
-    return await hot_get(SNAPSHOT_KEY, sync_to_async(snapshot_load))
+    return await hot_get(SNAPSHOT_KEY, _snapshot_load_async)

@@ -10,6 +10,8 @@ Other backends (SQLite) keep the Django connection on a worker thread.
 from __future__ import annotations
 
 import asyncio
+import time
+import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -18,8 +20,12 @@ from django.conf import settings
 from django.db import connection
 
 POOL_MIN, POOL_MAX = 1, 8
+# A connection that served a query this recently is handed out without a liveness check.
+CHECK_IDLE_SECONDS = 1.0
 
 _pools: dict[asyncio.AbstractEventLoop, Any] = {}
+# Connection → when it last finished a block of work without an error (time.monotonic).
+_worked_at: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
 
 
 _serving = {"on": False}
@@ -75,10 +81,24 @@ async def _pool() -> Any:
             min_size=POOL_MIN,
             max_size=POOL_MAX,
             open=False,
-            check=AsyncConnectionPool.check_connection,
+            check=_check_if_idle,
         )
         await pool.open(wait=False)
     return pool
+
+
+async def _check_if_idle(conn: Any) -> None:
+    """The pool's liveness check (a round trip), skipped for a connection that finished its
+    last work less than CHECK_IDLE_SECONDS ago: under load the usage writer and the budget
+    top-ups take a connection many times a second, and the check was one more round trip
+    each time. A connection dropped within that second fails its query as one dropped
+    between a check and the query would: the usage writer retries the batch."""
+    worked_at = _worked_at.get(conn)
+    if worked_at is not None and time.monotonic() - worked_at < CHECK_IDLE_SECONDS:
+        return
+    from psycopg_pool import AsyncConnectionPool
+
+    await AsyncConnectionPool.check_connection(conn)
 
 
 @asynccontextmanager
@@ -87,6 +107,7 @@ async def pg_connection() -> AsyncIterator[Any]:
     pool = await _pool()
     async with pool.connection() as conn:
         yield conn
+        _worked_at[conn] = time.monotonic()
 
 
 async def pg_close() -> None:
