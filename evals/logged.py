@@ -24,7 +24,14 @@ from core.errors import AppError
 from evals import judge
 from evals.judge import Task
 from evals.models import Evaluation, Evaluator, EvaluatorVersion, Judgment, Outcome, RequestRun
-from evals.runner import Spent, cache_key, check_passes, evaluators_for_prompt, judge_ask
+from evals.runner import (
+    Spent,
+    cache_key,
+    check_passes,
+    evaluators_for_prompt,
+    judge_ask,
+    judgment_cached,
+)
 from gateway.payloads import output_of
 from gateway.upstream import CHAT, RESPONSES
 from playground import checks
@@ -150,15 +157,11 @@ async def judgment_for_answer(
     *, version: EvaluatorVersion, team: Any, task: Task, answer: str
 ) -> tuple[Judgment, bool]:
     """The judgment of one answer on its own, and whether it came from the cache."""
-    key = cache_key(version.pk, task, (answer,), None)
-    cached = await Judgment.objects.filter(evaluator_version=version, key=key).afirst()
-    if cached is not None:
-        return cached, True
-    fields = await _judge_answer(version, team, task, answer)
-    try:
-        return await Judgment.objects.acreate(evaluator_version=version, key=key, **fields), False
-    except IntegrityError:  # a concurrent run judged the same answer first
-        return await Judgment.objects.aget(evaluator_version=version, key=key), True
+    return await judgment_cached(
+        version,
+        cache_key(version.pk, task, (answer,), None),
+        lambda: _judge_answer(version, team, task, answer),
+    )
 
 
 def _selected_requests(run: RequestRun) -> dict[str, list[UsageRecord]]:

@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -205,14 +206,25 @@ async def judgment_for_pair(
     api_key: Any = None,
 ) -> tuple[Judgment, bool]:
     """The judgment of `cheap` against `reference`, and whether it came from the cache."""
-    key = cache_key(version.pk, task, (cheap, reference), expected)
+    return await judgment_cached(
+        version,
+        cache_key(version.pk, task, (cheap, reference), expected),
+        lambda: _judge_pair(version, team, task, cheap, reference, expected, api_key),
+    )
+
+
+async def judgment_cached(
+    version: EvaluatorVersion, key: str, judge_fields: Callable[[], Awaitable[dict[str, Any]]]
+) -> tuple[Judgment, bool]:
+    """The version's judgment stored under `key`, else a new one from `judge_fields()`; and
+    whether it came from the cache (a concurrent run may store the same key first)."""
     cached = await Judgment.objects.filter(evaluator_version=version, key=key).afirst()
     if cached is not None:
         return cached, True
-    fields = await _judge_pair(version, team, task, cheap, reference, expected, api_key)
+    fields = await judge_fields()
     try:
         return await Judgment.objects.acreate(evaluator_version=version, key=key, **fields), False
-    except IntegrityError:  # a concurrent run judged the same pair first
+    except IntegrityError:
         return await Judgment.objects.aget(evaluator_version=version, key=key), True
 
 
