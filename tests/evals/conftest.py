@@ -38,6 +38,17 @@ def pairwise(triage, alice) -> Evaluator:  # noqa: F811 (the fixture above)
     )
 
 
+@pytest.fixture
+def json_check(triage, alice) -> Evaluator:  # noqa: F811 (the fixture above)
+    return services.evaluator_create(
+        prompt=triage.prompt,
+        name="valid json",
+        kind=Evaluator.Kind.CHECK,
+        config={"check": "json"},
+        actor=alice,
+    )
+
+
 def run_async(coroutine_function, **kwargs):
     """What a Celery task does: run, then release this event loop's upstream clients."""
 

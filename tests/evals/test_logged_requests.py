@@ -41,17 +41,6 @@ def score(triage, alice) -> Evaluator:
 
 
 @pytest.fixture
-def json_check(triage, alice) -> Evaluator:
-    return services.evaluator_create(
-        prompt=triage.prompt,
-        name="valid json",
-        kind=Evaluator.Kind.CHECK,
-        config={"check": "json"},
-        actor=alice,
-    )
-
-
-@pytest.fixture
 def reference_only(triage, alice, pairwise) -> Evaluator:
     """Evaluators that cannot grade one answer: a pairwise judge and an exact check."""
     return services.evaluator_create(

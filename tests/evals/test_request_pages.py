@@ -24,17 +24,6 @@ def logged_in(user) -> Client:
 
 
 @pytest.fixture
-def json_check(triage, alice) -> Evaluator:
-    return services.evaluator_create(
-        prompt=triage.prompt,
-        name="valid json",
-        kind=Evaluator.Kind.CHECK,
-        config={"check": "json"},
-        actor=alice,
-    )
-
-
-@pytest.fixture
 def requests_(team, triage) -> list[str]:
     """Three requests with stored content, one without."""
     for i in range(3):
