@@ -6,12 +6,10 @@ from __future__ import annotations
 import inspect
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -25,37 +23,10 @@ from django.db import connection
 
 from accounts.models import Membership, Role, Team, User
 from accounts.services import api_key_create
+from tests.servers import free_port, stop, wait_for_server
 
 ROOT = Path(__file__).resolve().parent.parent
 WEBHOOK_SECRET = "whsec_test_0123456789"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for_http(url: str, process: subprocess.Popen, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{process.args} exited with {process.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=1):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"{url} did not answer within {timeout} s")
-
-
-def stop(process: subprocess.Popen) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 def subprocess_env(**extra: str) -> dict[str, str]:
@@ -106,9 +77,9 @@ class Sites:
         site = spares.pop(0) if spares else self.boot(env)
         try:
             site.ready.result()
-        except BaseException:
-            stop(site.process)
-            raise
+        except RuntimeError:  # it lost its port to another process, say (and is stopped)
+            site = self.boot(env)
+            site.ready.result()
         self.spares[key] = spares + [self.boot(env) for _ in range(self.AHEAD - len(spares))]
         while len(self.spares) > self.KEEP:
             for spare in self.spares.pop(next(iter(self.spares))):
@@ -133,7 +104,8 @@ class Sites:
             env=env,
         )
         url = f"http://127.0.0.1:{port}"
-        return Booting(url, process, self.waiters.submit(wait_for_http, f"{url}/healthz", process))
+        ready = self.waiters.submit(wait_for_server, f"{url}/healthz", port, process)
+        return Booting(url, process, ready)
 
     def close(self) -> None:
         for spares in self.spares.values():

@@ -16,7 +16,8 @@ import pytest
 from django.core.management import call_command
 
 from routing.models import Model, Provider, Tier
-from tests.conftest import ROOT, free_port, subprocess_env, wait_for_http
+from tests.conftest import ROOT, subprocess_env
+from tests.servers import free_port, wait_for_http
 
 
 def _descendants(pid: int) -> set[int]:

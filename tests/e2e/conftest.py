@@ -24,7 +24,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 import urllib.parse
 import urllib.request
 import uuid
@@ -33,6 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+
+from tests.servers import free_port, stop, wait_for_server
 
 # Playwright's sync API runs an event loop in the test thread; Django's ORM (imported by the
 # shared conftest) would refuse to run beside it without this (TOOLCHAIN.md §4).
@@ -64,37 +65,6 @@ E2E_USERS: dict[str, tuple[tuple[str, ...], str | None]] = {
 # The simulator's speed for the browser: slow enough that streaming is visible, fast enough
 # for a quick suite. 0 means instant.
 SIMULATOR_LATENCY = float(os.environ.get("E2E_SIMULATOR_LATENCY", "0.1"))
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _wait_for(url: str, process: subprocess.Popen, timeout: float = 40) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{process.args} exited with {process.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=1):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"{url} did not answer within {timeout} s")
-
-
-def _stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 @dataclass
@@ -197,7 +167,7 @@ def e2e_server() -> Iterator[E2EServer]:
         "PYTHONPATH": str(ROOT),
     }
     env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)  # the server must not need it
-    port = _free_port()
+    port = free_port()
     server = E2EServer(url=f"http://127.0.0.1:{port}", simulator_url=simulator.url, env=env)
     process = None
     try:
@@ -221,11 +191,11 @@ def e2e_server() -> Iterator[E2EServer]:
             cwd=ROOT,
             env=env,
         )
-        _wait_for(f"{server.url}/healthz", process)
+        wait_for_server(f"{server.url}/healthz", port, process, timeout=40)
         yield server
     finally:
         if process is not None:
-            _stop(process)
+            stop(process)
         simulator.stop()
         database.drop()
         shutil.rmtree(env["CELERY_FS_DIR"], ignore_errors=True)
