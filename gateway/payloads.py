@@ -18,29 +18,21 @@ def _int(value: Any) -> int:
 
 
 def usage_from_chat(usage: dict | None) -> Usage:
-    usage = usage or {}
-    prompt_details = usage.get("prompt_tokens_details") or {}
-    completion_details = usage.get("completion_tokens_details") or {}
-    input_tokens = _int(usage.get("prompt_tokens"))
-    output_tokens = _int(usage.get("completion_tokens"))
-    cached = min(_int(prompt_details.get("cached_tokens")), input_tokens)
-    return Usage(
-        input_tokens=input_tokens,
-        cached_input_tokens=cached,
-        cache_write_tokens=min(
-            _int(prompt_details.get("cache_write_tokens")), input_tokens - cached
-        ),
-        output_tokens=output_tokens,
-        reasoning_tokens=min(_int(completion_details.get("reasoning_tokens")), output_tokens),
-    )
+    return _usage(usage or {}, "prompt", "completion")
 
 
 def usage_from_responses(usage: dict | None) -> Usage:
-    usage = usage or {}
-    input_details = usage.get("input_tokens_details") or {}
-    output_details = usage.get("output_tokens_details") or {}
-    input_tokens = _int(usage.get("input_tokens"))
-    output_tokens = _int(usage.get("output_tokens"))
+    return _usage(usage or {}, "input", "output")
+
+
+def _usage(usage: dict, inward: str, outward: str) -> Usage:
+    """An answer's `usage` object; Chat Completions names its counts `prompt_tokens` and
+    `completion_tokens`, the Responses API `input_tokens` and `output_tokens`, and their
+    details alike."""
+    input_details = usage.get(f"{inward}_tokens_details") or {}
+    output_details = usage.get(f"{outward}_tokens_details") or {}
+    input_tokens = _int(usage.get(f"{inward}_tokens"))
+    output_tokens = _int(usage.get(f"{outward}_tokens"))
     cached = min(_int(input_details.get("cached_tokens")), input_tokens)
     return Usage(
         input_tokens=input_tokens,
