@@ -60,7 +60,9 @@ ROLLUP_COLUMNS = [
     "reasoning_tokens",
     "cost_usd",
     "flagship_cost_usd",
-    "savings_usd",
+    "savings_usd",  # by routing: the same tokens on the flagship, less what was paid
+    "batch_saved_usd",
+    "cache_saved_usd",
     "latency_ms_avg",
     "latency_ms_p95",
 ]
@@ -126,7 +128,9 @@ def rollup_csv_rows(filters: UsageFilters) -> Iterator[str]:
                 totals["reasoning_tokens"],
                 totals["cost_usd"],
                 totals["flagship_cost_usd"],
-                figures.savings,
+                figures.routing_saved,
+                figures.batch_saved,
+                figures.cache_saved,
                 "" if avg is None else avg,
                 "" if p95 is None else p95,
             ]

@@ -8,7 +8,9 @@ gpt-5.4-mini 0.75 / 0.075 / 4.50, gpt-5.4 (the flagship) 2.50 / 0.25 / 15.00; gp
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import io
 import re
 from decimal import Decimal
 
@@ -293,3 +295,22 @@ def test_each_record_is_priced_at_the_price_in_force_when_it_ran(make_usage, tea
     assert summary.total.spend == D("0.0207")
     assert summary.total.batch_saved == D("0.0207")
     assert summary.total.cache_saved == D("0.00405")
+
+
+@pytest.mark.parametrize("rolled_up", [False, True], ids=["raw", "rollups"])
+def test_the_daily_csv_has_a_column_per_lever(client, alice, levers, now, rolled_up):
+    if rolled_up:
+        usage_rollup_run(now=now + dt.timedelta(minutes=5))
+    client.force_login(alice)
+    response = client.get(reverse("spend:export-rollups"), {"range": "7d"})
+    lines = list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode())))
+    totals = {
+        lever: sum(D(line[column]) for line in lines)
+        for lever, column in (
+            ("spend", "cost_usd"),
+            ("routing", "savings_usd"),
+            ("batch", "batch_saved_usd"),
+            ("cache", "cache_saved_usd"),
+        )
+    }
+    assert totals == {name: EXPECTED[name] for name in totals}
