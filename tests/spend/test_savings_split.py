@@ -314,3 +314,14 @@ def test_the_daily_csv_has_a_column_per_lever(client, alice, levers, now, rolled
         )
     }
     assert totals == {name: EXPECTED[name] for name in totals}
+
+
+def test_a_team_row_saved_counts_every_lever(client, alice, levers):
+    client.force_login(alice)
+    html = client.get(reverse("spend:dashboard")).content.decode()
+    row = re.search(r'<tr class="clickable" data-team="team-a">.*?</tr>', html, re.S).group(0)
+    cell = re.search(
+        r'data-testid="row-saved" title="([^"]+)"><span class="money" data-usd="([^"]+)"', row
+    )
+    assert D(cell.group(2)) == EXPECTED["total"]
+    assert cell.group(1) == "routing $0.03045 · batch/flex $0.0099 · cache $0.01485"
