@@ -121,6 +121,10 @@ async def measure_level(
         level[f"{name}_p99_ms"] = run.p(0.99)
         level[f"{name}_p99_over_p50"] = run.p(0.99) / run.p(0.5) if run.latencies else math.nan
         level[f"{name}_rps"] = run.rps
+        if run.by_wave:
+            level[f"{name}_wave_p50_ms"] = [
+                load.percentile(latencies, 0.5) * 1000 for latencies in run.by_wave
+            ]
         level[f"{name}_errors"] = run.errors
         if run.error_kinds:
             level[f"{name}_error_kinds"] = run.error_kinds
@@ -134,12 +138,12 @@ async def measure_level(
     return level
 
 
+def upstream_label(seconds: float) -> str:
+    return f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:g} s"
+
+
 def print_level(level: dict, targets: list[Target]) -> None:
-    upstream = (
-        f"{level['upstream_s'] * 1000:.0f} ms"
-        if level["upstream_s"] < 1
-        else (f"{level['upstream_s']:g} s")
-    )
+    upstream = upstream_label(level["upstream_s"])
     size = (
         f"{level['requests']} requests" if level["start"] == "queue" else f"{level['waves']} waves"
     )
@@ -163,6 +167,8 @@ def print_level(level: dict, targets: list[Target]) -> None:
                 f"  site cpu {level[name + '_site_cpu_ms_per_request']:.2f} ms/req"
             )
         line += f"  {level[name + '_errors']} err"
+        if level.get(f"{name}_wave_p50_ms"):
+            line += "  p50 by wave " + "/".join(f"{v:.0f}" for v in level[name + "_wave_p50_ms"])
         print(line, flush=True)
         if level.get(f"{name}_error_kinds"):
             print(f"      errors: {level[name + '_error_kinds']}", flush=True)
@@ -178,7 +184,7 @@ def print_summary(results: dict, names: list[str]) -> None:
     print("|---|---|---:|---:|" + "---:|" * len(names), flush=True)
     for level in results["levels"]:
         cells = [
-            f"{level['upstream_s']:g} s",
+            upstream_label(level["upstream_s"]),
             level["start"],
             str(level["concurrency"]),
             f"{level['direct_rps']:.1f}, {level['direct_p50_ms']:.1f} ms, "

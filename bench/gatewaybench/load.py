@@ -40,6 +40,8 @@ class Run:
     seconds: float = 0.0
     error_kinds: dict[str, int] = field(default_factory=dict)
     slice_rates: list[float] = field(default_factory=list)
+    # `waves`: the latencies of each client's first, second... request after the start.
+    by_wave: list[list[float]] = field(default_factory=list)
 
     @property
     def rps(self) -> float:
@@ -55,6 +57,10 @@ class Run:
         self.errors += other.errors
         self.seconds += other.seconds
         self.slice_rates += other.slice_rates
+        for number, latencies in enumerate(other.by_wave):
+            if number == len(self.by_wave):
+                self.by_wave.append([])
+            self.by_wave[number] += latencies
         for kind, count in other.error_kinds.items():
             self.error_kinds[kind] = self.error_kinds.get(kind, 0) + count
 
@@ -115,7 +121,7 @@ async def waves(client: Any, model: str, clients: int, count: int, start: str) -
     if start not in STARTS:
         raise ValueError(f"start must be one of {STARTS}")
     await asyncio.gather(*(one(client, model, Run()) for _ in range(clients)))
-    run = Run()
+    run = Run(by_wave=[[] for _ in range(count)])
     rates: list[float] = []
 
     async def closed_loop(index: int) -> None:
@@ -123,8 +129,10 @@ async def waves(client: Any, model: str, clients: int, count: int, start: str) -
             await asyncio.sleep(index / clients)
         began = time.perf_counter()
         answered = 0
-        for _ in range(count):
-            answered += await one(client, model, run)
+        for number in range(count):
+            if await one(client, model, run):
+                answered += 1
+                run.by_wave[number].append(run.latencies[-1])
         if answered:
             rates.append(answered / (time.perf_counter() - began))
 
