@@ -54,6 +54,12 @@ class _Api:
     event_stream: Callable[[Completion, dict[str, Any]], EventStream]
 
 
+@dataclass(frozen=True, slots=True)
+class _Pace:
+    latency_scale: float
+    answer_seconds: float | None
+
+
 _RESPONSES = _Api(
     responses_api.conversation, responses_api.response_object, responses_api.event_stream
 )
@@ -61,14 +67,23 @@ _CHAT = _Api(chat_api.conversation, chat_api.completion_object, chat_api.event_s
 
 
 def create_app(
-    latency_scale: float = 1.0, *, batch_time_scale: float = 1.0, refuse_flex: bool = False
+    latency_scale: float = 1.0,
+    *,
+    answer_seconds: float | None = None,
+    batch_time_scale: float = 1.0,
+    refuse_flex: bool = False,
 ) -> Starlette:
     """`latency_scale` multiplies every simulated delay; 0 answers at once (tests, benchmarks).
+    `answer_seconds`, instead, makes every live answer take that long, short or long, streamed
+    or not (benchmarks that need a fixed upstream time).
     `batch_time_scale` multiplies the phases of a batch (simulator.batches_api).
     `refuse_flex` answers every `service_tier: "flex"` request with OpenAI's 429
     "resource unavailable", as flex capacity sometimes is."""
     if latency_scale < 0 or batch_time_scale < 0:
         raise ValueError("latency_scale and batch_time_scale must be >= 0")
+    if answer_seconds is not None and answer_seconds < 0:
+        raise ValueError("answer_seconds must be >= 0")
+    pace = _Pace(latency_scale, answer_seconds)
     files = files_api.FileStore()
     batches = batches_api.BatchStore(files, _answer_line, batch_time_scale)
     models = {
@@ -83,10 +98,10 @@ def create_app(
         return JSONResponse(models)
 
     async def create_response(request: Request) -> Response:
-        return await _create(request, _RESPONSES, latency_scale, refuse_flex)
+        return await _create(request, _RESPONSES, pace, refuse_flex)
 
     async def create_chat_completion(request: Request) -> Response:
-        return await _create(request, _CHAT, latency_scale, refuse_flex)
+        return await _create(request, _CHAT, pace, refuse_flex)
 
     return Starlette(
         routes=[
@@ -106,7 +121,7 @@ def create_app(
     )
 
 
-async def _create(request: Request, api: _Api, latency_scale: float, refuse_flex: bool) -> Response:
+async def _create(request: Request, api: _Api, pace: _Pace, refuse_flex: bool) -> Response:
     body = await _json_body(request)
     model, suffix = split_model(_model(body))
     if not model:
@@ -126,7 +141,8 @@ async def _create(request: Request, api: _Api, latency_scale: float, refuse_flex
             await asyncio.wait_for(wait_for_disconnect(request.receive), HANG_SECONDS)
     elif failure is not None:
         raise_status_failure(failure, model)
-    completion = complete(api.conversation(body, model), latency_scale)
+    conversation = api.conversation(body, model)
+    completion = complete(conversation, pace.latency_scale, answer_seconds=pace.answer_seconds)
     cut = failure is Failure.CUT
     body = _as_served(body, suffix)
     if body.get("stream"):

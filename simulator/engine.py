@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import random
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from simulator import judge, quality
 from simulator.profiles import latency_profile, reasoning_tokens, writes_cache
@@ -78,7 +78,20 @@ class Completion:
         )
 
 
-def complete(conversation: Conversation, latency_scale: float) -> Completion:
+def complete(
+    conversation: Conversation, latency_scale: float, *, answer_seconds: float | None = None
+) -> Completion:
+    """`answer_seconds`, when given, replaces `latency_scale`: the model's delays are scaled so
+    that the whole answer takes that long, whatever its length (a fixed upstream time for
+    benchmarks; a stream keeps its shape)."""
+    if answer_seconds is not None:
+        paced = complete(conversation, 1.0)
+        factor = answer_seconds / paced.total_delay
+        return replace(
+            paced,
+            first_token_delay=paced.first_token_delay * factor,
+            token_delay=paced.token_delay * factor,
+        )
     seed = seed_for(conversation.model, *conversation.texts)
     input_tokens = conversation.framing_tokens + sum(map(count_tokens, conversation.texts))
     thinking = reasoning_tokens(conversation.model, conversation.reasoning_effort, seed)

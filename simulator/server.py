@@ -18,6 +18,7 @@ def serve(
     host: str = "127.0.0.1",
     port: int = 8100,
     latency_scale: float = 1.0,
+    answer_seconds: float | None = None,
     batch_time_scale: float = 1.0,
     refuse_flex: bool = False,
     fd: int | None = None,
@@ -25,7 +26,12 @@ def serve(
     """Serve until SIGINT/SIGTERM. `fd` is an already listening socket handed over by a parent
     (simulator.testing), which makes the port known before this process starts."""
     config = uvicorn.Config(
-        create_app(latency_scale, batch_time_scale=batch_time_scale, refuse_flex=refuse_flex),
+        create_app(
+            latency_scale,
+            answer_seconds=answer_seconds,
+            batch_time_scale=batch_time_scale,
+            refuse_flex=refuse_flex,
+        ),
         host=host,
         port=port,
         log_level="warning",

@@ -3,6 +3,9 @@
     with SimulatorServer(latency_scale=0) as simulator:
         client = openai.OpenAI(base_url=simulator.url, api_key="test")
 
+    with SimulatorServer(answer_seconds=1.0) as upstream:  # every answer takes 1 s
+        ...
+
 The server is a subprocess (`python -m simulator`) on 127.0.0.1. This process binds and
 listens on a free port first and hands the socket over, so the port cannot be taken by
 someone else in between and connections made during startup wait in the backlog.
@@ -28,12 +31,14 @@ class SimulatorServer:
         self,
         *,
         latency_scale: float = 0.0,
+        answer_seconds: float | None = None,
         batch_time_scale: float = 0.01,
         refuse_flex: bool = False,
         startup_timeout: float = 20.0,
     ) -> None:
         """Batches take about a second at the default `batch_time_scale`."""
         self.latency_scale = latency_scale
+        self.answer_seconds = answer_seconds
         self.batch_time_scale = batch_time_scale
         self.refuse_flex = refuse_flex
         self.startup_timeout = startup_timeout
@@ -56,6 +61,8 @@ class SimulatorServer:
             fd = listener.fileno()
             command = [sys.executable, "-m", "simulator", "--fd", str(fd)]
             command += ["--latency-scale", str(self.latency_scale)]
+            if self.answer_seconds is not None:
+                command += ["--answer-seconds", str(self.answer_seconds)]
             command += ["--batch-time-scale", str(self.batch_time_scale)]
             if self.refuse_flex:
                 command.append("--refuse-flex")

@@ -16,6 +16,7 @@ import openai
 import pytest
 from pydantic import BaseModel, Field
 
+from simulator.engine import Conversation, complete
 from simulator.profiles import CATALOG, latency_profile
 from simulator.testing import SimulatorServer
 
@@ -341,7 +342,11 @@ def test_latency_profiles_rank_nano_mini_flagship_and_reasoning() -> None:
 def paced_client() -> Iterator[openai.OpenAI]:
     """A simulator at half the real latencies: slow enough to measure, fast enough for tests."""
     with SimulatorServer(latency_scale=0.5) as server:
-        yield openai.OpenAI(base_url=server.url, api_key="test", max_retries=0)
+        client = openai.OpenAI(base_url=server.url, api_key="test", max_retries=0)
+        # The first stream pays one-off costs on both sides (0.1-0.5 s on a busy machine),
+        # which would be counted against whichever model a test asks first.
+        client.responses.create(model=MINI, input="Hi", stream=True).close()
+        yield client
 
 
 def test_mini_streams_its_first_token_sooner_than_the_flagship(paced_client: openai.OpenAI) -> None:
@@ -357,6 +362,30 @@ def test_mini_streams_its_first_token_sooner_than_the_flagship(paced_client: ope
 
     assert 0.1 < mini < flagship
     assert flagship - mini > 0.1
+
+
+def test_answer_seconds_fixes_the_answer_time_whatever_the_model_and_length() -> None:
+    short = Conversation(model=MINI, texts=("Hi",), framing_tokens=4)
+    long = Conversation(model=FLAGSHIP, texts=("word " * 2000,), framing_tokens=4)
+    thinking = Conversation(model=MINI, texts=("Hi",), framing_tokens=4, reasoning_effort="high")
+
+    for conversation in (short, long, thinking):
+        paced = complete(conversation, 0.0, answer_seconds=1.0)
+        assert paced.total_delay == pytest.approx(1.0)
+        assert paced.text == complete(conversation, 0.0).text
+
+    assert complete(short, 5.0, answer_seconds=0.0).total_delay == 0
+
+
+def test_a_simulator_with_answer_seconds_answers_after_that_time() -> None:
+    with SimulatorServer(answer_seconds=0.3) as server:
+        client = openai.OpenAI(base_url=server.url, api_key="test", max_retries=0)
+        for max_tokens in (5, 400):
+            started = time.perf_counter()
+            client.chat.completions.create(
+                model=MINI, messages=[{"role": "user", "content": "Hi"}], max_tokens=max_tokens
+            )
+            assert time.perf_counter() - started >= 0.3
 
 
 # --- Tools ---------------------------------------------------------------------------------
