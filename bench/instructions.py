@@ -14,11 +14,12 @@ requests. Per path: warm-up requests, then instrumentation on, N chat completion
 usage writer, a dump; it prints the site's instructions per request (every thread: the event
 loop, the usage writer, the sync-to-async thread).
 
-Under callgrind a request takes 25-30 times longer, so work paced by the clock (the usage
-writer's batches every USAGE_FLUSH_SECONDS, the hot cache's checks every HOT_CHECK_SECONDS)
-would fall on far fewer requests than at full speed, and the counts would vary with the
-machine's speed: both intervals are stretched by `--time-scale` (1: production values).
-Compare code versions with this script; read times from bench/gateway.py.
+Under callgrind a request takes 25-100 times longer (more on a busy machine), so work paced
+by the clock (the usage writer's batches every USAGE_FLUSH_SECONDS, the hot cache's checks
+every HOT_CHECK_SECONDS, the budget lease's renewal every BUDGET_LEASE_IDLE_SECONDS) would fall on far fewer requests than at full speed, and the counts
+would follow the machine's load: both intervals are stretched by `--time-scale` (100; 1 for
+production values), so that a batch holds tens of records, as at full speed, and no check
+falls in a run. Compare code versions with this script; read times from bench/gateway.py.
 """
 
 from __future__ import annotations
@@ -134,7 +135,7 @@ def main() -> None:
     parser.add_argument(
         "--time-scale",
         type=float,
-        default=25.0,
+        default=100.0,
         help="stretch the clock-paced intervals by the slowdown under callgrind",
     )
     parser.add_argument("--keep", help="keep the callgrind dumps in this folder")
@@ -159,6 +160,7 @@ def main() -> None:
             "LOG_LEVEL": "WARNING",
             "USAGE_FLUSH_SECONDS": str(flush_seconds),
             "HOT_CHECK_SECONDS": str(settings.HOT_CHECK_SECONDS * args.time_scale),
+            "BUDGET_LEASE_IDLE_SECONDS": str(settings.BUDGET_LEASE_IDLE_SECONDS * args.time_scale),
         }
         port = free_port()
         site = start_site(args.site_root.resolve(), port, env, out_dir)
