@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 
 import psycopg
@@ -79,23 +80,35 @@ def ledgers_write_sync(ledgers: list[Any], key_ids: set[int]) -> None:
 def _batch_sql() -> str:
     """One PostgreSQL statement for a whole batch (atomic, one round trip, and always the
     same text, so psycopg prepares it): claim the ledgers' keys; insert the records of the
-    ledgers claimed, from column arrays; take their settled amounts off the reservation
-    rows, closing those that are done and renewing the others; settle each budget once with
-    the batch's total (PostgreSQL applies only one update of a row per statement, so amounts
-    are summed per row first); and touch the keys' last_used_at. A row the sweeper already
-    closed releases nothing."""
+    ledgers claimed; take their settled amounts off the reservation rows, closing those that
+    are done and renewing the others; settle each budget once with the batch's total
+    (PostgreSQL applies only one update of a row per statement, so amounts are summed per
+    row first); and touch the keys' last_used_at. A row the sweeper already closed releases
+    nothing.
+
+    Records and settlements come as two JSON documents, one object per row (encoded in C),
+    rather than one array per column, which psycopg dumps element by element in Python
+    (about 80 µs per record). Each value is read as text (JSON null: SQL NULL) and cast to
+    its column's type, as an array's explicit cast would."""
     columns = ", ".join(f'"{f.column}"' for f in _FIELDS)
-    arrays = ", ".join(f"%s::{f.db_type(connection)}[]" for f in _FIELDS)
+    as_text = ", ".join(
+        f'"{f.column}" {"jsonb" if i in _JSON_COLUMNS else "text"}' for i, f in enumerate(_FIELDS)
+    )
+    cast = ", ".join(
+        f'u."{f.column}"' if i in _JSON_COLUMNS else f'u."{f.column}"::{f.db_type(connection)}'
+        for i, f in enumerate(_FIELDS)
+    )
     return (
         "WITH l AS (INSERT INTO spend_usageledger (key, written_at) "  # noqa: S608 - model columns
         "SELECT k, %s FROM unnest(%s::varchar[]) AS k ON CONFLICT DO NOTHING RETURNING key), "
-        f"ins AS (INSERT INTO spend_usagerecord ({columns}) SELECT {columns} "
-        f"FROM unnest({arrays}, %s::varchar[]) AS u({columns}, ledger) "
+        f"ins AS (INSERT INTO spend_usagerecord ({columns}) SELECT {cast} "
+        f"FROM jsonb_to_recordset(%s::jsonb) AS u({as_text}, ledger text) "
         "WHERE u.ledger IN (SELECT key FROM l)), "
-        "s AS (SELECT * FROM unnest(%s::varchar[], %s::bigint[], %s::bigint[], %s::numeric[], "
-        "%s::numeric[], %s::boolean[], %s::timestamptz[]) "
-        "AS s(ledger, budget_id, rid, spend, release, close, start) "
-        "WHERE s.ledger IN (SELECT key FROM l)), "
+        "s AS (SELECT ledger, budget_id::bigint, rid::bigint, spend::numeric, "
+        "release::numeric, close::boolean, start::timestamptz "
+        "FROM jsonb_to_recordset(%s::jsonb) "
+        "AS s(ledger text, budget_id text, rid text, spend text, release text, close text, "
+        "start text) WHERE s.ledger IN (SELECT key FROM l)), "
         "v AS (SELECT rid AS id, sum(release) AS release, bool_or(close) AS close "
         "FROM s WHERE rid IS NOT NULL GROUP BY rid), "
         "r AS (UPDATE spend_budgetreservation AS r SET "
@@ -118,33 +131,40 @@ def _batch_sql() -> str:
 
 
 _SQL: list[str] = []
+_COLUMNS = tuple(f.column for f in _FIELDS)
+_SETTLED = ("ledger", "budget_id", "rid", "spend", "release", "close", "start")
+
+
+def _as_text(value: Any) -> str:
+    """JSON for what the json module does not encode: a datetime or a Decimal as its text."""
+    if isinstance(value, dt.datetime):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
 def batch_statement(ledgers: list[Any], key_ids: set[int], now: dt.datetime) -> tuple[str, list]:
     if not _SQL:
         _SQL.append(_batch_sql())
-    columns: list[list] = [[] for _ in _FIELDS]
-    owners: list[str] = []
-    settled: list[list] = [[] for _ in range(7)]
+    records: list[dict[str, Any]] = []
+    settled: list[dict[str, Any]] = []
     for ledger in ledgers:
         for record in ledger.records:
-            owners.append(ledger.key)
-            for index, attname in enumerate(_ROW_ATTNAMES):
-                value = getattr(record, attname)
-                if index in _JSON_COLUMNS and value is not None:
-                    value = json.dumps(value)
-                columns[index].append(value)
+            row = dict(
+                zip(_COLUMNS, [getattr(record, name) for name in _ROW_ATTNAMES], strict=True)
+            )
+            row["ledger"] = ledger.key
+            records.append(row)
         for s in ledger.settlements:
             start = period_bounds(s.budget.period, now)[0]
-            row = (ledger.key, s.budget.id, s.reservation_id, s.spend, s.release, s.close, start)
-            for index, value in enumerate(row):
-                settled[index].append(value)
+            values = (ledger.key, s.budget.id, s.reservation_id, s.spend, s.release, s.close, start)
+            settled.append(dict(zip(_SETTLED, values, strict=True)))
     params = [
         now,
         [ledger.key for ledger in ledgers],
-        *columns,
-        owners,
-        *settled,
+        json.dumps(records, default=_as_text),
+        json.dumps(settled, default=_as_text),
         now,
         now,
         now,

@@ -3,12 +3,14 @@ changes it fails here, not in production (gateway/adapters)."""
 
 from __future__ import annotations
 
+import inspect
 import json
 
 import httpx2
 import openai
 import pytest
 from django.core.handlers.asgi import ASGIHandler
+from django.core.handlers.base import BaseHandler
 from django.http import HttpResponse
 
 from gateway.adapters.django_asgi import ChainASGIHandler
@@ -51,6 +53,8 @@ def test_django_s_handler_still_has_what_the_fast_lane_replaces():
     for name in ("read_body", "create_request", "send_response", "run_get_response"):
         assert callable(getattr(handler, name)), name
     assert callable(handler.listen_for_disconnect)
+    # The lane keeps each path's match by overriding the step Django resolves in.
+    assert "self.resolve_request(request)" in inspect.getsource(BaseHandler._get_response_async)
     assert isinstance(HttpResponse()._resource_closers, list)
 
 
