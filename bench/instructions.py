@@ -34,11 +34,15 @@ import time
 import urllib.request
 from pathlib import Path
 
+import django
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[0] = str(ROOT)  # the project instead of bench/, whose requests.py shadows the package
 
-from bench.gateway import free_port, load, make_client, prepare_database  # noqa: E402
+from bench.gatewaybench.load import make_client, queue  # noqa: E402
+from bench.gatewaybench.sites import Site, free_port  # noqa: E402
 
+SETTINGS_ENV = ("DJANGO_SETTINGS_MODULE", "DATABASE_URL", "SECRET_KEY", "SECURE_SSL_REDIRECT")
 DEFAULT_DB = "postgres://postgres@127.0.0.1:5432/switchboard_bench_instructions"
 PATHS = ("gateway", "gateway_no_budget")
 
@@ -96,10 +100,10 @@ def dump_instructions(pid: int, out_dir: str, label: str) -> int:
 async def measure(args, site_url: str, keys: dict[str, str], pid: int, out_dir: str) -> None:
     for path in args.paths:
         client = make_client(f"{site_url}/v1", keys[path])
-        await load(client, "tier:mini", args.warmup, 1)
+        await queue(client, "tier:mini", args.warmup, 1)
         callgrind(pid, "--zero")
         callgrind(pid, "--instr=on")
-        run = await load(client, "tier:mini", args.requests, 1)
+        run = await queue(client, "tier:mini", args.requests, 1)
         await asyncio.sleep(args.settle)  # the usage writer's last batch
         total = dump_instructions(pid, out_dir, path)
         callgrind(pid, "--instr=off")
@@ -146,7 +150,11 @@ def main() -> None:
     out_dir = args.keep or tempfile.mkdtemp(prefix="callgrind-")
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     with SimulatorServer(latency_scale=0) as simulator:
-        budget_key, free_key = prepare_database(args.database_url, simulator.url)
+        bench_site = Site("gateway", args.site_root, args.database_url)
+        bench_site.prepare(simulator.url)  # migrated and seeded by the served checkout
+        budget_key, free_key = bench_site.keys
+        os.environ.update({name: bench_site.env[name] for name in SETTINGS_ENV})
+        django.setup()
         from django.conf import settings
 
         flush_seconds = settings.USAGE_FLUSH_SECONDS * args.time_scale
