@@ -24,6 +24,8 @@ path, its ratio to direct, the latency added to direct's, and the site's CPU per
 `--site-root DIR` serves another checkout's code instead of this one's; `--compare DIR`
 serves it beside this one (paths `compare_gateway...`), for a before/after table from the
 same minutes. Each code has its own database (`--database-url`, `--compare-database-url`).
+`--client http` sends the same request over bare aiohttp instead of the SDK: the SDK's own
+CPU per request limits what one client process can send at 256 in flight, on both paths.
 Figures only: nothing is asserted. Recorded in bench/README.md ("Gateway"). The client, the
 sites and the simulator share this machine's cores; the load average is printed with them.
 """
@@ -57,8 +59,10 @@ class Target:
     """One path: `direct`, or a site with or without a budget."""
 
     name: str
-    client: Any
+    url: str
+    key: str
     model: str
+    client: Any
     site: Site | None = None
 
     @property
@@ -66,17 +70,19 @@ class Target:
         return f"{self.name} [{self.site.commit}]" if self.site else self.name
 
 
-def targets_for(simulator_url: str, sites: list[Site], budget_only: bool) -> list[Target]:
-    targets = [Target("direct", load.make_client(simulator_url, "direct"), DIRECT_MODEL)]
+def targets_for(
+    simulator_url: str, sites: list[Site], budget_only: bool, client: str
+) -> list[Target]:
+    paths = [("direct", simulator_url, "direct", DIRECT_MODEL, None)]
     for site in sites:
         with_budget, without = site.keys
-        targets.append(
-            Target(site.prefix, load.make_client(site.url, with_budget), GATEWAY_MODEL, site)
-        )
+        paths.append((site.prefix, site.url, with_budget, GATEWAY_MODEL, site))
         if not budget_only:
-            client = load.make_client(site.url, without)
-            targets.append(Target(f"{site.prefix}_no_budget", client, GATEWAY_MODEL, site))
-    return targets
+            paths.append((f"{site.prefix}_no_budget", site.url, without, GATEWAY_MODEL, site))
+    return [
+        Target(name, url, key, model, load.make_client(url, key, client), site)
+        for name, url, key, model, site in paths
+    ]
 
 
 async def close(targets: list[Target]) -> None:
@@ -203,7 +209,7 @@ def print_summary(results: dict, names: list[str]) -> None:
 
 async def fast_phase(args: argparse.Namespace, simulator_url: str, sites: list[Site]) -> dict:
     """Upstream 0 ms: the queue levels, then time to the first streamed chunk."""
-    targets = targets_for(simulator_url, sites, args.budget_only)
+    targets = targets_for(simulator_url, sites, args.budget_only, args.client)
     results: dict = {"levels": []}
     # Warm up connections, caches and the snapshot on every path.
     for target in targets:
@@ -214,7 +220,9 @@ async def fast_phase(args: argparse.Namespace, simulator_url: str, sites: list[S
     if args.ttfb_samples:
         ttfb_ms = {}
         for target in targets:
-            values = await load.ttfb(target.client, target.model, args.ttfb_samples)
+            streams = load.SdkClient(target.url, target.key)
+            values = await load.ttfb(streams, target.model, args.ttfb_samples)
+            await streams.close()
             ttfb_ms[target.name] = {
                 "p50_ms": load.percentile(values, 0.5) * 1000,
                 "p99_ms": load.percentile(values, 0.99) * 1000,
@@ -233,7 +241,7 @@ async def fast_phase(args: argparse.Namespace, simulator_url: str, sites: list[S
 
 async def slow_phase(args: argparse.Namespace, simulator_url: str, sites: list[Site]) -> dict:
     """Upstream `--upstream` s: lockstep and spread starts at each concurrency, then the soak."""
-    targets = targets_for(simulator_url, sites, args.budget_only)
+    targets = targets_for(simulator_url, sites, args.budget_only, args.client)
     results: dict = {"levels": []}
     if args.waves:
         for n in args.concurrency:
@@ -247,7 +255,7 @@ async def slow_phase(args: argparse.Namespace, simulator_url: str, sites: list[S
         soaks = [("direct", simulator_url, "direct", DIRECT_MODEL)]
         soaks += [(site.prefix, site.url, site.keys[0], GATEWAY_MODEL) for site in sites]
         for name, url, key, model in soaks:
-            result = await load.soak(url, key, model, args.soak)
+            result = await load.soak(url, key, model, args.soak, args.client)
             results[f"soak_{name}"] = result
             print(
                 f"soak {name}: {args.soak} in flight against a {args.upstream:g} s upstream: "
@@ -321,6 +329,12 @@ def parse_args() -> argparse.Namespace:
         "--starts", type=starts, default=list(load.STARTS), help="lockstep,spread (slow upstream)"
     )
     parser.add_argument("--soak", type=int, default=500, help="requests in flight (0: skip)")
+    parser.add_argument(
+        "--client",
+        choices=load.CLIENTS,
+        default="sdk",
+        help="sdk: the openai SDK; http: the same request over bare aiohttp (less client CPU)",
+    )
     parser.add_argument("--workers", type=int, default=1, help="uvicorn workers per site")
     parser.add_argument(
         "--budget-only", action="store_true", help="leave out the paths without a budget"

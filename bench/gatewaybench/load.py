@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -65,30 +66,93 @@ class Run:
             self.error_kinds[kind] = self.error_kinds.get(kind, 0) + count
 
 
-def make_client(base_url: str, api_key: str) -> Any:
-    import httpx2
-    import openai
+CLIENTS = ("sdk", "http")
 
-    return openai.AsyncOpenAI(
-        base_url=base_url,
-        api_key=api_key,
-        max_retries=0,
-        timeout=60,
-        http_client=openai.DefaultAsyncHttpxClient(
-            # Idle connections are dropped before the servers' 5 s keep-alive ends, so that a
-            # request never goes out on a connection the server is closing; kept long enough
-            # to outlast the pause between a warm-up wave and the measured ones.
-            limits=httpx2.Limits(
-                max_connections=2000, max_keepalive_connections=2000, keepalive_expiry=4.0
+
+class SdkClient:
+    """The official `openai` SDK, as users call the gateway."""
+
+    def __init__(self, base_url: str, api_key: str) -> None:
+        import httpx2
+        import openai
+
+        self.sdk = openai.AsyncOpenAI(
+            base_url=base_url,
+            api_key=api_key,
+            max_retries=0,
+            timeout=60,
+            http_client=openai.DefaultAsyncHttpxClient(
+                # Idle connections are dropped before the servers' 5 s keep-alive ends, so
+                # that a request never goes out on a connection the server is closing; kept
+                # long enough to outlast the pause between a warm-up wave and the measured
+                # ones.
+                limits=httpx2.Limits(
+                    max_connections=2000, max_keepalive_connections=2000, keepalive_expiry=4.0
+                )
+            ),
+        )
+
+    async def complete(self, model: str) -> None:
+        await self.sdk.chat.completions.create(model=model, messages=MESSAGES, max_tokens=200)
+
+    async def close(self) -> None:
+        await self.sdk.close()
+
+
+class StatusError(Exception):
+    def __init__(self, status_code: int) -> None:
+        super().__init__(status_code)
+        self.status_code = status_code
+
+
+class HttpClient:
+    """The SDK's request (same body and headers that matter) over a bare aiohttp session,
+    the answer read as JSON. The SDK costs its process a few ms of CPU per request (models
+    built from every answer): at 256 clients in lockstep, one SDK process cannot send and
+    read 256 requests a second on these cores, on either path. This client spends an eighth
+    of that (bench/README.md), so the levels measure the site, not the client."""
+
+    def __init__(self, base_url: str, api_key: str) -> None:
+        self.url = base_url.rstrip("/") + "/chat/completions"
+        self.headers = {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"}
+        self.bodies: dict[str, bytes] = {}
+        self.session: Any = None
+
+    async def complete(self, model: str) -> None:
+        import aiohttp
+
+        if self.session is None:
+            # keep-alive as the SDK's: idle connections dropped before the servers' 5 s
+            self.session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=4.0),
+                timeout=aiohttp.ClientTimeout(total=60),
             )
-        ),
-    )
+        body = self.bodies.get(model)
+        if body is None:
+            body = self.bodies[model] = json.dumps(
+                {"model": model, "messages": MESSAGES, "max_tokens": 200}
+            ).encode()
+        async with self.session.post(self.url, data=body, headers=self.headers) as response:
+            answer = await response.read()
+            if response.status != 200:
+                raise StatusError(response.status)
+        json.loads(answer)
+
+    async def close(self) -> None:
+        if self.session is not None:
+            await self.session.close()
+
+
+def make_client(base_url: str, api_key: str, kind: str = "sdk") -> SdkClient | HttpClient:
+    if kind not in CLIENTS:
+        raise ValueError(f"client must be one of {CLIENTS}")
+    return SdkClient(base_url, api_key) if kind == "sdk" else HttpClient(base_url, api_key)
 
 
 async def one(client: Any, model: str, run: Run) -> bool:
     started = time.perf_counter()
     try:
-        await client.chat.completions.create(model=model, messages=MESSAGES, max_tokens=200)
+        await client.complete(model)
     except Exception as exc:
         run.errors += 1
         kind = f"{type(exc).__name__} {getattr(exc, 'status_code', '')}".strip()
@@ -143,12 +207,12 @@ async def waves(client: Any, model: str, clients: int, count: int, start: str) -
     return run
 
 
-async def ttfb(client: Any, model: str, samples: int) -> list[float]:
-    """Time to the first streamed content chunk."""
+async def ttfb(client: SdkClient, model: str, samples: int) -> list[float]:
+    """Time to the first streamed content chunk, through the SDK."""
     values = []
     for _ in range(samples):
         started = time.perf_counter()
-        stream = await client.chat.completions.create(
+        stream = await client.sdk.chat.completions.create(
             model=model, messages=MESSAGES, max_tokens=200, stream=True
         )
         first = None
@@ -159,9 +223,9 @@ async def ttfb(client: Any, model: str, samples: int) -> list[float]:
     return values
 
 
-async def soak(base_url: str, key: str, model: str, in_flight: int) -> dict:
+async def soak(base_url: str, key: str, model: str, in_flight: int, kind: str = "sdk") -> dict:
     """`in_flight` requests at once, after 50 warm-up requests (caches and connections)."""
-    client = make_client(base_url, key)
+    client = make_client(base_url, key, kind)
     await queue(client, model, 50, 10)
     run = Run()
     started = time.perf_counter()
