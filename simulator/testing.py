@@ -26,6 +26,18 @@ _ROOT = Path(__file__).resolve().parent.parent
 _BACKLOG = 4096
 
 
+def stop_process(process: subprocess.Popen, *, within: float = 10) -> None:
+    """Ask a server to stop (SIGTERM: it finishes what is in flight), and kill it if it is
+    still running `within` seconds later."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=within)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 class SimulatorServer:
     def __init__(
         self,
@@ -82,13 +94,8 @@ class SimulatorServer:
 
     def stop(self) -> None:
         process, self._process = self._process, None
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        if process is not None:
+            stop_process(process)
         self._log.close()
 
     def __enter__(self) -> SimulatorServer:

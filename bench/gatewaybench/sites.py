@@ -17,6 +17,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from simulator.testing import stop_process
+
 _PREPARE = Path(__file__).resolve().with_name("prepare.py")
 
 
@@ -158,13 +160,8 @@ class Site:
 
     def stop(self) -> None:
         process, self.process = self.process, None
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        if process is not None:
+            stop_process(process, within=30)
 
     def cpu_seconds(self) -> float:
         assert self.process is not None
