@@ -151,8 +151,7 @@ def _enqueue(delivery_ids: list[int]) -> None:
 
 
 def _budget_scope(budget: Budget) -> str:
-    scope = f"key {budget.api_key.name}" if budget.api_key else "team"
-    return f"{budget.team.name} ({scope})"
+    return f"{budget.team.name} ({budget.owner})"
 
 
 def _budget_message(status: BudgetStatus, threshold: str) -> str:

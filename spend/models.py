@@ -180,6 +180,11 @@ class Budget(models.Model):
     def __str__(self) -> str:
         return f"{self.team} {self.period} {usd_exact(self.limit_usd)}"
 
+    @property
+    def owner(self) -> str:
+        """Whose budget it is, in a sentence: "key <name>" or "team"."""
+        return f"key {self.api_key.name}" if self.api_key else "team"
+
 
 class BudgetReservation(models.Model):
     """Worst-case cost held against a budget during an upstream call; settled or swept."""

@@ -29,7 +29,7 @@ class Command(BaseCommand):
             f"Wrote {count} usage records for {team}; rolled up {len(result.days)} days."
         )
         for status in budget_statuses(team_ids=[found.id]):
-            owner = f"key {status.budget.api_key.name}" if status.budget.api_key else "team"
+            owner = status.budget.owner
             self.stdout.write(
                 f"Charged to the {owner} budget: {usd(status.spent)} of {usd(status.limit)} "
                 f"({status.used_pct}%) this {status.budget.period} period."
