@@ -49,7 +49,8 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import ROUND_CEILING, Decimal
 
@@ -274,8 +275,12 @@ class Lease:
     request's own reservation of exactly its worst case (leasing off, or a short-lived loop),
     closed when the request settles. Both reserve with the same statement.
 
-    Only code on the loop touches it, between awaits, so the amounts need no lock; the lock
-    queues the requests that need a top-up behind the one that is doing it."""
+    Only code on the loop touches it, between awaits, so the amounts need no lock. One top-up
+    runs at a time; the requests short of budget meanwhile wait for it and all wake when it
+    lands (queued on a lock, they woke one per turn of a busy loop: 60-300 ms each at a
+    thousand requests a second). A shared lease also tops itself up early, once less than
+    half its spare is free, so that under steady traffic requests are held from memory while
+    the database answers."""
 
     budget: BudgetInfo
     period_start: dt.datetime
@@ -292,41 +297,80 @@ class Lease:
     closed: bool = False
     used_at: float = 0.0
     renewed_at: float = 0.0
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    top_up: asyncio.Future | None = None  # done when the top-up under way lands
+    refill: asyncio.Task | None = None  # the early top-up, started by a request
 
     @property
     def free(self) -> Decimal:
         return self.amount - self.held
+
+    @property
+    def low(self) -> bool:
+        """Less than half the spare free: time for an early top-up."""
+        return self.free < self.spare / 2
+
+    @property
+    def refilling(self) -> bool:
+        return self.refill is not None and not self.refill.done()
 
     async def take(self, amount: Decimal) -> Lease | None:
         """Hold `amount` for a request: from memory if the lease covers it, else one top-up.
         The lease that holds it (a new one if this one closed meanwhile), or None if the
         budget refuses."""
         self.used_at = time.monotonic()
-        if not self.closed and self.free >= amount:
-            self.held += amount
-            return self
-        async with self.lock:
+        while True:
             if self.closed:
                 return await _shared_lease(self.budget, timezone.now()).take(amount)
-            claimed = self.free  # ours while we wait, so the shortfall is all we ask for
-            if claimed >= amount:
+            if self.free >= amount:
                 self.held += amount
+                if self.shared and self.low and self.top_up is None and not self.refilling:
+                    self.refill = asyncio.get_running_loop().create_task(self._refill(amount))
                 return self
-            self.held += claimed
-            try:
+            if self.top_up is None:
+                break
+            # All the requests waiting for a top-up wake together when it lands.
+            await asyncio.shield(self.top_up)
+        claimed = self.free  # ours while we wait, so the shortfall is all we ask for
+        self.held += claimed
+        try:
+            with self._topping_up():
                 granted = await self._top_up(amount - claimed, amount)
                 if granted is None:
                     # Refused, but the budget would fit the request if no request held any
                     # of it: requests that just ended elsewhere may not be settled yet.
                     await asyncio.sleep(settings.BUDGET_REFUSAL_RECHECK_SECONDS)
                     granted = await self._top_up(amount - claimed, amount)
-            finally:
-                self.held -= claimed
-            if granted:
-                self.held += amount
+        finally:
+            self.held -= claimed
+        if granted:
+            self.held += amount
         self._close_if_done()
         return self if granted else None
+
+    async def _refill(self, request: Decimal) -> None:
+        """A top-up of nothing owed: a share of the headroom, before the requests need it. A
+        refusal (the budget is near its limit) ends the early top-ups: with no spare to keep,
+        the lease gives back all that requests leave unused, and tops up only when it must."""
+        if self.retired or self.top_up is not None or not self.low:
+            return
+        try:
+            with self._topping_up():
+                if not await self._top_up(ZERO, request):
+                    self.spare = ZERO
+        except Exception:
+            # The next request that needs the budget tops up itself, and reports the error.
+            log.warning("early budget top-up failed (budget %s)", self.budget.id, exc_info=True)
+        self._close_if_done()
+
+    @contextmanager
+    def _topping_up(self) -> Iterator[None]:
+        """One top-up at a time: requests short of budget meanwhile wait for this one."""
+        done = self.top_up = asyncio.get_running_loop().create_future()
+        try:
+            yield
+        finally:
+            self.top_up = None
+            done.set_result(None)
 
     async def _top_up(self, need: Decimal, request: Decimal) -> bool | None:
         """Grow the row by `need` (and a share of the headroom): True if granted, False if
@@ -430,7 +474,7 @@ class Lease:
 
     def _close_if_done(self, *, submit: bool = True) -> bool:
         """Close a retired lease once no request holds it and no top-up is under way."""
-        if not self.retired or self.closed or self.held != 0 or self.lock.locked():
+        if not self.retired or self.closed or self.held != 0 or self.top_up is not None:
             return False
         self.closed = True
         if submit and self.reservation_id is not None:

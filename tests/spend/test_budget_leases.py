@@ -97,6 +97,61 @@ async def test_one_top_up_then_requests_are_held_from_memory(team, leases):
     assert row.request_id.startswith("lease:")
 
 
+async def test_requests_waiting_for_a_top_up_all_wake_when_it_lands(team, leases):
+    """Eight requests at once on a new lease: the first tops up for itself and four more (its
+    1.00 and 5 % of the 99.00 left). Those four wake together, not one per turn of the loop
+    as a queue on a lock would (a busy loop's turn is milliseconds long)."""
+    await sync_to_async(make_budget)(team, "100.00")
+    turns = 0
+    finished: list[int] = []
+
+    async def count_turns() -> None:
+        nonlocal turns
+        while True:
+            await asyncio.sleep(0)
+            turns += 1
+
+    async def one(index: int) -> None:
+        hold = await hold_for(team, request_id=f"r{index}")
+        assert await hold.ensure(D("1.00")) is None
+        finished.append(turns)
+
+    counter = asyncio.create_task(count_turns())
+    try:
+        await asyncio.gather(*(one(i) for i in range(8)))
+    finally:
+        counter.cancel()
+
+    first_five = sorted(finished)[:5]
+    assert first_five[-1] - first_five[0] <= 2, finished
+
+
+async def test_a_busy_lease_tops_up_before_it_runs_dry(team, leases):
+    """Requests that cost their worst case use the lease up; once less than half its spare is
+    free, it tops up in the background while the request that noticed is still in flight."""
+    budget = await sync_to_async(make_budget)(team, "100.00")
+    for index in range(3):  # reserved: 5.95 (1.00 + 4.95 spare), then 1.00 less per request
+        hold = await hold_for(team, request_id=f"r{index}")
+        assert await hold.ensure(D("1.00")) is None
+        await settle(hold, team, "1.00")
+    assert (await fresh(budget)).reserved_usd == D("2.95")
+
+    hold = await hold_for(team, request_id="r3")
+    assert await hold.ensure(D("1.00")) is None  # 1.95 free now: less than 4.95 / 2
+    # 5 % of the 94.05 left (100 - 3.00 spent - 2.95 reserved), before the request ends.
+    expected = D("2.95") + D("4.7025")
+    for _ in range(500):
+        if (await fresh(budget)).reserved_usd == expected:
+            break
+        await asyncio.sleep(0.01)
+    assert (await fresh(budget)).reserved_usd == expected
+    await settle(hold, team, "1.00")
+
+    budget = await fresh(budget)
+    assert budget.spent_usd == D("4.00") == await ledger_total(team)
+    assert budget.reserved_usd == D("4.7025")  # the new spare
+
+
 async def test_a_lease_never_refuses_what_per_request_reservation_admits(team, leases):
     budget = await sync_to_async(make_budget)(team, "1.00")
     first, second = await hold_for(team, request_id="a"), await hold_for(team, request_id="b")
