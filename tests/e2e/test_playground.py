@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.e2e.conftest import ROOT, E2EServer, screenshot
+from tests.e2e.conftest import ROOT, E2EServer, screenshot, settled
 
 CSV_ROWS = 60
 MESSAGES = [
@@ -186,6 +186,7 @@ def test_a_batch_job_progresses_to_done(logged_in_page, worker):
     # a server round trip (htmx): give it time on a loaded CI machine
     expect(page.locator("#unmapped")).to_contain_text("message", timeout=15_000)
     expect(page.locator("#batch-run")).to_be_disabled()
+    settled(page)
     page.select_option("select[name=map-message]", "message")
     expect(page.locator("#batch-run")).to_be_enabled()
     page.locator("#batch-run").click()
