@@ -78,8 +78,9 @@ def price_field(**kwargs: Any) -> models.DecimalField:
     return models.DecimalField(**PRICE_DIGITS, **kwargs)
 
 
-# The largest budget limit: what COST_DIGITS holds (10 digits before the point), rounded down.
-MAX_LIMIT_USD = Decimal("1000000000")
+# The largest budget limit: $100M, so that a budget's counters (spent + reserved, at most
+# about the limit) stay far inside SQLite's 64-bit integer units (2^63 x 1e-10 = $922M).
+MAX_LIMIT_USD = Decimal("100000000")
 
 
 def usd_limit_problem(value: Decimal) -> str | None:
@@ -90,7 +91,7 @@ def usd_limit_problem(value: Decimal) -> str | None:
     if value < 0:
         return "The limit must not be negative."
     if value > MAX_LIMIT_USD:
-        return f"The limit must be at most {MAX_LIMIT_USD} USD."
+        return f"The limit must be at most {usd(MAX_LIMIT_USD)} (the largest budget limit)."
     return None
 
 
