@@ -49,7 +49,9 @@ def test_a_limit_above_the_ceiling_is_refused_with_the_ceiling_named(team, limit
     assert not Budget.objects.exists()
 
 
-def test_a_limit_at_the_ceiling_is_accepted(team):
+def test_a_limit_at_the_ceiling_is_kept_to_the_last_place(team):
+    budget_set(team=team, limit_usd=Decimal("99999999.9999999999"))
+    assert Budget.objects.get().limit_usd == Decimal("99999999.9999999999")
     budget_set(team=team, limit_usd=Decimal("100000000"))
     assert Budget.objects.get().limit_usd == Decimal("100000000")
 
