@@ -47,7 +47,12 @@ _MAX_UNITS = 2**63 - 1  # SQLite's INTEGER: about $922M in units
 def usd_units(value: Decimal) -> int:
     """Dollars as integer units of 1e-10, rounded half away from zero as PostgreSQL rounds
     into numeric(20,10); DataError beyond SQLite's 64-bit integers (never wrapped)."""
-    units = int(Decimal(value).scaleb(COST_DIGITS["decimal_places"]).quantize(1, ROUND_HALF_UP))
+    scaled = Decimal(value).scaleb(COST_DIGITS["decimal_places"])
+    # Checked before rounding too: quantizing past the context's 28 digits would raise
+    # InvalidOperation, not the DataError the usage writer parks a ledger for.
+    if not scaled.is_finite() or abs(scaled) > _MAX_UNITS:
+        raise DataError(f"{value} USD is beyond what a budget counter holds on SQLite.")
+    units = int(scaled.quantize(1, ROUND_HALF_UP))
     if abs(units) > _MAX_UNITS:
         raise DataError(f"{value} USD is beyond what a budget counter holds on SQLite.")
     return units

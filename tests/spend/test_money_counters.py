@@ -19,7 +19,7 @@ from django.utils import timezone
 
 from accounts.services import api_key_create
 from core.hot import hot_clear
-from core.money import MAX_LIMIT_USD
+from core.money import MAX_LIMIT_USD, units_usd, usd_units
 from spend import budget_sql
 from spend.budgets import (
     Settlement,
@@ -166,6 +166,22 @@ def test_a_counter_past_what_sqlite_holds_is_an_error_not_a_wrapped_value(team):
         budget_charge(budget_id=budget.id, amount_usd=D("50000000"))
     budget.refresh_from_db()
     assert budget.spent_usd == D("900000000")
+
+
+@pytest.mark.parametrize("usd", ["922337203.6854775808", "1e30", "-1e30", "NaN", "Infinity"])
+def test_an_amount_beyond_64_bit_units_is_a_data_error(usd):
+    with pytest.raises(DataError, match="beyond what a budget counter holds"):
+        usd_units(D(usd))
+
+
+def test_units_round_half_away_from_zero_as_postgresql_does():
+    assert usd_units(D("922337203.6854775807")) == 2**63 - 1
+    assert [usd_units(D(v)) for v in ("0.00000000005", "-0.00000000005", "1.23")] == [
+        1,
+        -1,
+        12300000000,
+    ]
+    assert units_usd(12345671234567891) == START
 
 
 def test_the_usage_writer_parks_a_ledger_whose_settlement_overflows(team):
