@@ -15,6 +15,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from accounts.models import Team
+from core.money import counter_add
 from playground import checks, hooks
 from playground.columns import ColumnSpec
 from playground.models import Job, JobItem
@@ -42,10 +43,10 @@ def item_settle(
         counters: dict[str, Any] = {"updated_at": timezone.now()}
         if status == JobItem.Status.DONE:
             counters["done_items"] = F("done_items") + 1
-            counters["cost_usd"] = F("cost_usd") + fields.get("cost_usd", Decimal(0))
+            counters["cost_usd"] = counter_add("cost_usd", fields.get("cost_usd", Decimal(0)))
         elif status == JobItem.Status.ERROR:
             counters["failed_items"] = F("failed_items") + 1
-            counters["cost_usd"] = F("cost_usd") + fields.get("cost_usd", Decimal(0))
+            counters["cost_usd"] = counter_add("cost_usd", fields.get("cost_usd", Decimal(0)))
         else:
             counters["cancelled_items"] = F("cancelled_items") + 1
         Job.objects.filter(pk=job_id).update(**counters)

@@ -11,7 +11,7 @@ from django.conf import settings
 from django.db import models
 
 from core.models import TimeStampedModel
-from core.money import cost_field
+from core.money import ZERO, MoneyCounterField, cost_field
 
 MAX_COLUMNS = 4
 
@@ -241,7 +241,8 @@ class Job(TimeStampedModel):
     done_items = models.PositiveIntegerField(default=0)
     failed_items = models.PositiveIntegerField(default=0)
     cancelled_items = models.PositiveIntegerField(default=0)
-    cost_usd = cost_field()
+    # Items' costs are added to it in SQL: integer units on SQLite, exact (core.money).
+    cost_usd = MoneyCounterField(default=ZERO)
     # The runner holding the job renews its lease; a stale lease means its worker died.
     runner_token = models.CharField(max_length=32, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)

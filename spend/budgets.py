@@ -35,10 +35,10 @@ together with the usage records it accounts for, so the ledger always equals the
 usage records. Lease returns go through the same writer, after the settlements queued before
 them. The sweeper releases reservations not renewed for `BUDGET_RESERVATION_TIMEOUT_SECONDS`.
 
-SQLite stores decimals as REAL: its arithmetic is binary floating point, so every sum is
-rounded to the column's 10 places in SQL (ROUND), which keeps it exact at that precision
-for amounts under about $100,000 and never lets float noise go below zero. PostgreSQL's
-numeric is exact.
+The amounts are exact on both databases: PostgreSQL's numeric is; on SQLite, whose decimals
+are binary floating point, the counters, the limit and the reservation amounts are integer
+units of 1e-10 dollars (`core.money.MoneyCounterField`), and spend.budget_sql holds each
+vendor's statements.
 """
 
 from __future__ import annotations
@@ -53,18 +53,37 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import ROUND_CEILING, Decimal
+from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F
-from django.db.models.functions import Round
 from django.utils import timezone
 
 from accounts.models import ApiKey, Team
 from core.db import reconnecting
 from core.hot import hot_get
-from core.money import COST_DIGITS, ZERO, MoneySum, usd_limit_problem
+from core.money import (
+    COST_DIGITS,
+    MAX_LIMIT_USD,
+    ZERO,
+    MoneySum,
+    counter_add,
+    units_usd,
+    usd_limit_problem,
+    usd_units,
+)
+from spend.budget_sql import (
+    FRACTION_SCALE,
+    GRANT_SQL,
+    GROW_RESERVATION_SQL,
+    NEW_RESERVATION_SQL,
+    PG_TOPUP_SQL,
+    RENEW_OPEN_RESERVATION_SQL,
+    RESERVE_SQL,
+    STATE_SQL,
+    budget_statements,
+)
 from spend.models import Budget, BudgetReservation
 from spend.periods import period_bounds
 from spend.pg import is_serving, pg_connection, pg_enabled
@@ -116,102 +135,7 @@ async def budgets_for(*, team_id: int, api_key_id: int | None) -> tuple[BudgetIn
     return tuple(b for b in budgets if b.api_key_id is None or b.api_key_id == api_key_id)
 
 
-# ---------------------------------------------------------------- SQL
-# Literal table names (checked against the models at import) keep the statements static.
-
-assert Budget._meta.db_table == "spend_budget"
-assert BudgetReservation._meta.db_table == "spend_budgetreservation"
-
-# The period rolls over inside the statements: a row whose period_start is before the current
-# period's start counts its spend as zero and moves period_start (idempotent at the boundary).
-_SPENT = "(CASE WHEN period_start < %(start)s THEN 0 ELSE spent_usd END)"
-_ROLL_OVER = (
-    f"spent_usd = {_SPENT}, "
-    "period_start = CASE WHEN period_start < %(start)s THEN %(start)s ELSE period_start END"
-)
-# What a top-up grants: the shortfall `need`, plus a share of the headroom left after it
-# (`fraction`, at most `cap`): a lease grows less the closer the budget is to its limit, and
-# never past it (fraction ≤ 0.5 keeps the rounded share within the headroom). Parameters are
-# only used in arithmetic: SQLite compares a number with a text parameter as text.
-# `credit`: what this process's settlements not yet written will take off spent + reserved
-# (the unused part of finished requests' holds, less their spend): the headroom is exact
-# before the usage writer catches up.
-_LEFT = f"ROUND(limit_usd - {_SPENT} - reserved_usd - %(need)s + %(credit)s, 10)"
-_SHARE = f"ROUND({_LEFT} * %(fraction)s, 10)"
-_GRANT = f"(%(need)s + CASE WHEN {_SHARE} - %(cap)s < 0 THEN {_SHARE} ELSE %(cap)s + 0 END)"
-
-# PostgreSQL, one round trip: lock the lease's row (it must still be open: the sweeper may
-# have released it) and the budget row, which must have room for `need`; move the budget's
-# reserved up by the grant, and create or grow the reservation row by the same amount. The
-# locked budget row is re-read after any concurrent update, so the grant is computed from
-# the amounts it is added to.
-PG_TOPUP_SQL = (
-    "WITH lk AS (SELECT id FROM spend_budgetreservation "  # noqa: S608 - constant fragments
-    "WHERE id = %(rid)s AND settled_at IS NULL FOR UPDATE), "
-    f"cur AS (SELECT id, {_GRANT} AS granted FROM spend_budget "
-    f"WHERE id = %(id)s AND {_LEFT} >= 0 "
-    "AND (%(rid)s::bigint IS NULL OR EXISTS (SELECT 1 FROM lk)) FOR UPDATE), "
-    f"b AS (UPDATE spend_budget AS t SET {_ROLL_OVER}, "
-    "reserved_usd = t.reserved_usd + cur.granted, updated_at = %(now)s "
-    "FROM cur WHERE t.id = cur.id "
-    "RETURNING t.id, t.limit_usd, t.spent_usd, t.reserved_usd, cur.granted), "
-    "new AS (INSERT INTO spend_budgetreservation (budget_id, request_id, amount_usd, created_at) "
-    "SELECT b.id, %(request_id)s, b.granted, %(now)s FROM b "
-    "WHERE %(rid)s::bigint IS NULL RETURNING id), "
-    "grow AS (UPDATE spend_budgetreservation "
-    "SET amount_usd = amount_usd + (SELECT granted FROM b), created_at = %(now)s "
-    "WHERE id = %(rid)s AND EXISTS (SELECT 1 FROM b) RETURNING id) "
-    "SELECT b.limit_usd, b.spent_usd, b.reserved_usd, b.granted, "
-    "COALESCE((SELECT id FROM new), (SELECT id FROM grow)) FROM b "
-    # refused: the budget as it is, to tell a full budget from one held by requests
-    f"UNION ALL SELECT limit_usd, {_SPENT}, reserved_usd, NULL, NULL FROM spend_budget "
-    "WHERE id = %(id)s AND NOT EXISTS (SELECT 1 FROM b)"
-)
-# SQLite: the same steps as separate statements inside one IMMEDIATE transaction, which
-# holds the database's write lock from its first statement.
-RENEW_OPEN_RESERVATION_SQL = (
-    "UPDATE spend_budgetreservation SET created_at = %(now)s "
-    "WHERE id = %(rid)s AND settled_at IS NULL"
-)
-GRANT_SQL = f"SELECT {_GRANT} FROM spend_budget WHERE id = %(id)s AND {_LEFT} >= 0"  # noqa: S608
-STATE_SQL = f"SELECT limit_usd, {_SPENT}, reserved_usd FROM spend_budget WHERE id = %(id)s"  # noqa: S608
-RESERVE_SQL = (
-    f"UPDATE spend_budget SET {_ROLL_OVER}, "  # noqa: S608 - constant fragments
-    "reserved_usd = ROUND(reserved_usd + %(amount)s, 10), updated_at = %(now)s "
-    "WHERE id = %(id)s RETURNING limit_usd, spent_usd, reserved_usd"
-)
-NEW_RESERVATION_SQL = (
-    "INSERT INTO spend_budgetreservation (budget_id, request_id, amount_usd, created_at) "
-    "VALUES (%(id)s, %(request_id)s, %(amount)s, %(now)s) RETURNING id"
-)
-GROW_RESERVATION_SQL = (
-    "UPDATE spend_budgetreservation SET amount_usd = ROUND(amount_usd + %(amount)s, 10) "
-    "WHERE id = %(rid)s"
-)
-UNRESERVE_BUDGET_SQL = (
-    "UPDATE spend_budget SET reserved_usd = ROUND(reserved_usd - %(amount)s, 10) WHERE id = %(id)s"
-)
-UNRESERVE_RESERVATION_SQL = (
-    "UPDATE spend_budgetreservation SET amount_usd = ROUND(amount_usd - %(amount)s, 10) "
-    "WHERE id = %(rid)s"
-)
-# Settling (the usage writer). A row the sweeper already closed releases nothing.
-CLOSE_RESERVATION_SQL = (
-    "UPDATE spend_budgetreservation SET settled_at = %(now)s "
-    "WHERE id = %(rid)s AND settled_at IS NULL RETURNING amount_usd"
-)
-SHRINK_RESERVATION_SQL = (
-    "UPDATE spend_budgetreservation SET amount_usd = ROUND(amount_usd - %(release)s, 10), "
-    "created_at = %(now)s WHERE id = %(rid)s AND settled_at IS NULL"
-)
-SETTLE_SQL = (
-    "UPDATE spend_budget SET "  # noqa: S608 - constant fragments
-    f"spent_usd = ROUND({_SPENT} + %(amount)s, 10), "
-    "period_start = CASE WHEN period_start < %(start)s THEN %(start)s ELSE period_start END, "
-    "reserved_usd = ROUND(reserved_usd - %(released)s, 10), updated_at = %(now)s "
-    "WHERE id = %(id)s"
-)
-
+# ---------------------------------------------------------------- SQL (spend.budget_sql)
 
 _PLACES = Decimal(1).scaleb(-COST_DIGITS["decimal_places"])
 
@@ -220,10 +144,16 @@ def _decimal(value: object) -> Decimal:
     return Decimal(str(value)).quantize(_PLACES)
 
 
+def _money(value: Any, sqlite: bool) -> Decimal:
+    """An amount a budget statement returned: integer units on SQLite."""
+    return units_usd(int(value)) if sqlite else _decimal(value)
+
+
 def _adapt(value: object, sqlite: bool) -> object:
-    """A parameter as Django adapts it for SQLite (decimals as text, naive UTC datetimes)."""
+    """A parameter for SQLite: money as integer units of the counters (spend.budget_sql),
+    datetimes as Django writes them (naive UTC)."""
     if sqlite and isinstance(value, Decimal):
-        return connection.ops.adapt_decimalfield_value(value, **COST_DIGITS)
+        return usd_units(value)
     if sqlite and isinstance(value, dt.datetime):
         return connection.ops.adapt_datetimefield_value(value)
     return value
@@ -236,6 +166,8 @@ def _params(budget: BudgetInfo, now: dt.datetime, *, sqlite: bool, **values: obj
 
 
 def _top_up_params(lease: Lease, now: dt.datetime, amounts: dict, *, sqlite: bool) -> dict:
+    if sqlite:  # the share's fraction in parts per million (spend.budget_sql)
+        amounts = {**amounts, "fraction": int(amounts["fraction"] * FRACTION_SCALE)}
     return _params(
         lease.budget,
         now,
@@ -376,13 +308,15 @@ class Lease:
         """Grow the row by `need` (and a share of the headroom): True if granted, False if
         refused, None if refused while the request would fit without anyone's holds."""
         share = self.shared and not self.retired
-        cap = request * settings.BUDGET_LEASE_REQUESTS if share else ZERO
+        # No cap beyond the largest limit: SQLite's units of it must fit in 64 bits.
+        cap = min(request * settings.BUDGET_LEASE_REQUESTS, MAX_LIMIT_USD) if share else ZERO
         fraction = Decimal(str(settings.BUDGET_LEASE_FRACTION)) if share else ZERO
         credit = _credits().get(self.budget.id, ZERO)
         amounts = {
             "need": need,
             "cap": cap,
-            "fraction": min(fraction, _MAX_FRACTION),
+            # to the millionth on both databases, so they round the same share (budget_sql)
+            "fraction": min(fraction, _MAX_FRACTION).quantize(_MILLIONTH),
             "credit": credit,
         }
         now = timezone.now()
@@ -415,13 +349,14 @@ class Lease:
         if self.shared:
             return
         self.amount -= amount
-        params = {"amount": amount, "id": self.budget.id, "rid": self.reservation_id}
         if pg_enabled():
+            params = {"amount": amount, "id": self.budget.id, "rid": self.reservation_id}
+            statements = budget_statements("postgresql")
             async with pg_connection() as conn:
-                await conn.execute(UNRESERVE_BUDGET_SQL, params)
-                await conn.execute(UNRESERVE_RESERVATION_SQL, params)
+                await conn.execute(statements.unreserve_budget, params)
+                await conn.execute(statements.unreserve_reservation, params)
         else:
-            await sync_to_async(_unreserve)(params)
+            await sync_to_async(_unreserve)(amount, self.budget.id, self.reservation_id)
 
     def settle(self, held: Decimal, cost: Decimal) -> Settlement | None:
         """A request that held `held` here is over and cost `cost`: what to write. A lease
@@ -501,6 +436,7 @@ class Lease:
 
 
 _MAX_FRACTION = Decimal("0.5")
+_MILLIONTH = Decimal(1) / FRACTION_SCALE
 
 
 def _top_up(lease: Lease, now: dt.datetime, amounts: dict) -> tuple | None:
@@ -523,11 +459,13 @@ def _top_up(lease: Lease, now: dt.datetime, amounts: dict) -> tuple | None:
             if row is None:
                 cursor.execute(STATE_SQL, params)
                 state = cursor.fetchone()
-                return (*state, None, None) if state else None
-            grant = _decimal(row[0])
+                if state is None:
+                    return None
+                return (*(_money(value, sqlite) for value in state), None, None)
+            grant = _money(row[0], sqlite)
             params["amount"] = _adapt(grant, sqlite)
             cursor.execute(RESERVE_SQL, params)
-            limit, spent, reserved = cursor.fetchone()
+            limit, spent, reserved = (_money(value, sqlite) for value in cursor.fetchone())
             if rid is None:
                 cursor.execute(NEW_RESERVATION_SQL, params)
                 rid = cursor.fetchone()[0]
@@ -544,10 +482,17 @@ async def _atop_up(lease: Lease, now: dt.datetime, amounts: dict) -> tuple | Non
         return await cursor.fetchone()
 
 
-def _unreserve(params: dict) -> None:
+def _unreserve(amount: Decimal, budget_id: int, reservation_id: int | None) -> None:
+    sqlite = connection.vendor == "sqlite"
+    params: dict[str, Any] = {
+        "amount": _adapt(amount, sqlite),
+        "id": budget_id,
+        "rid": reservation_id,
+    }
+    statements = budget_statements(connection.vendor)
     with connection.cursor() as cursor:
-        cursor.execute(UNRESERVE_BUDGET_SQL, params)
-        cursor.execute(UNRESERVE_RESERVATION_SQL, params)
+        cursor.execute(statements.unreserve_budget, params)
+        cursor.execute(statements.unreserve_reservation, params)
 
 
 # Per event loop: budget id → the credit of its settlements the usage writer holds (see _LEFT).
@@ -727,6 +672,7 @@ def budget_settle(*, settlements: list[Settlement], now: dt.datetime | None = No
     sweeper already released (a request slower than the sweep timeout) releases nothing."""
     now = now or timezone.now()
     sqlite = connection.vendor == "sqlite"
+    statements = budget_statements(connection.vendor)
     with connection.cursor() as cursor:
         for settlement in settlements:
             rid = settlement.reservation_id
@@ -740,21 +686,21 @@ def budget_settle(*, settlements: list[Settlement], now: dt.datetime | None = No
             )
             released = ZERO
             if rid is not None and settlement.close:
-                cursor.execute(CLOSE_RESERVATION_SQL, params)
+                cursor.execute(statements.close_reservation, params)
                 row = cursor.fetchone()
-                released = _decimal(row[0]) if row else ZERO
+                released = _money(row[0], sqlite) if row else ZERO
             elif rid is not None:
-                cursor.execute(SHRINK_RESERVATION_SQL, params)
+                cursor.execute(statements.shrink_reservation, params)
                 released = settlement.release if cursor.rowcount == 1 else ZERO
             if released == 0 and settlement.spend == 0:
                 continue
             params["released"] = _adapt(released, sqlite)
-            cursor.execute(SETTLE_SQL, params)
+            cursor.execute(statements.settle, params)
 
 
 def budget_charge(*, budget_id: int, amount_usd: Decimal) -> None:
     """Add spend outside a request (e.g. a batch job's settled cost)."""
-    Budget.objects.filter(id=budget_id).update(spent_usd=Round(F("spent_usd") + amount_usd, 10))
+    Budget.objects.filter(id=budget_id).update(spent_usd=counter_add("spent_usd", amount_usd))
 
 
 # ---------------------------------------------------------------- the hard-limit alert
@@ -830,7 +776,7 @@ def budget_reservations_sweep(*, older_than: dt.timedelta | None = None) -> int:
     )
     for row in totals:
         Budget.objects.filter(id=row["budget_id"]).update(
-            reserved_usd=Round(F("reserved_usd") - row["total"], 10)
+            reserved_usd=counter_add("reserved_usd", -row["total"])
         )
     log.warning("released %d stale budget reservations", len(ids))
     return len(ids)

@@ -5,7 +5,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.db import models
 
-from core.money import COST_DIGITS, cost_field, usd_exact
+from core.money import ZERO, MoneyCounterField, cost_field, usd_exact
 
 
 class Purpose(models.TextChoices):
@@ -150,7 +150,8 @@ class Budget(models.Model):
         "accounts.ApiKey", null=True, blank=True, on_delete=models.CASCADE, related_name="budgets"
     )
     period = models.CharField(max_length=16, choices=Period.choices, default=Period.MONTHLY)
-    limit_usd = models.DecimalField(**COST_DIGITS)
+    # Counters (and the limit they are compared with): integer units on SQLite, exact.
+    limit_usd = MoneyCounterField()
     soft_threshold = models.DecimalField(
         max_digits=4, decimal_places=3, default=Decimal("0.8"), help_text="Fraction of the limit."
     )
@@ -159,8 +160,8 @@ class Budget(models.Model):
         "routing.Tier", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     period_start = models.DateTimeField()
-    spent_usd = cost_field()
-    reserved_usd = cost_field()
+    spent_usd = MoneyCounterField(default=ZERO)
+    reserved_usd = MoneyCounterField(default=ZERO)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -191,7 +192,7 @@ class BudgetReservation(models.Model):
 
     budget = models.ForeignKey(Budget, on_delete=models.CASCADE, related_name="reservations")
     request_id = models.CharField(max_length=64)
-    amount_usd = models.DecimalField(**COST_DIGITS)
+    amount_usd = MoneyCounterField()
     created_at = models.DateTimeField(auto_now_add=True)
     settled_at = models.DateTimeField(null=True, blank=True)
 

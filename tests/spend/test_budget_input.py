@@ -36,6 +36,26 @@ def test_the_service_refuses_a_limit_that_is_not_a_real_amount(team, limit):
     assert not Budget.objects.exists()
 
 
+@pytest.mark.parametrize("limit", ["100000000.0000000001", "1000000000"])
+def test_a_limit_above_the_ceiling_is_refused_with_the_ceiling_named(team, limit):
+    """$100M: a budget's counters stay within SQLite's 64-bit integer units ($922M)."""
+    with pytest.raises(BadRequest) as caught:
+        budget_set(team=team, limit_usd=Decimal(limit))
+    assert caught.value.param == "limit_usd"
+    assert caught.value.message == (
+        "The limit must be at most $100,000,000.00 (the largest budget limit)."
+    )
+    assert caught.value.status == 400
+    assert not Budget.objects.exists()
+
+
+def test_a_limit_at_the_ceiling_is_kept_to_the_last_place(team):
+    budget_set(team=team, limit_usd=Decimal("99999999.9999999999"))
+    assert Budget.objects.get().limit_usd == Decimal("99999999.9999999999")
+    budget_set(team=team, limit_usd=Decimal("100000000"))
+    assert Budget.objects.get().limit_usd == Decimal("100000000")
+
+
 @pytest.mark.parametrize("limit", [*BAD_LIMITS, "ten", "1e999999999"])
 def test_set_budget_answers_a_bad_limit_with_a_message(team, limit):
     with pytest.raises(CommandError):
@@ -52,7 +72,7 @@ def test_set_budget_refuses_a_soft_threshold_that_is_not_a_fraction(team):
     assert not Budget.objects.exists()
 
 
-@pytest.mark.parametrize("limit", ["NaN", "Infinity", "1e30", "-5"])
+@pytest.mark.parametrize("limit", ["NaN", "Infinity", "1e30", "-5", "100000000.01"])
 def test_the_admin_budget_form_gives_a_field_error(client, root, team, limit):
     url = "/admin/spend/budget/add/"
     data = {**_change_page_data(client, url), "team": team.pk, "limit_usd": limit}
