@@ -46,7 +46,11 @@ def _default(value: object) -> str:
     raise TypeError(f"cannot spool a {type(value).__name__}")
 
 
-_dumps = json.JSONEncoder(separators=(",", ":"), default=_default, ensure_ascii=False).encode
+# A ledger's line holds no cycles: the encoder need not keep the ids of the containers it
+# is inside of to look for one.
+_dumps = json.JSONEncoder(
+    separators=(",", ":"), default=_default, ensure_ascii=False, check_circular=False
+).encode
 
 
 def encode(ledger: Any, seq: int, fields: tuple[str, ...]) -> bytes:
