@@ -59,7 +59,7 @@ def json_loads_limited(
     if b"\\u0000" in raw:
         raise InvalidUnicode("NUL characters (\\u0000) are not allowed.")
     try:
-        data = json.loads(text, parse_constant=_non_finite, parse_float=_finite_float)
+        data = _decode(text)
     except RecursionError:
         raise JsonTooDeep(f"JSON nesting is deeper than the limit of {max_depth}.") from None
     except ValueError as exc:
@@ -79,6 +79,11 @@ def _finite_float(text: str) -> float:
     if math.isinf(value):
         raise JsonError(f"Malformed JSON: the number {text[:40]} is out of range.")
     return value
+
+
+# One decoder for every body: `json.loads` with hooks builds a new JSONDecoder (and its C
+# scanner) per call.
+_decode = json.JSONDecoder(parse_constant=_non_finite, parse_float=_finite_float).decode
 
 
 def utf8_decode(raw: bytes) -> str:

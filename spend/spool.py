@@ -46,32 +46,55 @@ def _default(value: object) -> str:
     raise TypeError(f"cannot spool a {type(value).__name__}")
 
 
-_dumps = json.JSONEncoder(separators=(",", ":"), default=_default, ensure_ascii=False).encode
+# A ledger's line holds no cycles: the encoder need not keep the ids of the containers it
+# is inside of to look for one.
+_dumps = json.JSONEncoder(
+    separators=(",", ":"), default=_default, ensure_ascii=False, check_circular=False
+).encode
+
+
+# A ledger's records: ASCII, so that a lone surrogate an upstream answered with still makes a
+# line (and reaches the database, which refuses it for that ledger alone, to be parked).
+_dumps_rows = json.JSONEncoder(separators=(",", ":"), default=_default, check_circular=False).encode
+
+
+def rows_encoded(records: list[Any], fields: tuple[str, ...]) -> str:
+    """Records as one JSON array of arrays, values in `fields` order: the spool line's `r`,
+    and what the usage writer sends to PostgreSQL as is (spend.usage_sql)."""
+    return _dumps_rows([[getattr(record, name) for name in fields] for record in records])
+
+
+def ledger_rows(ledger: Any, fields: tuple[str, ...]) -> str:
+    """The ledger's records encoded, once: kept on it as `rows_json`."""
+    rows = ledger.rows_json
+    if rows is None:
+        rows = ledger.rows_json = rows_encoded(ledger.records, fields)
+    return rows
 
 
 def encode(ledger: Any, seq: int, fields: tuple[str, ...]) -> bytes:
     """One ledger as one line: its key, spool position, key to touch, records (values in the
-    header's field order) and settlements."""
-    line = {
-        "n": seq,
-        "k": ledger.key,
-        "a": ledger.api_key_id,
-        "r": [[getattr(record, name) for name in fields] for record in ledger.records],
-    }
+    header's field order) and settlements. The records' JSON is the ledger's own
+    (`ledger_rows`), spliced in: the line is what it was when it was encoded whole."""
+    head = _dumps({"n": seq, "k": ledger.key, "a": ledger.api_key_id})
+    line = f'{head[:-1]},"r":{ledger_rows(ledger, fields)}'
     if ledger.settlements:
-        line["s"] = [
+        settled = _dumps(
             [
-                s.budget.id,
-                s.budget.period,
-                s.reservation_id,
-                s.spend,
-                s.release,
-                s.close,
-                s.credit,
+                [
+                    s.budget.id,
+                    s.budget.period,
+                    s.reservation_id,
+                    s.spend,
+                    s.release,
+                    s.close,
+                    s.credit,
+                ]
+                for s in ledger.settlements
             ]
-            for s in ledger.settlements
-        ]
-    return _dumps(line).encode() + b"\n"
+        )
+        line = f'{line},"s":{settled}'
+    return f"{line}}}\n".encode()
 
 
 def header(fields: tuple[str, ...]) -> bytes:

@@ -48,7 +48,7 @@ from spend.budgets import (
 )
 from spend.models import UsageRecord
 from spend.pg import is_serving
-from spend.usage_sql import ledgers_write, ledgers_write_replayed
+from spend.usage_sql import ROW_ATTNAMES, ledgers_write, ledgers_write_replayed
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +95,10 @@ class UsageRow:
     response_body: Any = None
 
 
-ROW_FIELDS = tuple(UsageRow.__dataclass_fields__)
+# The records' fields in the order of UsageRecord's columns: the spool's lines and the
+# database batch read the same encoded rows (spend.spool.rows_encoded).
+ROW_FIELDS = ROW_ATTNAMES
+assert set(ROW_FIELDS) == set(UsageRow.__dataclass_fields__), "UsageRow and UsageRecord differ"
 
 
 def _ledger_key() -> str:
@@ -116,10 +119,12 @@ class Ledger:
     key: str = field(default_factory=_ledger_key)
     seq: int = 0
     at: float = 0.0  # when it was closed (time.monotonic)
+    rows_json: str | None = None  # its records encoded once, for the spool and the database
 
     def add(self, record: UsageRow | UsageRecord) -> UsageRow | UsageRecord:
         record.attempt = len(self.records) + 1
         self.records.append(record)
+        self.rows_json = None
         self.committed += record.cost_usd
         return record
 

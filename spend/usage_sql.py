@@ -30,6 +30,7 @@ from spend.budgets import budget_settle
 from spend.models import UsageLedger, UsageRecord
 from spend.periods import period_bounds
 from spend.pg import pg_connection, pg_enabled
+from spend.spool import ledger_rows
 
 # A ledger the database refuses for what it holds (a value out of range, a check constraint).
 DATA_ERRORS = (
@@ -49,11 +50,11 @@ CLAIM_SQL = "INSERT INTO spend_usageledger (key, written_at) VALUES (%s, %s) ON 
 def _instance(record: Any) -> UsageRecord:
     if isinstance(record, UsageRecord):
         return record
-    return UsageRecord(**{name: getattr(record, name) for name in _ROW_ATTNAMES})
+    return UsageRecord(**{name: getattr(record, name) for name in ROW_ATTNAMES})
 
 
 _FIELDS = [f for f in UsageRecord._meta.concrete_fields if not f.primary_key]
-_ROW_ATTNAMES = tuple(f.attname for f in _FIELDS)
+ROW_ATTNAMES = tuple(f.attname for f in _FIELDS)
 _JSON_COLUMNS = frozenset(i for i, f in enumerate(_FIELDS) if isinstance(f, JSONField))
 
 
@@ -86,24 +87,25 @@ def _batch_sql() -> str:
     row first); and touch the keys' last_used_at. A row the sweeper already closed releases
     nothing.
 
-    Records and settlements come as two JSON documents, one object per row (encoded in C),
-    rather than one array per column, which psycopg dumps element by element in Python
-    (about 80 µs per record). Each value is read as text (JSON null: SQL NULL) and cast to
-    its column's type, as an array's explicit cast would."""
+    Records and settlements come as two JSON documents rather than one array per column,
+    which psycopg dumps element by element in Python (about 80 µs per record). The records
+    are each ledger's `[key, rows]`, its rows the very JSON its spool line holds (values in
+    ROW_ATTNAMES order, spend.spool.rows_encoded), so a record is encoded once. Each value is
+    read as text (JSON null: SQL NULL) and cast to its column's type, as an array's
+    explicit cast would."""
     columns = ", ".join(f'"{f.column}"' for f in _FIELDS)
-    as_text = ", ".join(
-        f'"{f.column}" {"jsonb" if i in _JSON_COLUMNS else "text"}' for i, f in enumerate(_FIELDS)
-    )
     cast = ", ".join(
-        f'u."{f.column}"' if i in _JSON_COLUMNS else f'u."{f.column}"::{f.db_type(connection)}'
+        f"NULLIF(u.row->{i}, 'null'::jsonb)"
+        if i in _JSON_COLUMNS
+        else f"(u.row->>{i})::{f.db_type(connection)}"
         for i, f in enumerate(_FIELDS)
     )
     return (
         "WITH l AS (INSERT INTO spend_usageledger (key, written_at) "  # noqa: S608 - model columns
         "SELECT k, %s FROM unnest(%s::varchar[]) AS k ON CONFLICT DO NOTHING RETURNING key), "
         f"ins AS (INSERT INTO spend_usagerecord ({columns}) SELECT {cast} "
-        f"FROM jsonb_to_recordset(%s::jsonb) AS u({as_text}, ledger text) "
-        "WHERE u.ledger IN (SELECT key FROM l)), "
+        "FROM jsonb_array_elements(%s::jsonb) AS d(ledger), "
+        "jsonb_array_elements(d.ledger->1) AS u(row) WHERE d.ledger->>0 IN (SELECT key FROM l)), "
         "s AS (SELECT ledger, budget_id::bigint, rid::bigint, spend::numeric, "
         "release::numeric, close::boolean, start::timestamptz "
         "FROM jsonb_to_recordset(%s::jsonb) "
@@ -131,7 +133,6 @@ def _batch_sql() -> str:
 
 
 _SQL: list[str] = []
-_COLUMNS = tuple(f.column for f in _FIELDS)
 _SETTLED = ("ledger", "budget_id", "rid", "spend", "release", "close", "start")
 
 
@@ -147,15 +148,11 @@ def _as_text(value: Any) -> str:
 def batch_statement(ledgers: list[Any], key_ids: set[int], now: dt.datetime) -> tuple[str, list]:
     if not _SQL:
         _SQL.append(_batch_sql())
-    records: list[dict[str, Any]] = []
+    records: list[str] = []
     settled: list[dict[str, Any]] = []
     for ledger in ledgers:
-        for record in ledger.records:
-            row = dict(
-                zip(_COLUMNS, [getattr(record, name) for name in _ROW_ATTNAMES], strict=True)
-            )
-            row["ledger"] = ledger.key
-            records.append(row)
+        if ledger.records:
+            records.append(f"[{json.dumps(ledger.key)},{ledger_rows(ledger, ROW_ATTNAMES)}]")
         for s in ledger.settlements:
             start = period_bounds(s.budget.period, now)[0]
             values = (ledger.key, s.budget.id, s.reservation_id, s.spend, s.release, s.close, start)
@@ -163,7 +160,7 @@ def batch_statement(ledgers: list[Any], key_ids: set[int], now: dt.datetime) -> 
     params = [
         now,
         [ledger.key for ledger in ledgers],
-        json.dumps(records, default=_as_text),
+        f"[{','.join(records)}]",
         json.dumps(settled, default=_as_text),
         now,
         now,

@@ -3,12 +3,15 @@ changes it fails here, not in production (gateway/adapters)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import inspect
 import json
 
 import httpx2
 import openai
 import pytest
+from django.core.exceptions import RequestAborted
 from django.core.handlers.asgi import ASGIHandler
 from django.core.handlers.base import BaseHandler
 from django.http import HttpResponse
@@ -98,3 +101,148 @@ async def test_the_fast_lane_serves_through_its_own_chain_and_no_other_middlewar
     assert start["status"] == 401  # the fast lane's view answered: no key
     body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
     assert "error" in json.loads(body)
+
+
+# --- the request served in its own task (adapters.django_asgi.Serving) ----------------------------
+
+SCOPE = {
+    "type": "http",
+    "method": "POST",
+    "path": "/v1/chat/completions",
+    "raw_path": b"/v1/chat/completions",
+    "query_string": b"",
+    "headers": [],
+    "client": ("127.0.0.1", 1),
+    "server": ("127.0.0.1", 80),
+}
+
+
+def lane_serving(view):
+    """The fast lane with `view` as its whole chain (no URLconf, no middleware)."""
+    return ChainASGIHandler(chain=lambda get_response: view, urlconf="gateway.fast_urls")
+
+
+class Client:
+    """An ASGI client: sends its body, then hangs up when told to (`leave`)."""
+
+    def __init__(self, after_body: dict | None = None) -> None:
+        self.messages = [{"type": "http.request", "body": b"{}", "more_body": False}]
+        self.left = asyncio.Event()
+        self.after_body = after_body or {"type": "http.disconnect"}
+        self.sent: list[dict] = []
+
+    async def receive(self) -> dict:
+        if self.messages:
+            return self.messages.pop(0)
+        await self.left.wait()
+        return self.after_body
+
+    async def send(self, message: dict) -> None:
+        self.sent.append(message)
+
+    def leave(self) -> None:
+        self.left.set()
+
+
+async def tasks_left() -> set[asyncio.Task]:
+    await asyncio.sleep(0)  # a cancelled listener ends on the loop's next turn
+    return asyncio.all_tasks() - {asyncio.current_task()}
+
+
+async def test_the_view_runs_in_the_request_s_own_task_and_its_answer_is_sent():
+    seen: list[asyncio.Task | None] = []
+
+    async def view(request):
+        seen.append(asyncio.current_task())
+        return HttpResponse(b"hello", status=201)
+
+    client = Client()
+    await lane_serving(view)(SCOPE, client.receive, client.send)
+
+    assert seen == [asyncio.current_task()]
+    assert [m["type"] for m in client.sent] == ["http.response.start", "http.response.body"]
+    assert client.sent[0]["status"] == 201
+    assert client.sent[1]["body"] == b"hello"
+    assert await tasks_left() == set()  # the disconnect listener is gone too
+
+
+async def test_a_client_that_leaves_mid_request_cancels_the_view_which_records_it():
+    recorded: list[str] = []
+
+    async def view(request):
+        try:
+            client.leave()
+            await asyncio.sleep(30)  # the upstream, taking its time
+        except asyncio.CancelledError:
+            recorded.append("cancelled")  # as call_once records the attempt
+            raise
+        return HttpResponse(b"too late")
+
+    client = Client()
+    await asyncio.wait_for(lane_serving(view)(SCOPE, client.receive, client.send), timeout=5)
+
+    assert recorded == ["cancelled"]
+    assert client.sent == []  # nobody to answer
+    assert asyncio.current_task().cancelling() == 0  # the handled cancellation does not leak
+    assert await tasks_left() == set()
+
+
+async def test_a_view_that_outlives_its_client_sends_nothing():
+    async def view(request):
+        client.leave()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(30)
+        return HttpResponse(b"nobody listens")
+
+    client = Client()
+    await asyncio.wait_for(lane_serving(view)(SCOPE, client.receive, client.send), timeout=5)
+
+    assert client.sent == []
+    assert asyncio.current_task().cancelling() == 0
+    assert await tasks_left() == set()
+
+
+async def test_an_exception_from_the_view_is_raised_and_the_listener_stopped():
+    async def view(request):
+        raise ValueError("a bug")
+
+    client = Client()
+    with pytest.raises(ValueError, match="a bug"):
+        await lane_serving(view)(SCOPE, client.receive, client.send)
+
+    assert client.sent == []
+    assert await tasks_left() == set()
+
+
+async def test_an_invalid_message_after_the_body_cancels_the_view_and_is_raised():
+    cancelled: list[bool] = []
+
+    async def view(request):
+        try:
+            client.leave()
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            cancelled.append(True)
+            raise
+        return HttpResponse()
+
+    client = Client(after_body={"type": "http.request", "body": b"more"})
+    with pytest.raises(AssertionError, match="Invalid ASGI message"):
+        await asyncio.wait_for(lane_serving(view)(SCOPE, client.receive, client.send), timeout=5)
+
+    assert cancelled == [True]
+    assert await tasks_left() == set()
+
+
+async def test_django_s_disconnect_listener_and_asyncio_s_uncancel_still_work_as_relied_on():
+    """Serving listens with Django's `listen_for_disconnect` and takes its cancellation back
+    with `Task.uncancel` (Python 3.11+): if either changes, this fails, not production."""
+
+    async def receive():
+        return {"type": "http.disconnect"}
+
+    with pytest.raises(RequestAborted):
+        await ASGIHandler().listen_for_disconnect(receive)
+    assert "process_request" in inspect.getsource(ASGIHandler.handle)  # what the lane replaces
+    assert callable(asyncio.Task.uncancel)
+    assert asyncio.current_task().cancelling() == 0
