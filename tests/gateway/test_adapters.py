@@ -61,6 +61,18 @@ def test_django_s_handler_still_has_what_the_fast_lane_replaces():
     assert isinstance(HttpResponse()._resource_closers, list)
 
 
+SCOPE = {
+    "type": "http",
+    "method": "POST",
+    "path": "/v1/chat/completions",
+    "raw_path": b"/v1/chat/completions",
+    "query_string": b"",
+    "headers": [],
+    "client": ("127.0.0.1", 1),
+    "server": ("127.0.0.1", 80),
+}
+
+
 async def test_the_fast_lane_serves_through_its_own_chain_and_no_other_middleware():
     seen: list[str] = []
 
@@ -82,18 +94,7 @@ async def test_the_fast_lane_serves_through_its_own_chain_and_no_other_middlewar
         sent.append(message)
 
     await lane(
-        {
-            "type": "http",
-            "method": "GET",
-            "path": "/v1/models",
-            "raw_path": b"/v1/models",
-            "query_string": b"",
-            "headers": [],
-            "client": ("127.0.0.1", 1),
-            "server": ("127.0.0.1", 80),
-        },
-        receive,
-        send,
+        {**SCOPE, "method": "GET", "path": "/v1/models", "raw_path": b"/v1/models"}, receive, send
     )
 
     assert seen == ["/v1/models"]
@@ -104,17 +105,6 @@ async def test_the_fast_lane_serves_through_its_own_chain_and_no_other_middlewar
 
 
 # --- the request served in its own task (adapters.django_asgi.Serving) ----------------------------
-
-SCOPE = {
-    "type": "http",
-    "method": "POST",
-    "path": "/v1/chat/completions",
-    "raw_path": b"/v1/chat/completions",
-    "query_string": b"",
-    "headers": [],
-    "client": ("127.0.0.1", 1),
-    "server": ("127.0.0.1", 80),
-}
 
 
 def lane_serving(view):
