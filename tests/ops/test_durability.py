@@ -278,8 +278,8 @@ def test_a_database_outage_under_steady_load_loses_and_doubles_no_record(
 def test_a_ledger_whose_key_is_deleted_mid_flight_is_written_with_30_other_teams(
     gateway_env, catalog, team, api_key, slow_upstream, spool
 ):
-    """One batch (the writer waits 2 s) holds all 31 ledgers; one of them names a key that
-    no longer exists. Before: a foreign-key violation, and the batch retried ledger by
+    """One batch (the writer waits 6 s: on a loaded machine the key must be gone before the
+    batch is written) holds all 31 ledgers; one of them names a key that no longer exists. Before: a foreign-key violation, and the batch retried ledger by
     ledger, inserting the others again on each retry."""
     Provider.objects.filter(name="openai").update(base_url=slow_upstream)
     teams = [Team.objects.create(slug=f"t{i}", name=f"T{i}") for i in range(30)]
@@ -288,13 +288,15 @@ def test_a_ledger_whose_key_is_deleted_mid_flight_is_written_with_30_other_teams
         budget_set(team=budgeted, limit_usd=Decimal("100"))
     doomed = ApiKey.objects.get(team=team)
     doomed_id = doomed.id
-    url, process = serve_site(slow_upstream, USAGE_SPOOL_DIR=str(spool), USAGE_FLUSH_SECONDS="2")
+    url, process = serve_site(slow_upstream, USAGE_SPOOL_DIR=str(spool), USAGE_FLUSH_SECONDS="6")
     try:
         with concurrent.futures.ThreadPoolExecutor(31) as pool:
             futures = [pool.submit(chat, url, key) for key in [api_key, *keys]]
             # the doomed key's request is past its checks (its team's budget is held)
             assert wait_for(lambda: Budget.objects.get(team=team).reserved_usd > 0, timeout=30)
             doomed.delete()
+            # else the delete set the written record's key to NULL: this test's timing failed
+            assert not UsageRecord.objects.exists(), "the batch was written before the delete"
             answers = [future.result() for future in futures]
         assert [r.status_code for r in answers] == [200] * 31, [r.text[:200] for r in answers]
         assert wait_for(lambda: UsageRecord.objects.count() >= 31, timeout=30)
