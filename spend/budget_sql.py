@@ -30,9 +30,18 @@ FRACTION_SCALE = 1_000_000
 
 @dataclass(frozen=True, slots=True)
 class BudgetStatements:
-    """The statements both vendors run: giving back a hold, and settling (the usage writer's
-    `budget_settle`; on PostgreSQL in the web server, spend.usage_sql's batch does it)."""
+    """One vendor's statements. PostgreSQL's top-up is `topup`, one round trip; SQLite's is
+    its steps (`renew_open_reservation` to `grow_reservation`, spend.budgets._top_up). Both
+    run the rest: giving back a hold, and settling (the usage writer's `budget_settle`; on
+    PostgreSQL in the web server, spend.usage_sql's batch does it)."""
 
+    topup: str
+    renew_open_reservation: str
+    grant: str
+    state: str
+    reserve: str
+    new_reservation: str
+    grow_reservation: str
     unreserve_budget: str
     unreserve_reservation: str
     close_reservation: str
@@ -40,7 +49,7 @@ class BudgetStatements:
     settle: str
 
 
-def _statements(exact: bool) -> dict[str, str]:
+def _statements(exact: bool) -> BudgetStatements:
     """Every statement for one vendor: `exact` (SQLite's integer units) needs no ROUND."""
 
     def rounded(expression: str) -> str:
@@ -73,13 +82,13 @@ def _statements(exact: bool) -> dict[str, str]:
         share = f"ROUND({left} * %(fraction)s, 10)"
     grant = f"(%(need)s + CASE WHEN {share} - %(cap)s < 0 THEN {share} ELSE %(cap)s + 0 END)"
 
-    return {
+    return BudgetStatements(
         # PostgreSQL, one round trip: lock the lease's row (it must still be open: the sweeper
         # may have released it) and the budget row, which must have room for `need`; move the
         # budget's reserved up by the grant, and create or grow the reservation row by the
         # same amount. The locked budget row is re-read after any concurrent update, so the
         # grant is computed from the amounts it is added to.
-        "topup": (
+        topup=(
             "WITH lk AS (SELECT id FROM spend_budgetreservation "  # noqa: S608 - constant fragments
             "WHERE id = %(rid)s AND settled_at IS NULL FOR UPDATE), "
             f"cur AS (SELECT id, {grant} AS granted FROM spend_budget "
@@ -104,44 +113,44 @@ def _statements(exact: bool) -> dict[str, str]:
         ),
         # SQLite: the same steps as separate statements inside one IMMEDIATE transaction,
         # which holds the database's write lock from its first statement.
-        "renew_open_reservation": (
+        renew_open_reservation=(
             "UPDATE spend_budgetreservation SET created_at = %(now)s "
             "WHERE id = %(rid)s AND settled_at IS NULL"
         ),
-        "grant": f"SELECT {grant} FROM spend_budget WHERE id = %(id)s AND {left} >= 0",  # noqa: S608
-        "state": f"SELECT limit_usd, {spent}, reserved_usd FROM spend_budget WHERE id = %(id)s",  # noqa: S608
-        "reserve": (
+        grant=f"SELECT {grant} FROM spend_budget WHERE id = %(id)s AND {left} >= 0",  # noqa: S608
+        state=f"SELECT limit_usd, {spent}, reserved_usd FROM spend_budget WHERE id = %(id)s",  # noqa: S608
+        reserve=(
             f"UPDATE spend_budget SET {roll_over}, "  # noqa: S608 - constant fragments
             f"reserved_usd = {rounded('reserved_usd + %(amount)s')}, updated_at = %(now)s "
             "WHERE id = %(id)s RETURNING limit_usd, spent_usd, reserved_usd"
         ),
-        "new_reservation": (
+        new_reservation=(
             "INSERT INTO spend_budgetreservation (budget_id, request_id, amount_usd, created_at) "
             "VALUES (%(id)s, %(request_id)s, %(amount)s, %(now)s) RETURNING id"
         ),
-        "grow_reservation": (
+        grow_reservation=(
             "UPDATE spend_budgetreservation "  # noqa: S608 - constant fragments
             f"SET amount_usd = {rounded('amount_usd + %(amount)s')} WHERE id = %(rid)s"
         ),
-        "unreserve_budget": (
+        unreserve_budget=(
             "UPDATE spend_budget "  # noqa: S608 - constant fragments
             f"SET reserved_usd = {rounded('reserved_usd - %(amount)s')} WHERE id = %(id)s"
         ),
-        "unreserve_reservation": (
+        unreserve_reservation=(
             "UPDATE spend_budgetreservation "  # noqa: S608 - constant fragments
             f"SET amount_usd = {rounded('amount_usd - %(amount)s')} WHERE id = %(rid)s"
         ),
         # Settling (the usage writer). A row the sweeper already closed releases nothing.
-        "close_reservation": (
+        close_reservation=(
             "UPDATE spend_budgetreservation SET settled_at = %(now)s "
             "WHERE id = %(rid)s AND settled_at IS NULL RETURNING amount_usd"
         ),
-        "shrink_reservation": (
+        shrink_reservation=(
             "UPDATE spend_budgetreservation "  # noqa: S608 - constant fragments
             f"SET amount_usd = {rounded('amount_usd - %(release)s')}, "
             "created_at = %(now)s WHERE id = %(rid)s AND settled_at IS NULL"
         ),
-        "settle": (
+        settle=(
             "UPDATE spend_budget SET "  # noqa: S608 - constant fragments
             f"spent_usd = {rounded(f'{spent} + %(amount)s')}, "
             "period_start = CASE WHEN period_start < %(start)s THEN %(start)s "
@@ -149,34 +158,11 @@ def _statements(exact: bool) -> dict[str, str]:
             f"reserved_usd = {rounded('reserved_usd - %(released)s')}, updated_at = %(now)s "
             "WHERE id = %(id)s"
         ),
-    }
-
-
-_PG = _statements(exact=False)
-_SQLITE = _statements(exact=True)
-
-PG_TOPUP_SQL = _PG["topup"]
-# SQLite's top-up, step by step (see spend.budgets._top_up).
-RENEW_OPEN_RESERVATION_SQL = _SQLITE["renew_open_reservation"]
-GRANT_SQL = _SQLITE["grant"]
-STATE_SQL = _SQLITE["state"]
-RESERVE_SQL = _SQLITE["reserve"]
-NEW_RESERVATION_SQL = _SQLITE["new_reservation"]
-GROW_RESERVATION_SQL = _SQLITE["grow_reservation"]
-
-
-def _shared(statements: dict[str, str]) -> BudgetStatements:
-    return BudgetStatements(
-        unreserve_budget=statements["unreserve_budget"],
-        unreserve_reservation=statements["unreserve_reservation"],
-        close_reservation=statements["close_reservation"],
-        shrink_reservation=statements["shrink_reservation"],
-        settle=statements["settle"],
     )
 
 
-POSTGRESQL = _shared(_PG)
-SQLITE = _shared(_SQLITE)
+POSTGRESQL = _statements(exact=False)
+SQLITE = _statements(exact=True)
 
 
 def budget_statements(vendor: str) -> BudgetStatements:

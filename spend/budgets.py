@@ -73,17 +73,7 @@ from core.money import (
     usd_limit_problem,
     usd_units,
 )
-from spend.budget_sql import (
-    FRACTION_SCALE,
-    GRANT_SQL,
-    GROW_RESERVATION_SQL,
-    NEW_RESERVATION_SQL,
-    PG_TOPUP_SQL,
-    RENEW_OPEN_RESERVATION_SQL,
-    RESERVE_SQL,
-    STATE_SQL,
-    budget_statements,
-)
+from spend.budget_sql import FRACTION_SCALE, POSTGRESQL, SQLITE, budget_statements
 from spend.models import Budget, BudgetReservation
 from spend.periods import period_bounds
 from spend.pg import is_serving, pg_connection, pg_enabled
@@ -196,7 +186,7 @@ class Settlement:
     spend: Decimal = ZERO  # actual cost, into spent_usd
     release: Decimal = ZERO  # taken off the row and off reserved_usd (if the row is open)
     close: bool = False  # close the row, releasing all it still holds
-    credit: Decimal = ZERO  # what it takes off spent + reserved once written (see _LEFT)
+    credit: Decimal = ZERO  # taken off spent + reserved once written (spend.budget_sql)
 
 
 @dataclass(eq=False, slots=True)
@@ -351,10 +341,9 @@ class Lease:
         self.amount -= amount
         if pg_enabled():
             params = {"amount": amount, "id": self.budget.id, "rid": self.reservation_id}
-            statements = budget_statements("postgresql")
             async with pg_connection() as conn:
-                await conn.execute(statements.unreserve_budget, params)
-                await conn.execute(statements.unreserve_reservation, params)
+                await conn.execute(POSTGRESQL.unreserve_budget, params)
+                await conn.execute(POSTGRESQL.unreserve_reservation, params)
         else:
             await sync_to_async(_unreserve)(amount, self.budget.id, self.reservation_id)
 
@@ -445,32 +434,32 @@ def _top_up(lease: Lease, now: dt.datetime, amounts: dict) -> tuple | None:
     params = _top_up_params(lease, now, amounts, sqlite=sqlite)
     with connection.cursor() as cursor:
         if not sqlite:
-            cursor.execute(PG_TOPUP_SQL, params)
+            cursor.execute(POSTGRESQL.topup, params)
             return cursor.fetchone()
         with transaction.atomic():
             rid = lease.reservation_id
             if rid is not None:
-                cursor.execute(RENEW_OPEN_RESERVATION_SQL, params)
+                cursor.execute(SQLITE.renew_open_reservation, params)
             if rid is None or cursor.rowcount == 1:  # else the sweeper released it
-                cursor.execute(GRANT_SQL, params)
+                cursor.execute(SQLITE.grant, params)
                 row = cursor.fetchone()
             else:
                 row = None
             if row is None:
-                cursor.execute(STATE_SQL, params)
+                cursor.execute(SQLITE.state, params)
                 state = cursor.fetchone()
                 if state is None:
                     return None
                 return (*(_money(value, sqlite) for value in state), None, None)
             grant = _money(row[0], sqlite)
             params["amount"] = _adapt(grant, sqlite)
-            cursor.execute(RESERVE_SQL, params)
+            cursor.execute(SQLITE.reserve, params)
             limit, spent, reserved = (_money(value, sqlite) for value in cursor.fetchone())
             if rid is None:
-                cursor.execute(NEW_RESERVATION_SQL, params)
+                cursor.execute(SQLITE.new_reservation, params)
                 rid = cursor.fetchone()[0]
             else:
-                cursor.execute(GROW_RESERVATION_SQL, params)
+                cursor.execute(SQLITE.grow_reservation, params)
     return limit, spent, reserved, grant, rid
 
 
@@ -478,7 +467,7 @@ async def _atop_up(lease: Lease, now: dt.datetime, amounts: dict) -> tuple | Non
     """`_top_up` on a native async PostgreSQL connection (no worker-thread hop)."""
     params = _top_up_params(lease, now, amounts, sqlite=False)
     async with pg_connection() as conn:
-        cursor = await conn.execute(PG_TOPUP_SQL, params)
+        cursor = await conn.execute(POSTGRESQL.topup, params)
         return await cursor.fetchone()
 
 
@@ -495,7 +484,8 @@ def _unreserve(amount: Decimal, budget_id: int, reservation_id: int | None) -> N
         cursor.execute(statements.unreserve_reservation, params)
 
 
-# Per event loop: budget id → the credit of its settlements the usage writer holds (see _LEFT).
+# Per event loop: budget id → the credit of its settlements the usage writer holds (`credit` in
+# spend.budget_sql).
 _credit_books: dict[asyncio.AbstractEventLoop, dict[int, Decimal]] = {}
 
 

@@ -9,6 +9,7 @@ import asyncio
 import datetime as dt
 import hashlib
 from collections.abc import AsyncIterator
+from dataclasses import asdict
 from decimal import Decimal
 
 import pytest
@@ -226,10 +227,10 @@ PG_STATEMENT_HASHES = {
 
 
 def test_postgresql_runs_the_statements_it_always_ran():
-    statements = budget_sql._statements(exact=False)
+    statements = asdict(budget_sql._statements(exact=False))
     hashes = {name: hashlib.sha256(text.encode()).hexdigest() for name, text in statements.items()}
     assert hashes == PG_STATEMENT_HASHES
-    assert statements["topup"] == budget_sql.PG_TOPUP_SQL
+    assert statements["topup"] == budget_sql.POSTGRESQL.topup
     assert budget_sql.budget_statements("postgresql").settle == statements["settle"]
     assert "ROUND" not in budget_sql.budget_statements("sqlite").settle
 
