@@ -48,14 +48,12 @@ def usd_units(value: Decimal) -> int:
     """Dollars as integer units of 1e-10, rounded half away from zero as PostgreSQL rounds
     into numeric(20,10); DataError beyond SQLite's 64-bit integers (never wrapped)."""
     scaled = Decimal(value).scaleb(COST_DIGITS["decimal_places"])
-    # Checked before rounding too: quantizing past the context's 28 digits would raise
-    # InvalidOperation, not the DataError the usage writer parks a ledger for.
+    # Checked before rounding: quantizing past the context's 28 digits would raise
+    # InvalidOperation, not the DataError the usage writer parks a ledger for; and within
+    # the bound (an integer) the rounded value stays within it.
     if not scaled.is_finite() or abs(scaled) > _MAX_UNITS:
         raise DataError(f"{value} USD is beyond what a budget counter holds on SQLite.")
-    units = int(scaled.quantize(1, ROUND_HALF_UP))
-    if abs(units) > _MAX_UNITS:
-        raise DataError(f"{value} USD is beyond what a budget counter holds on SQLite.")
-    return units
+    return int(scaled.quantize(1, ROUND_HALF_UP))
 
 
 def units_usd(units: int) -> Decimal:
