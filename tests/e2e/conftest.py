@@ -32,7 +32,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import expect
 
 from tests.servers import free_port, stop, wait_for_server
 
@@ -252,13 +251,6 @@ def logged_in_page(browser, browser_context_args: dict) -> Iterator[Callable]:
     yield open_page
     for context in contexts:
         context.close()
-
-
-def settled(page) -> None:
-    """Wait until htmx has settled what it swapped in: it binds the new elements' triggers
-    (and drops their `htmx-added` class) about 20 ms after the swap, so a change made to a
-    freshly swapped control before then sends no request."""
-    expect(page.locator(".htmx-added, .htmx-settling")).to_have_count(0)
 
 
 def screenshot(page, name: str, *, full_page: bool = False) -> Path:

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.e2e.conftest import ROOT, E2EServer, screenshot, settled
+from tests.e2e.conftest import ROOT, E2EServer, screenshot
 
 CSV_ROWS = 60
 MESSAGES = [
@@ -202,7 +202,6 @@ def test_a_batch_job_progresses_to_done(logged_in_page, worker):
     # a server round trip (htmx): give it time on a loaded CI machine
     expect(page.locator("#unmapped")).to_contain_text("message", timeout=15_000)
     expect(page.locator("#batch-run")).to_be_disabled()
-    settled(page)
     page.select_option("select[name=map-message]", "message")
     expect(page.locator("#batch-run")).to_be_enabled()
     # a change made the moment a mapping is swapped in still reaches the server (htmx binds the
