@@ -152,6 +152,38 @@ async def test_a_busy_lease_tops_up_before_it_runs_dry(team, leases):
     assert budget.reserved_usd == D("4.7025")  # the new spare
 
 
+async def test_a_burst_s_spare_follows_the_requests_in_flight(team, leases):
+    """A top-up's spare is at most 10 worst cases, or what the requests in flight hold if
+    more: after a burst of 40, the next 40 at once are all held from memory, in the turn of
+    the loop they start in. (With at most 10, half of them waited for a top-up: a database
+    round trip, tens of milliseconds each on a busy loop.)"""
+    await sync_to_async(make_budget)(team, "1000.00")
+    burst = [await hold_for(team, request_id=f"burst{i}") for i in range(40)]
+    assert await asyncio.gather(*(hold.ensure(D("1.00")) for hold in burst)) == [None] * 40
+    await asyncio.gather(*(settle(hold, team, "0.10") for hold in burst))
+
+    turns = 0
+    finished: list[int] = []
+
+    async def count_turns() -> None:
+        nonlocal turns
+        while True:
+            await asyncio.sleep(0)
+            turns += 1
+
+    async def one(index: int) -> None:
+        hold = await hold_for(team, request_id=f"next{index}")
+        assert await hold.ensure(D("1.00")) is None
+        finished.append(turns)
+
+    counter = asyncio.create_task(count_turns())
+    try:
+        await asyncio.gather(*(one(i) for i in range(40)))
+    finally:
+        counter.cancel()
+    assert max(finished) - min(finished) <= 1, finished
+
+
 async def test_a_lease_never_refuses_what_per_request_reservation_admits(team, leases):
     budget = await sync_to_async(make_budget)(team, "1.00")
     first, second = await hold_for(team, request_id="a"), await hold_for(team, request_id="b")
