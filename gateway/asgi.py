@@ -11,6 +11,7 @@ middleware.
 
 from __future__ import annotations
 
+import gc
 import logging
 import re
 
@@ -18,6 +19,7 @@ import psycopg
 from asgiref.sync import sync_to_async
 from django.core.handlers.exception import convert_exception_to_response
 from django.db import InterfaceError, OperationalError, close_old_connections
+from django.urls import get_resolver
 
 from core.errors import ServiceUnavailable
 from core.middleware import RequestContextMiddleware
@@ -89,6 +91,7 @@ async def _lifespan(receive, send) -> None:
             serving()
             pg.serving()
             usage_spools_replay_start()  # what dead processes left unwritten
+            _freeze_startup_heap()
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
             try:
@@ -100,3 +103,16 @@ async def _lifespan(receive, send) -> None:
                 log.exception("flushing usage on shutdown failed")
             await send({"type": "lifespan.shutdown.complete"})
             return
+
+
+def _freeze_startup_heap() -> None:
+    """Import what the requests will (both URLconfs and the views they name), then take every
+    object alive now out of the cyclic collector's reach for good (`gc.freeze`). A full
+    collection walks every tracked object: about 200,000 after start-up, 80-100 ms on a
+    2-core machine, a pause that every request in flight waits out, once every thousand or
+    so requests at full load (bench/README.md). Frozen, that walk covers only what was made
+    since: about 10 ms."""
+    for urlconf in (None, FAST_URLCONF):
+        get_resolver(urlconf).url_patterns  # noqa: B018  (imports the URLconf and its views)
+    gc.collect()
+    gc.freeze()

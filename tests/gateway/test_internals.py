@@ -1,8 +1,10 @@
 """Pieces of the hot path that a live test cannot see well: the schema documentation, the
-routing snapshot, the hot caches and the shutdown flush."""
+routing snapshot, the hot caches, the start-up heap freeze and the shutdown flush."""
 
 from __future__ import annotations
 
+import gc
+from collections.abc import Iterator
 from decimal import Decimal
 
 import pytest
@@ -82,14 +84,18 @@ async def test_hot_cache_loads_once_and_forgets_on_clear():
     assert await hot_get("k", load) == 2
 
 
-@pytest.mark.django_db(transaction=True)
-async def test_shutdown_flushes_the_usage_not_yet_written(team, monkeypatch):
+@pytest.fixture
+def unfrozen() -> Iterator[None]:
+    """The start-up freeze, undone after the test: the test process is not a server."""
+    yield
+    gc.unfreeze()
+
+
+async def run_lifespan(monkeypatch) -> list[str]:
+    """The server's start-up then shutdown, as uvicorn sends them; the messages sent back."""
     from spend import pg
 
     monkeypatch.setitem(pg._serving, "on", False)
-    record = UsageRecord(
-        created_at=timezone.now(), request_id="req_flush", team_id=team.id, model_name="m"
-    )
     messages = iter([{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}])
     sent = []
 
@@ -102,16 +108,39 @@ async def test_shutdown_flushes_the_usage_not_yet_written(team, monkeypatch):
     async def never(scope, receive, send):
         raise AssertionError("the site must not see lifespan events")
 
-    ledger = Ledger()
-    ledger.add(record)
-    ledger.close()  # queued; the writer waits a moment to batch
     try:
         await with_gateway(never)({"type": "lifespan"}, receive, send)
     finally:
         await pg_close()
+    return sent
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_shutdown_flushes_the_usage_not_yet_written(team, monkeypatch, unfrozen):
+    record = UsageRecord(
+        created_at=timezone.now(), request_id="req_flush", team_id=team.id, model_name="m"
+    )
+    ledger = Ledger()
+    ledger.add(record)
+    ledger.close()  # queued; the writer waits a moment to batch
+
+    sent = await run_lifespan(monkeypatch)
 
     assert sent == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
     assert await UsageRecord.objects.filter(request_id="req_flush").aexists()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_start_up_takes_the_loaded_heap_out_of_the_collector_s_walks(monkeypatch, unfrozen):
+    """A full collection walks every tracked object but the frozen ones: after start-up it
+    walks only what was made since, a small fraction of the process's objects."""
+    gc.unfreeze()
+    tracked_before = len(gc.get_objects())
+
+    await run_lifespan(monkeypatch)
+
+    assert gc.get_freeze_count() >= tracked_before * 0.9
+    assert len(gc.get_objects()) < tracked_before * 0.1
 
 
 def test_the_fast_lane_resolves_the_same_views_under_the_same_names():
