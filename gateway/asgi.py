@@ -29,6 +29,7 @@ from gateway.http import api_error, openai_error
 log = logging.getLogger(__name__)
 
 FAST_URLCONF = "gateway.fast_urls"
+YOUNG_COLLECTION_THRESHOLD = 10_000  # new objects between young collections (Python: 700)
 GATEWAY_PATHS = re.compile(r"^/(v1/|api/v1/route$|api/v1/prompts/[-a-zA-Z0-9_]+/run$)")
 
 
@@ -91,7 +92,7 @@ async def _lifespan(receive, send) -> None:
             serving()
             pg.serving()
             usage_spools_replay_start()  # what dead processes left unwritten
-            _freeze_startup_heap()
+            _tune_collector()
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
             try:
@@ -105,14 +106,19 @@ async def _lifespan(receive, send) -> None:
             return
 
 
-def _freeze_startup_heap() -> None:
+def _tune_collector() -> None:
     """Import what the requests will (both URLconfs and the views they name), then take every
     object alive now out of the cyclic collector's reach for good (`gc.freeze`). A full
     collection walks every tracked object: about 200,000 after start-up, 80-100 ms on a
     2-core machine, a pause that every request in flight waits out, once every thousand or
-    so requests at full load (bench/README.md). Frozen, that walk covers only what was made
-    since: about 10 ms."""
+    so requests at full load. Frozen, that walk covers only what was made since: 10-20 ms.
+
+    And collect the young generation after YOUNG_COLLECTION_THRESHOLD new objects, not
+    Python's 700: at 64 requests in flight each pass walks the in-flight requests' objects
+    again: the passes took 7-9 % of the loop's time (480-580 ms in 8,000 requests; 180-240 ms
+    at 10,000, with passes of 10-15 ms; bench/profile.py --stages, bench/README.md)."""
     for urlconf in (None, FAST_URLCONF):
         get_resolver(urlconf).url_patterns  # noqa: B018  (imports the URLconf and its views)
     gc.collect()
     gc.freeze()
+    gc.set_threshold(YOUNG_COLLECTION_THRESHOLD, *gc.get_threshold()[1:])

@@ -11,7 +11,7 @@ import pytest
 from django.utils import timezone
 
 from core.hot import hot_clear, hot_get
-from gateway.asgi import GATEWAY_PATHS, with_gateway
+from gateway.asgi import GATEWAY_PATHS, YOUNG_COLLECTION_THRESHOLD, with_gateway
 from routing.models import Model, Rule
 from routing.snapshot import snapshot_load
 from spend.models import UsageRecord
@@ -86,9 +86,12 @@ async def test_hot_cache_loads_once_and_forgets_on_clear():
 
 @pytest.fixture
 def unfrozen() -> Iterator[None]:
-    """The start-up freeze, undone after the test: the test process is not a server."""
+    """The start-up tuning of the collector, undone after the test: the test process is not
+    a server."""
+    thresholds = gc.get_threshold()
     yield
     gc.unfreeze()
+    gc.set_threshold(*thresholds)
 
 
 async def run_lifespan(monkeypatch) -> list[str]:
@@ -141,6 +144,8 @@ async def test_start_up_takes_the_loaded_heap_out_of_the_collector_s_walks(monke
 
     assert gc.get_freeze_count() >= tracked_before * 0.9
     assert len(gc.get_objects()) < tracked_before * 0.1
+    # and the young generation is collected less often than Python's every 700 objects
+    assert gc.get_threshold()[0] == YOUNG_COLLECTION_THRESHOLD > 700
 
 
 def test_the_fast_lane_resolves_the_same_views_under_the_same_names():
