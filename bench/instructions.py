@@ -30,8 +30,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
 
 import django
@@ -40,7 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[0] = str(ROOT)  # the project instead of bench/, whose requests.py shadows the package
 
 from bench.gatewaybench.load import make_client, queue  # noqa: E402
-from bench.gatewaybench.sites import Site, free_port  # noqa: E402
+from bench.gatewaybench.sites import Site, free_port, healthy_within  # noqa: E402
 
 SETTINGS_ENV = ("DJANGO_SETTINGS_MODULE", "DATABASE_URL", "SECRET_KEY", "SECURE_SSL_REDIRECT")
 DEFAULT_DB = "postgres://postgres@127.0.0.1:5432/switchboard_bench_instructions"
@@ -71,13 +69,8 @@ def start_site(site_root: Path, port: int, env: dict[str, str], out_dir: str) ->
         env={**env, "PYTHONPATH": str(site_root), "PYTHONHASHSEED": "0"},
         stderr=subprocess.DEVNULL,  # valgrind's banner and per-dump notices
     )
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5):
-                return process
-        except OSError:
-            time.sleep(0.5)
+    if healthy_within(port, 180):
+        return process
     process.kill()
     raise RuntimeError("the site did not start under callgrind")
 

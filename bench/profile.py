@@ -32,15 +32,13 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[0] = str(ROOT)  # the project instead of bench/, whose requests.py shadows the package
 
 from bench.gatewaybench.load import make_client, percentile, queue  # noqa: E402
-from bench.gatewaybench.sites import Site, free_port  # noqa: E402
+from bench.gatewaybench.sites import Site, free_port, healthy_within  # noqa: E402
 
 DEFAULT_DB = "postgres://postgres@127.0.0.1:5432/switchboard_bench_profile"
 PROBE = Path(__file__).resolve().parent / "gatewaybench" / "probe.py"
@@ -51,14 +49,9 @@ def start_probe(site: Site, mode: str, out: str) -> subprocess.Popen:
     process = subprocess.Popen(
         [sys.executable, str(PROBE), mode, str(port), out], cwd=site.root, env=site.env
     )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2):
-                site.port = port
-                return process
-        except OSError:
-            time.sleep(0.3)
+    if healthy_within(port, 60):
+        site.port = port
+        return process
     process.kill()
     raise RuntimeError("the probed site did not start")
 

@@ -28,6 +28,18 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def healthy_within(port: int, seconds: float) -> bool:
+    """Whether the site on `port` answers /healthz within `seconds`."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5):
+                return True
+        except OSError:
+            time.sleep(0.1)
+    return False
+
+
 def commit_of(root: Path) -> str:
     """The checkout's commit, `+` when its files differ from it."""
     try:
@@ -147,14 +159,8 @@ class Site:
         if self.workers > 1:
             command += ["--workers", str(self.workers)]
         self.process = subprocess.Popen(command, cwd=self.root, env=self.env)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                healthz = f"http://127.0.0.1:{self.port}/healthz"
-                with urllib.request.urlopen(healthz, timeout=1):
-                    return
-            except OSError:
-                time.sleep(0.1)
+        if healthy_within(self.port, 30):
+            return
         self.stop()
         raise RuntimeError(f"the site of {self.root} did not start")
 
