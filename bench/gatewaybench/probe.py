@@ -60,13 +60,14 @@ def stages_app(app: Any, out: str) -> Any:
 
     gateway.upstream.send = timed_send  # post_json and post_stream look it up per call
 
+    collection_started = 0.0
+
     def on_collect(phase: str, info: dict[str, int]) -> None:
+        nonlocal collection_started
         if phase == "start":
-            on_collect.started = time.perf_counter()  # type: ignore[attr-defined]
+            collection_started = time.perf_counter()
         else:
-            collections.append(
-                (info["generation"], time.perf_counter() - on_collect.started)  # type: ignore[attr-defined]
-            )
+            collections.append((info["generation"], time.perf_counter() - collection_started))
 
     gc.callbacks.append(on_collect)
 
