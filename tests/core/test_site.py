@@ -70,6 +70,15 @@ def test_home_shows_navigation_and_simulator_banner(client, alice, settings):
 
 
 @pytest.mark.django_db
+def test_no_template_syntax_reaches_the_page(client, alice):
+    # A `{# #}` comment ends at its line: one that spans two lines is shown to every visitor.
+    client.force_login(alice)
+    page = client.get("/").content.decode()
+    assert "{#" not in page
+    assert "{%" not in page
+
+
+@pytest.mark.django_db
 def test_banner_is_hidden_when_a_real_key_is_configured(client, alice, settings):
     settings.OPENAI_API_KEY = "sk-real"
     client.force_login(alice)

@@ -66,6 +66,14 @@ def type_into(page: Page, testid: str, text: str) -> None:
     box.press_sequentially(text, delay=5)
 
 
+def save_version(page: Page, slug: str, number: int) -> None:
+    """Save the editor's draft and wait for the prompt page to load: htmx binds its links on
+    DOMContentLoaded, and a click before that follows the plain link to a full page."""
+    page.get_by_test_id("save").click()
+    page.wait_for_url(re.compile(rf"/prompts/demo/{slug}/\?version={number}"), wait_until="load")
+    expect(page.get_by_text(f"Saved version {number}.")).to_be_visible()
+
+
 def render_over_api(server: E2EServer, slug: str, key: str, variables: dict) -> dict:
     request = urllib.request.Request(
         f"{server.url}/api/v1/prompts/{slug}/render",
@@ -120,9 +128,7 @@ def test_pm_edits_sees_the_preview_change_saves_and_publishes(
     page.get_by_test_id("sample-agent").fill("Grace")
     expect(preview_user).to_contain_text("Sign off as Grace.")
 
-    page.get_by_test_id("save").click()
-    expect(page).to_have_url(re.compile(r"/prompts/demo/reply-flow/\?version=2"))
-    expect(page.get_by_text("Saved version 2.")).to_be_visible()
+    save_version(page, "reply-flow", 2)
     expect(page.get_by_test_id("shown-user")).to_contain_text("Sign off as {{ agent }}.")
 
     page.get_by_test_id("publish-2").click()
@@ -167,8 +173,7 @@ def test_variables_follow_the_template_as_you_type(logged_in_page, prompts):
     names = rows.evaluate_all("rows => rows.map(r => r.dataset.name)")
     assert names == ["customer_name", "issue", "client_email", "item_2"]
 
-    page.get_by_test_id("save").click()
-    expect(page.get_by_text("Saved version 2.")).to_be_visible()
+    save_version(page, "reply-vars", 2)
     shown = page.get_by_test_id("shown-variables").locator("tbody tr td:first-child code")
     expect(shown).to_have_text(names)
 
@@ -236,8 +241,7 @@ def test_compare_shows_a_line_diff_and_parameter_changes(logged_in_page, prompts
     box = page.get_by_test_id("user-template")
     box.fill("Hello {{ customer_name }}!\nAbout:\n{{ issue }}")
     page.get_by_test_id("temperature").fill("0.7")
-    page.get_by_test_id("save").click()
-    expect(page.get_by_text("Saved version 2.")).to_be_visible()
+    save_version(page, "reply-diff", 2)
 
     page.get_by_role("button", name="Compare").click()
     diff = page.get_by_test_id("diff")
@@ -288,7 +292,7 @@ def test_a_protected_publish_waits_for_an_approver(logged_in_page, prompts):
     pm.goto(edit_url("reply-guarded"))
     expect(pm.get_by_test_id("var-issue")).to_be_visible()
     type_into(pm, "user-template", "\nKind regards.")
-    pm.get_by_test_id("save").click()
+    save_version(pm, "reply-guarded", 2)
     pm.get_by_test_id("publish-2").click()
     dialog = pm.locator("#publish-dialog")
     expect(dialog.get_by_test_id("approval-note")).to_be_visible()
