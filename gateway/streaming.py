@@ -194,8 +194,8 @@ async def relay(
             except Exception as exc:  # a read timeout or a broken connection mid-stream
                 failure = classify_error(exc)
                 if failure.kind == "connection_error":
-                    # A cut, whatever the transport calls it (aiohttp's reads "400, message=
-                    # 'Response payload is not completed'": no status was ever sent).
+                    # A cut, whatever the transport's message: the client gets the documented
+                    # code, never a transport's wording.
                     state.failed, state.failed_message = STREAM_CUT, CUT_MESSAGE
                 else:
                     state.failed, state.failed_message = failure.kind, failure.message

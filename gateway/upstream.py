@@ -1,4 +1,4 @@
-"""Upstream calls: one aiohttp session per provider and event loop, one attempt each.
+"""Upstream calls: one connection pool per provider and event loop, one attempt each.
 
 The pipeline retries, falls back and escalates itself so that every attempt gets its own
 usage record. A call returns the raw HTTP response: the gateway relays upstream JSON and SSE
@@ -11,20 +11,19 @@ from __future__ import annotations
 
 import asyncio
 import codecs
-import functools
 import json
 import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
 import httpx2
 import openai
 from django.conf import settings
 from openai import AsyncOpenAI
 
 from gateway.adapters.openai_sdk import sdk_status_error
+from gateway.http1 import ConnectionFailed, Origin, Response
 from routing.snapshot import ModelInfo, ProviderInfo
 
 CHAT, RESPONSES = "chat", "responses"
@@ -37,8 +36,7 @@ class Upstream:
 
     client: AsyncOpenAI
     base_url: str
-    headers: dict[str, str]
-    session: aiohttp.ClientSession
+    origin: Origin
     loop: asyncio.AbstractEventLoop
 
 
@@ -50,19 +48,6 @@ def serving() -> None:
     beside `clients_close`, which the lifespan calls at shutdown."""
 
 
-def _session(headers: dict[str, str]) -> aiohttp.ClientSession:
-    """The one transport, in the server and in Celery tasks alike: aiohttp straight, for its C
-    HTTP parser, one write per request and no httpx request and response models (about half
-    the CPU per call of the SDK's httpx client). A short-lived loop (a Celery task, a test)
-    closes it with `clients_close` (`playground.runner.gateway_cleanup`).
-
-    The provider's headers are the session's defaults: given per call, aiohttp would build
-    and merge a header multidict from them on every request."""
-    return aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=2000, keepalive_timeout=5.0), headers=headers
-    )
-
-
 def upstream_for(provider: ProviderInfo) -> Upstream:
     """The provider's client for the running event loop (a client is bound to its loop; a
     loop that reuses a dead one's id gets its own)."""
@@ -71,16 +56,15 @@ def upstream_for(provider: ProviderInfo) -> Upstream:
     key = (id(loop), provider.id, provider.base_url, api_key)
     found = _upstreams.get(key)
     if found is None or found.loop is not loop:
-        # The SDK client sends nothing: it gives the headers and the error classes.
+        # The SDK client sends nothing: it gives the headers and the error classes. The one
+        # transport, in the server and in Celery tasks alike, is gateway.http1; a short-lived
+        # loop (a Celery task, a test) closes it with `clients_close`.
         client = AsyncOpenAI(base_url=provider.base_url, api_key=api_key or "switchboard-no-key")
         headers = {k: v for k, v in client.default_headers.items() if isinstance(v, str)}
         headers.update(client.auth_headers)
+        base_url = str(client.base_url).rstrip("/")
         found = _upstreams[key] = Upstream(
-            client=client,
-            base_url=str(client.base_url).rstrip("/"),
-            headers=headers,
-            session=_session(headers),
-            loop=loop,
+            client=client, base_url=base_url, origin=Origin(base_url, headers), loop=loop
         )
     return found
 
@@ -91,7 +75,7 @@ async def clients_close() -> None:
     for key in [key for key in _upstreams if key[0] == loop_id]:
         upstream = _upstreams.pop(key)
         await upstream.client.close()
-        await upstream.session.close()
+        upstream.origin.close()
 
 
 @dataclass(slots=True)
@@ -130,12 +114,12 @@ def _retry_after(headers: Any) -> float | None:
 
 
 def _transport_kind(exc: BaseException) -> str | None:
-    """What an aiohttp error was, raised straight or as the cause of another."""
+    """What a transport error was, raised straight or as the cause of another."""
     cause: BaseException | None = exc
     while cause is not None:
-        if isinstance(cause, TimeoutError):  # aiohttp's timeouts subclass it
+        if isinstance(cause, TimeoutError):
             return "timeout"
-        if isinstance(cause, aiohttp.ClientError):
+        if isinstance(cause, ConnectionFailed):
             return "connection_error"
         cause = cause.__cause__
     return None
@@ -179,15 +163,13 @@ def classify_error(exc: Exception) -> AttemptFailed:
 
 
 class Reply:
-    """An upstream answer read with aiohttp: `status_code`, `headers`, `content` (once read),
-    `aiter_lines`, `aclose`."""
+    """An upstream answer: `status_code`, `content` (once read), `aiter_lines`, `aclose`."""
 
-    __slots__ = ("_response", "content", "headers", "status_code")
+    __slots__ = ("_response", "content", "status_code")
 
-    def __init__(self, response: aiohttp.ClientResponse) -> None:
+    def __init__(self, response: Response) -> None:
         self._response = response
-        self.status_code = response.status
-        self.headers = response.headers
+        self.status_code = response.status_code
         self.content = b""
 
     async def aread(self) -> bytes:
@@ -198,7 +180,7 @@ class Reply:
         """Lines as they arrive, without their line ending; no limit on a line's length."""
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         pending = ""
-        async for chunk in self._response.content.iter_any():
+        async for chunk in self._response.chunks():
             *lines, pending = (pending + decoder.decode(chunk)).split("\n")
             for line in lines:
                 yield line.removesuffix("\r")
@@ -214,19 +196,13 @@ class Reply:
         """For the SDK's error classes (error statuses only: the body has been read)."""
         return httpx2.Response(
             self.status_code,
-            headers=list(self._response.raw_headers),
+            headers=self._response.raw_headers,
             content=self.content,
             request=httpx2.Request("POST", url),
         )
 
 
 UpstreamResponse = Reply
-
-
-@functools.lru_cache(maxsize=64)
-def _timeout(connect: float, read: float) -> aiohttp.ClientTimeout:
-    """One (immutable) timeout object per setting pair, not one per call."""
-    return aiohttp.ClientTimeout(sock_connect=connect, sock_read=read, connect=read)
 
 
 async def send(
@@ -240,12 +216,18 @@ async def send(
     hooks, retry loop) costs more CPU than the whole rest of the gateway's hot path, and
     none of it applies with retries done by the pipeline."""
     upstream = upstream_for(model.provider)
-    url = upstream.base_url + PATHS[api]
+    path = PATHS[api]
     content = json.dumps(body).encode()
     response: UpstreamResponse
-    timeout = _timeout(settings.GATEWAY_CONNECT_TIMEOUT_SECONDS, model.timeout_seconds)
     try:
-        response = Reply(await upstream.session.post(url, data=content, timeout=timeout))
+        response = Reply(
+            await upstream.origin.post(
+                path,
+                content,
+                connect_timeout=settings.GATEWAY_CONNECT_TIMEOUT_SECONDS,
+                read_timeout=model.timeout_seconds,
+            )
+        )
         try:
             if response.status_code >= 400 or not stream:
                 await response.aread()
@@ -254,7 +236,7 @@ async def send(
             raise
         if response.status_code >= 400:
             await response.aclose()
-            raise sdk_status_error(upstream.client, response.as_httpx(url))
+            raise sdk_status_error(upstream.client, response.as_httpx(upstream.base_url + path))
     except AttemptFailed:
         raise
     except Exception as exc:  # every failure is recorded and decides retry/fallback

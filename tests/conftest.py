@@ -385,8 +385,8 @@ def _quick_flush() -> Iterator[None]:
 
 @pytest.fixture
 async def _close_upstream_clients() -> AsyncIterator[None]:
-    """Close the upstream sessions an async test's loop opened, as a Celery task's loop does
-    (`playground.runner.gateway_cleanup`): an open aiohttp session outlives its loop."""
+    """Close the upstream connections an async test's loop opened, as a Celery task's loop
+    does (`playground.runner.gateway_cleanup`): an open connection outlives its loop."""
     from gateway.upstream import clients_close
 
     yield
