@@ -172,13 +172,15 @@ class _Connection(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
-        if self.response is None:  # bytes no request asked for: the connection is unusable
+        response = self.response
+        if response is None:  # bytes no request asked for: the connection is unusable
             self.close()
             return
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError as exc:
-            self.response.fail(ConnectionFailed(f"the upstream's answer is not HTTP/1.1: {exc}"))
+            # Also bytes after the end of the answer: the callbacks find no response.
+            response.fail(ConnectionFailed(f"the upstream's answer is not HTTP/1.1: {exc}"))
             self.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -202,6 +204,7 @@ class _Connection(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         self.response.complete(self.parser.should_keep_alive())  # type: ignore[union-attr]
+        self.response = None  # whatever comes next was not asked for
 
 
 class Response:

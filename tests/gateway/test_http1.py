@@ -157,6 +157,18 @@ async def test_a_stream_released_mid_way_closes_its_connection(serve):
     assert server.connections == 2  # the half-read answer's connection was not reused
 
 
+async def test_bytes_after_the_answer_make_its_connection_unusable(serve):
+    async def twice(body: bytes, writer: asyncio.StreamWriter) -> None:
+        answer = head(content_length=len(body)) + body
+        writer.write(answer + answer)  # a second answer nobody asked for
+
+    server, origin = await serve(twice)
+    assert await (await post(origin, b"[1]")).read() == b"[1]"
+    server.answer = echo
+    assert await (await post(origin, b"[2]")).read() == b"[2]"
+    assert server.connections == 2
+
+
 async def test_a_request_cancelled_before_its_answer_closes_its_connection(serve):
     async def never(body: bytes, writer: asyncio.StreamWriter) -> None:
         pass
