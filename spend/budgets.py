@@ -299,10 +299,12 @@ class Lease:
         refused, None if refused while the request would fit without anyone's holds."""
         share = self.shared and not self.retired
         # The spare follows the concurrency: at most BUDGET_LEASE_REQUESTS worst cases, or
-        # what the requests in flight hold if more (so a burst of N requests tops up about
-        # log2(N / 10) times, not N / 10, each a database round trip that they all wait for).
+        # twice what the requests in flight hold if more (so a burst of N requests tops up
+        # about log4(N / 10) times, not N / 10, each a database round trip that they all wait
+        # for). Twice: the early top-up starts with half the spare free, which is then what
+        # the requests in flight hold, enough for those that arrive while it is under way.
         # No cap beyond the largest limit: SQLite's units of it must fit in 64 bits.
-        cap = max(request * settings.BUDGET_LEASE_REQUESTS, self.held)
+        cap = max(request * settings.BUDGET_LEASE_REQUESTS, 2 * self.held)
         cap = min(cap, MAX_LIMIT_USD) if share else ZERO
         fraction = Decimal(str(settings.BUDGET_LEASE_FRACTION)) if share else ZERO
         credit = _credits().get(self.budget.id, ZERO)

@@ -426,3 +426,17 @@ def test_independent_holders_leave_less_than_a_worst_case_each_unused(team, leas
     assert budget.spent_usd <= budget.limit_usd
     assert budget.limit_usd - budget.spent_usd < (HOLDERS + 1) * worst
     assert budget.reserved_usd == 0
+
+
+async def test_requests_arriving_while_a_burst_is_in_flight_are_held_from_memory(team, leases):
+    """The spare is twice what the requests in flight hold: with 40 in flight, 40 more that
+    arrive at once are all held from memory, in the turn they start in, while the early
+    top-up runs. (With a spare of what they hold, half of them waited for a top-up.)"""
+    await sync_to_async(make_budget)(team, "1000.00")
+    in_flight = [await hold_for(team, request_id=f"flight{i}") for i in range(40)]
+    assert await asyncio.gather(*(hold.ensure(D("1.00")) for hold in in_flight)) == [None] * 40
+
+    finished = await turns_held_on(team, "more", 40)
+
+    assert max(finished) - min(finished) <= 1, finished
+    await asyncio.gather(*(settle(hold, team, "0.10") for hold in in_flight))
