@@ -15,7 +15,8 @@ on its event loop (bench/gatewaybench/probe.py). After warm-up requests, N chat 
   the real cost of a change.
 - `--stages`: each request's time from its arrival at the ASGI app to its upstream call, the
   call, and from the answer to the last byte sent, as percentiles; the event loop's stalls
-  (a task that sleeps 5 ms and records how late it wakes); the garbage collector's passes by
+  (a task that sleeps 5 ms and records how late it wakes); the budget lease's top-ups (how
+  many, how long each took, the loop's turns included); the garbage collector's passes by
   generation. A stage whose p99 is far above its p50 is where the tail waits (how #20's two
   causes were found: bench/README.md).
 """
@@ -106,6 +107,7 @@ def report_stages(out: str) -> None:
         "upstream call": [r["answered"] - r["upstream"] for r in requests],
         "answer → last byte sent": [r["sent"] - r["answered"] for r in requests],
         "event loop stalls": data["stalls"],
+        "budget lease top-ups": data["top_ups"],
     }
     print()
     for name, values in stages.items():

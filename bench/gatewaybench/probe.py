@@ -2,7 +2,8 @@
 
     python probe.py profile PORT OUT   # cProfile of the loop's thread: SIGUSR1 starts, SIGUSR2 dumps
     python probe.py stages PORT OUT    # per request: arrival → upstream call → its answer → sent;
-                                       # the loop's stalls and the collector's pauses (SIGUSR2 dumps)
+                                       # the loop's stalls, the collector's pauses and the budget
+                                       # lease's top-ups (SIGUSR2 dumps)
 
 Run in the checkout (cwd) with its settings in the environment, as bench/gatewaybench/sites.py
 starts a site. A dump writes OUT and starts a new count.
@@ -40,12 +41,15 @@ def profile_app(app: Any, out: str) -> Any:
 
 def stages_app(app: Any, out: str) -> Any:
     """Each request's arrival, its upstream call's start and answer, and its last byte sent;
-    the stall monitor's lateness; each collection's generation and length."""
+    the stall monitor's lateness; each collection's generation and length; each budget
+    lease top-up's length (a top-up that requests wait for delays their upstream calls)."""
     import gateway.upstream
+    from spend.budgets import Lease
 
     requests: list[dict[str, float]] = []
     stalls: list[float] = []
     collections: list[tuple[int, float]] = []
+    top_ups: list[float] = []
     current: contextvars.ContextVar[dict[str, float]] = contextvars.ContextVar("probe")
     send_upstream = gateway.upstream.send
 
@@ -59,6 +63,17 @@ def stages_app(app: Any, out: str) -> Any:
                 times["upstream"], times["answered"] = started, time.perf_counter()
 
     gateway.upstream.send = timed_send  # post_json and post_stream look it up per call
+
+    top_up = Lease._top_up
+
+    async def timed_top_up(*args: Any, **kwargs: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return await top_up(*args, **kwargs)
+        finally:
+            top_ups.append(time.perf_counter() - started)
+
+    Lease._top_up = timed_top_up  # type: ignore[method-assign]
 
     collection_started = 0.0
 
@@ -96,10 +111,17 @@ def stages_app(app: Any, out: str) -> Any:
 
     def dump(*_: Any) -> None:
         with open(out, "w") as file:
-            json.dump({"requests": requests, "stalls": stalls, "collections": collections}, file)
-        requests.clear()
-        stalls.clear()
-        collections.clear()
+            json.dump(
+                {
+                    "requests": requests,
+                    "stalls": stalls,
+                    "collections": collections,
+                    "top_ups": top_ups,
+                },
+                file,
+            )
+        for kept in (requests, stalls, collections, top_ups):
+            kept.clear()
 
     signal.signal(signal.SIGUSR2, dump)
     return probed
