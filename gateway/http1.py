@@ -60,6 +60,8 @@ class Origin:
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"not an http(s) URL: {base_url!r}")
+        if parts.query or parts.fragment or parts.username or parts.password:
+            raise ValueError(f"a base URL is a scheme, host, port and path only: {base_url!r}")
         self.host = parts.hostname
         self.tls = (tls or default_tls()) if parts.scheme == "https" else None
         self.port = parts.port or (443 if self.tls else 80)
@@ -101,7 +103,11 @@ class Origin:
         now = self._loop.time()
         while self._idle:
             connection = self._idle.pop()  # the most recently used: the least likely to be stale
-            if connection.usable and now - connection.idle_since < KEEPALIVE_SECONDS:
+            if (
+                connection.usable
+                and not connection.transport.is_closing()
+                and now - connection.idle_since < KEEPALIVE_SECONDS
+            ):
                 return connection
             connection.close()
         return None
@@ -128,6 +134,7 @@ class Origin:
                 f"connecting to {self.host}:{self.port} took over {within:g} s"
             ) from None
         except OSError as exc:
+            self._addresses_until = 0.0  # look the host up again next time
             raise ConnectionFailed(f"cannot connect to {self.host}:{self.port}: {exc}") from exc
 
     async def _resolve(self) -> list[tuple[str, int]]:
@@ -167,6 +174,7 @@ class _Connection(asyncio.Protocol):
         self.response: Response | None = None
         self.idle_since = 0.0
         self.usable = True
+        self.interim = False  # parsing a 1xx answer: the real one follows
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -178,9 +186,10 @@ class _Connection(asyncio.Protocol):
             return
         try:
             self.parser.feed_data(data)
-        except httptools.HttpParserError as exc:
-            # Also bytes after the end of the answer: the callbacks find no response.
-            response.fail(ConnectionFailed(f"the upstream's answer is not HTTP/1.1: {exc}"))
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
+            # Also a protocol switch nobody asked for, and bytes after the end of the answer
+            # (the callbacks find no response).
+            response.fail(ConnectionFailed(f"the upstream's answer is not HTTP/1.1: {exc!r}"))
             self.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -193,16 +202,28 @@ class _Connection(asyncio.Protocol):
         self.transport.close()
 
     # httptools calls these as it parses.
+    def on_message_begin(self) -> None:
+        if self.response is None:  # an answer nobody asked for
+            self.close()
+
     def on_header(self, name: bytes, value: bytes) -> None:
         self.response.raw_headers.append((name, value))  # type: ignore[union-attr]
 
     def on_headers_complete(self) -> None:
-        self.response.headers_complete(self.parser.get_status_code())  # type: ignore[union-attr]
+        status = self.parser.get_status_code()
+        if 100 <= status < 200:  # 100 Continue, 103 Early Hints: the answer follows
+            self.interim = True
+            self.response.raw_headers.clear()  # type: ignore[union-attr]
+            return
+        self.response.headers_complete(status)  # type: ignore[union-attr]
 
     def on_body(self, body: bytes) -> None:
         self.response.body_received(body)  # type: ignore[union-attr]
 
     def on_message_complete(self) -> None:
+        if self.interim:
+            self.interim = False
+            return
         self.response.complete(self.parser.should_keep_alive())  # type: ignore[union-attr]
         self.response = None  # whatever comes next was not asked for
 
@@ -257,12 +278,13 @@ class Response:
 
     def complete(self, keep_alive: bool) -> None:
         self.done, self._keep_alive = True, keep_alive
+        self._resume()  # all of it is in: the connection may carry the next answer
         self._wake()
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.done:
             return
-        if self.status_code and not self._framed():
+        if self.status_code and exc is None and not self._framed():
             self.complete(keep_alive=False)  # a body that runs until the connection closes
             return
         detail = f": {exc}" if exc else ""
@@ -292,34 +314,40 @@ class Response:
 
     async def read(self) -> bytes:
         """The whole body; the connection goes back to the pool."""
-        while not self.done:
-            await self._wait()
-        body = b"".join(self._take())
+        body = b"".join([chunk async for chunk in self.chunks()])
         self.release()
         return body
 
     async def chunks(self) -> AsyncIterator[bytes]:
         """The body as it arrives; `release()` afterwards, read to the end or not."""
         while True:
-            if self._chunks:
+            if self._chunks or self.done:
+                last = self.done
                 for chunk in self._take():
-                    yield chunk
-            elif self.done:
-                return
+                    if chunk:
+                        yield chunk
+                if last:
+                    return
             else:
                 await self._wait()
 
     def _take(self) -> list[bytes]:
         chunks, self._chunks, self._buffered = self._chunks, [], 0
+        self._resume()
+        if self._decoder is not None:
+            try:
+                chunks = [self._decoder.decompress(chunk) for chunk in chunks]
+                if self.done:
+                    chunks.append(self._decoder.flush())
+            except zlib.error as exc:
+                raise ConnectionFailed(f"the upstream's compressed body is broken: {exc}") from exc
+        return chunks
+
+    def _resume(self) -> None:
         if self._paused:
             self._paused = False
             if self._connection.usable:
                 self._connection.transport.resume_reading()
-        if self._decoder is not None:
-            chunks = [self._decoder.decompress(chunk) for chunk in chunks]
-            if self.done:
-                chunks.append(self._decoder.flush())
-        return chunks
 
     async def _wait(self) -> None:
         """Until the connection brings something (headers, a chunk, the end) or fails; a

@@ -27,6 +27,7 @@ from gateway.http1 import ConnectionFailed, Origin, Response
 from routing.snapshot import ModelInfo, ProviderInfo
 
 CHAT, RESPONSES = "chat", "responses"
+_WIRE_HEADERS = {b"content-encoding", b"content-length", b"transfer-encoding"}
 PATHS = {CHAT: "/chat/completions", RESPONSES: "/responses"}
 
 
@@ -193,10 +194,15 @@ class Reply:
         self._response.release()
 
     def as_httpx(self, url: str) -> httpx2.Response:
-        """For the SDK's error classes (error statuses only: the body has been read)."""
+        """For the SDK's error classes (error statuses only: the body has been read, and
+        decoded: the headers that framed and encoded it on the wire are left out)."""
         return httpx2.Response(
             self.status_code,
-            headers=self._response.raw_headers,
+            headers=[
+                (name, value)
+                for name, value in self._response.raw_headers
+                if name.lower() not in _WIRE_HEADERS
+            ],
             content=self.content,
             request=httpx2.Request("POST", url),
         )

@@ -9,7 +9,9 @@ import asyncio
 import datetime as dt
 import gzip
 import ipaddress
+import socket
 import ssl
+import struct
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -169,6 +171,37 @@ async def test_bytes_after_the_answer_make_its_connection_unusable(serve):
     assert server.connections == 2
 
 
+async def test_the_start_of_an_answer_nobody_asked_for_makes_its_connection_unusable(serve):
+    async def and_a_half(body: bytes, writer: asyncio.StreamWriter) -> None:
+        writer.write(head(content_length=len(body)) + body + b"HTTP/1.1 200 OK\r\n")
+
+    server, origin = await serve(and_a_half)
+    assert await (await post(origin, b"[1]")).read() == b"[1]"
+    await asyncio.sleep(0.05)
+    server.answer = echo
+    assert await (await post(origin, b"[2]")).read() == b"[2]"
+    assert server.connections == 2
+
+
+async def test_an_answer_that_ends_as_reading_pauses_leaves_its_connection_usable(serve):
+    half = b"x" * (http1.READ_BUFFER_LIMIT * 3 // 4)
+
+    async def in_two_halves(body: bytes, writer: asyncio.StreamWriter) -> None:
+        writer.write(head(content_length=2 * len(half)) + half)
+        await writer.drain()
+        await asyncio.sleep(0.1)
+        writer.write(half)  # the limit is passed by the answer's last bytes
+
+    server, origin = await serve(in_two_halves)
+    response = await post(origin)
+    await asyncio.sleep(0.3)  # all of it arrives while nobody reads
+    assert response.done
+    response.release()  # a stream whose client went away after the upstream had finished
+    server.answer = echo
+    assert await (await post(origin, read_timeout=1.0)).read() == b"{}"
+    assert server.connections == 1
+
+
 async def test_a_request_cancelled_before_its_answer_closes_its_connection(serve):
     async def never(body: bytes, writer: asyncio.StreamWriter) -> None:
         pass
@@ -187,6 +220,28 @@ async def test_a_request_cancelled_before_its_answer_closes_its_connection(serve
 # ---- bodies
 
 
+async def test_a_large_body_is_read_whole(serve):
+    big = bytes(range(256)) * (16 * http1.READ_BUFFER_LIMIT // 256)
+
+    async def large(body: bytes, writer: asyncio.StreamWriter) -> None:
+        writer.write(head(content_length=len(big)) + big)
+
+    _, origin = await serve(large)
+    assert await (await post(origin, read_timeout=1.0)).read() == big
+
+
+async def test_interim_answers_are_skipped_for_the_real_one(serve):
+    async def hints_first(body: bytes, writer: asyncio.StreamWriter) -> None:
+        writer.write(head("100 Continue") + head("103 Early Hints", link="</a>; rel=preload"))
+        writer.write(head(content_length=len(body), x_real="yes") + body)
+
+    _, origin = await serve(hints_first)
+    response = await post(origin, b'{"ok": true}')
+    assert response.status_code == 200
+    assert response.raw_headers == [(b"content-length", b"12"), (b"x-real", b"yes")]
+    assert await response.read() == b'{"ok": true}'
+
+
 async def test_a_body_that_runs_until_the_connection_closes(serve):
     async def unframed(body: bytes, writer: asyncio.StreamWriter) -> None:
         writer.write(head() + b"all of it")
@@ -197,6 +252,21 @@ async def test_a_body_that_runs_until_the_connection_closes(serve):
     assert await (await post(origin)).read() == b"all of it"
 
 
+async def test_a_body_without_framing_cut_by_a_reset_is_a_failed_connection(serve):
+    async def reset(body: bytes, writer: asyncio.StreamWriter) -> None:
+        writer.write(head() + b'{"partial')
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        sock = writer.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        writer.transport.abort()  # with no linger: a reset, not an orderly close
+
+    _, origin = await serve(reset)
+    response = await post(origin)
+    with pytest.raises(ConnectionFailed, match="mid-answer"):
+        await response.read()
+
+
 async def test_a_compressed_body_is_decoded_though_not_asked_for(serve):
     packed = gzip.compress(b'{"ok": true}')
 
@@ -205,6 +275,15 @@ async def test_a_compressed_body_is_decoded_though_not_asked_for(serve):
 
     _, origin = await serve(gzipped)
     assert await (await post(origin)).read() == b'{"ok": true}'
+
+
+async def test_a_broken_compressed_body_is_a_failed_connection(serve):
+    async def broken(body: bytes, writer: asyncio.StreamWriter) -> None:
+        writer.write(head(content_encoding="gzip", content_length=9) + b"not gzip!")
+
+    _, origin = await serve(broken)
+    with pytest.raises(ConnectionFailed, match="compressed body is broken"):
+        await (await post(origin)).read()
 
 
 LONG = "x" * 200_000
@@ -255,6 +334,21 @@ async def test_a_slow_reader_stops_the_upstream_rather_than_buffering_everything
         received += len(chunk)
     assert received == size
     assert sent.is_set()
+
+
+async def test_a_compressed_error_status_reads_as_the_sdk_s_exception(serve):
+    packed = gzip.compress(b'{"error": {"message": "slow down", "code": "rate_limit"}}')
+
+    async def too_many(body: bytes, writer: asyncio.StreamWriter) -> None:
+        answer = head("429 Too Many Requests", content_encoding="gzip", content_length=len(packed))
+        writer.write(answer + packed)
+
+    _, origin = await serve(too_many)
+    reply = Reply(await post(origin))
+    await reply.aread()
+    raised = sdk_status_error(openai.AsyncOpenAI(api_key="k"), reply.as_httpx("http://up/v1"))
+    assert isinstance(raised, openai.RateLimitError)
+    assert "slow down" in raised.message
 
 
 async def test_an_error_status_reads_as_the_sdk_s_exception(serve):
@@ -335,6 +429,26 @@ async def test_a_refused_connection_is_a_failed_connection():
     origin = Origin(f"http://127.0.0.1:{port}/v1", {})
     with pytest.raises(ConnectionFailed, match=f"cannot connect to 127.0.0.1:{port}"):
         await post(origin)
+
+
+async def test_a_protocol_switch_nobody_asked_for_is_a_failed_connection(serve):
+    async def switch(body: bytes, writer: asyncio.StreamWriter) -> None:
+        writer.write(head("101 Switching Protocols", connection="upgrade", upgrade="h2c"))
+
+    _, origin = await serve(switch)
+    with pytest.raises(ConnectionFailed, match=r"not HTTP/1\.1"):
+        await post(origin)
+
+
+@pytest.mark.parametrize(
+    "url", ["http://up.test/v1?api-version=1", "http://user:pw@up.test/v1", "ftp://up.test/v1"]
+)
+def test_a_base_url_the_client_would_not_honour_is_refused(url):
+    async def build() -> None:
+        Origin(url, {})
+
+    with pytest.raises(ValueError, match=r"up\.test"):
+        asyncio.run(build())
 
 
 def test_a_header_that_would_split_the_request_is_refused():
