@@ -103,11 +103,7 @@ class Origin:
         now = self._loop.time()
         while self._idle:
             connection = self._idle.pop()  # the most recently used: the least likely to be stale
-            if (
-                connection.usable
-                and not connection.transport.is_closing()
-                and now - connection.idle_since < KEEPALIVE_SECONDS
-            ):
+            if connection.usable and now - connection.idle_since < KEEPALIVE_SECONDS:
                 return connection
             connection.close()
         return None
@@ -173,7 +169,6 @@ class _Connection(asyncio.Protocol):
         self.parser = httptools.HttpResponseParser(self)
         self.response: Response | None = None
         self.idle_since = 0.0
-        self.usable = True
         self.interim = False  # parsing a 1xx answer: the real one follows
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -193,12 +188,16 @@ class _Connection(asyncio.Protocol):
             self.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.usable = False
         if self.response is not None:
             self.response.connection_lost(exc)
 
+    @property
+    def usable(self) -> bool:
+        """Neither end has closed it (a transport is closing from either end's close on,
+        TLS or not, asyncio's loop or uvloop's)."""
+        return not self.transport.is_closing()
+
     def close(self) -> None:
-        self.usable = False
         self.transport.close()
 
     # httptools calls these as it parses.

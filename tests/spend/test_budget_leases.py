@@ -161,8 +161,8 @@ async def test_a_busy_lease_tops_up_before_it_runs_dry(team, leases):
 
 
 async def test_a_burst_s_spare_follows_the_requests_in_flight(team, leases):
-    """A top-up's spare is at most 10 worst cases, or what the requests in flight hold if
-    more: after a burst of 40, the next 40 at once are all held from memory, in the turn of
+    """A top-up's spare is at most 10 worst cases, or twice what the requests in flight hold
+    if more: after a burst of 40, the next 40 at once are all held from memory, in the turn of
     the loop they start in. (With at most 10, half of them waited for a top-up: a database
     round trip, tens of milliseconds each on a busy loop.)"""
     await sync_to_async(make_budget)(team, "1000.00")
