@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import json
 import logging
 import random
 import time
@@ -17,6 +16,7 @@ from typing import Any, TypeVar
 from django.conf import settings
 from django.utils import timezone
 
+from core import jsoncodec
 from core.errors import AppError, BadRequest, UpstreamFailed, UpstreamTimeout
 from gateway.calls import Usage
 from gateway.costs import actual_cost, budget_refusal, ensure_budget, limit_reached, served_tier
@@ -208,7 +208,7 @@ async def call_once(prepared: Prepared, model: ModelInfo, plan: TierPlan) -> Ans
     try:
         response = await post_json(model, call.api, call.upstream_body(model, tier))
         try:
-            data = json.loads(response.content)
+            data = jsoncodec.loads(response.content)
         except ValueError:
             raise AttemptFailed(
                 "server_error", "The upstream answered with invalid JSON."

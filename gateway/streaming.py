@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from core import jsoncodec
 from gateway.attempts import OpenStream
 from gateway.calls import Usage
 from gateway.costs import served_tier
@@ -65,7 +66,7 @@ def parse_chat(event: SSEvent, state: StreamState) -> Parsed:
         state.completed = True
         return Parsed("done", None)
     try:
-        data = json.loads(event.data)
+        data = jsoncodec.loads(event.data)
     except ValueError:
         return Parsed("other", None)
     if not isinstance(data, dict):
@@ -91,7 +92,7 @@ def parse_chat(event: SSEvent, state: StreamState) -> Parsed:
 
 def parse_responses(event: SSEvent, state: StreamState) -> Parsed:
     try:
-        data = json.loads(event.data)
+        data = jsoncodec.loads(event.data)
     except ValueError:
         return Parsed("other", None)
     if not isinstance(data, dict):

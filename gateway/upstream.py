@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import codecs
-import json
 import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ import openai
 from django.conf import settings
 from openai import AsyncOpenAI
 
+from core import jsoncodec
 from gateway.adapters.openai_sdk import sdk_status_error
 from gateway.http1 import ConnectionFailed, Origin, Response
 from routing.snapshot import ModelInfo, ProviderInfo
@@ -223,7 +223,7 @@ async def send(
     none of it applies with retries done by the pipeline."""
     upstream = upstream_for(model.provider)
     path = PATHS[api]
-    content = json.dumps(body).encode()
+    content = jsoncodec.dumps(body)
     response: UpstreamResponse
     try:
         response = Reply(

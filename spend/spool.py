@@ -29,6 +29,8 @@ from typing import Any
 
 from django.conf import settings
 
+from core import jsoncodec
+
 log = logging.getLogger(__name__)
 
 FORMAT = 1
@@ -46,25 +48,17 @@ def _default(value: object) -> str:
     raise TypeError(f"cannot spool a {type(value).__name__}")
 
 
-# A ledger's line holds no cycles: the encoder need not keep the ids of the containers it
-# is inside of to look for one.
-_dumps = json.JSONEncoder(
-    separators=(",", ":"), default=_default, ensure_ascii=False, check_circular=False
-).encode
-
-
-# A ledger's records: ASCII, so that a lone surrogate an upstream answered with still makes a
-# line (and reaches the database, which refuses it for that ledger alone, to be parked).
-_dumps_rows = json.JSONEncoder(separators=(",", ":"), default=_default, check_circular=False).encode
-
-
-def rows_encoded(records: list[Any], fields: tuple[str, ...]) -> str:
+def rows_encoded(records: list[Any], fields: tuple[str, ...]) -> bytes:
     """Records as one JSON array of arrays, values in `fields` order: the spool line's `r`,
-    and what the usage writer sends to PostgreSQL as is (spend.usage_sql)."""
-    return _dumps_rows([[getattr(record, name) for name in fields] for record in records])
+    and what the usage writer sends to PostgreSQL as is (spend.usage_sql). A lone surrogate
+    an upstream answered with is escaped (core.jsoncodec): the line is still made, and the
+    database refuses that ledger alone, to be parked."""
+    return jsoncodec.dumps(
+        [[getattr(record, name) for name in fields] for record in records], default=_default
+    )
 
 
-def ledger_rows(ledger: Any, fields: tuple[str, ...]) -> str:
+def ledger_rows(ledger: Any, fields: tuple[str, ...]) -> bytes:
     """The ledger's records encoded, once: kept on it as `rows_json`."""
     rows = ledger.rows_json
     if rows is None:
@@ -76,10 +70,10 @@ def encode(ledger: Any, seq: int, fields: tuple[str, ...]) -> bytes:
     """One ledger as one line: its key, spool position, key to touch, records (values in the
     header's field order) and settlements. The records' JSON is the ledger's own
     (`ledger_rows`), spliced in: the line is what it was when it was encoded whole."""
-    head = _dumps({"n": seq, "k": ledger.key, "a": ledger.api_key_id})
-    line = f'{head[:-1]},"r":{ledger_rows(ledger, fields)}'
+    head = jsoncodec.dumps({"n": seq, "k": ledger.key, "a": ledger.api_key_id})
+    line = b'%s,"r":%s' % (head[:-1], ledger_rows(ledger, fields))
     if ledger.settlements:
-        settled = _dumps(
+        settled = jsoncodec.dumps(
             [
                 [
                     s.budget.id,
@@ -91,14 +85,15 @@ def encode(ledger: Any, seq: int, fields: tuple[str, ...]) -> bytes:
                     s.credit,
                 ]
                 for s in ledger.settlements
-            ]
+            ],
+            default=_default,
         )
-        line = f'{line},"s":{settled}'
-    return f"{line}}}\n".encode()
+        line = b'%s,"s":%s' % (line, settled)
+    return line + b"}\n"
 
 
 def header(fields: tuple[str, ...]) -> bytes:
-    return _dumps({"format": FORMAT, "fields": list(fields)}).encode() + b"\n"
+    return jsoncodec.dumps({"format": FORMAT, "fields": list(fields)}) + b"\n"
 
 
 @dataclass(slots=True)

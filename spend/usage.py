@@ -119,7 +119,7 @@ class Ledger:
     key: str = field(default_factory=_ledger_key)
     seq: int = 0
     at: float = 0.0  # when it was closed (time.monotonic)
-    rows_json: str | None = None  # its records encoded once, for the spool and the database
+    rows_json: bytes | None = None  # its records encoded once, for the spool and the database
 
     def add(self, record: UsageRow | UsageRecord) -> UsageRow | UsageRecord:
         record.attempt = len(self.records) + 1

@@ -14,7 +14,6 @@ the whole batch later.
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
@@ -26,6 +25,7 @@ from django.db.models import JSONField
 from django.utils import timezone
 
 from accounts.models import ApiKey
+from core.jsoncodec import dumps
 from spend.budgets import budget_settle
 from spend.models import UsageLedger, UsageRecord
 from spend.periods import period_bounds
@@ -137,7 +137,7 @@ _SETTLED = ("ledger", "budget_id", "rid", "spend", "release", "close", "start")
 
 
 def _as_text(value: Any) -> str:
-    """JSON for what the json module does not encode: a datetime or a Decimal as its text."""
+    """JSON for what the encoder leaves to its caller: a datetime or a Decimal as its text."""
     if isinstance(value, dt.datetime):
         return value.isoformat()
     if isinstance(value, Decimal):
@@ -148,11 +148,11 @@ def _as_text(value: Any) -> str:
 def batch_statement(ledgers: list[Any], key_ids: set[int], now: dt.datetime) -> tuple[str, list]:
     if not _SQL:
         _SQL.append(_batch_sql())
-    records: list[str] = []
+    records: list[bytes] = []
     settled: list[dict[str, Any]] = []
     for ledger in ledgers:
         if ledger.records:
-            records.append(f"[{json.dumps(ledger.key)},{ledger_rows(ledger, ROW_ATTNAMES)}]")
+            records.append(b"[%s,%s]" % (dumps(ledger.key), ledger_rows(ledger, ROW_ATTNAMES)))
         for s in ledger.settlements:
             start = period_bounds(s.budget.period, now)[0]
             values = (ledger.key, s.budget.id, s.reservation_id, s.spend, s.release, s.close, start)
@@ -160,8 +160,8 @@ def batch_statement(ledgers: list[Any], key_ids: set[int], now: dt.datetime) -> 
     params = [
         now,
         [ledger.key for ledger in ledgers],
-        f"[{','.join(records)}]",
-        json.dumps(settled, default=_as_text),
+        (b"[%s]" % b",".join(records)).decode(),
+        dumps(settled, default=_as_text).decode(),
         now,
         now,
         now,

@@ -63,7 +63,7 @@ def test_the_spool_and_the_database_batch_share_one_encoding(team, monkeypatch, 
 
     assert calls == [1]
     assert ROW_FIELDS == ROW_ATTNAMES
-    assert params[2] == f'[["{ledger.key}",{ledger.rows_json}]]'
+    assert params[2] == f'[["{ledger.key}",{ledger.rows_json.decode()}]]'
 
 
 def test_a_spool_line_reads_back_as_the_ledger_it_holds(team, tmp_path):
