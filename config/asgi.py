@@ -17,5 +17,5 @@ from core.asgi import body_size_limit  # noqa: E402
 from gateway.asgi import with_gateway  # noqa: E402
 
 # Oversized bodies are refused before Django reads them (core/asgi.py); gateway paths take the
-# fast lane (gateway/asgi.py).
-application = body_size_limit(static_files_app(with_gateway(django_application)))
+# fast lane (gateway/asgi.py), before the static files' prefix is looked at.
+application = body_size_limit(with_gateway(static_files_app(django_application)))

@@ -1,8 +1,9 @@
 """What the gateway's fast lane uses of Django's ASGI handler beyond its public API: a handler
 whose middleware chain is given instead of built from `settings.MIDDLEWARE` (Django keeps it
 in private attributes), that serves without a thread per request, in the request's own task,
-that resolves each path once, and that hands a response its request to close (a response's
-private resource closers)."""
+that resolves each path once and awaits the view without the view, exception and
+template-response middleware steps the lane has none of, and that hands a response its
+request to close (a response's private resource closers)."""
 
 from __future__ import annotations
 
@@ -11,10 +12,10 @@ import functools
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from django.conf import settings
-from django.core.exceptions import RequestAborted
+from django.core.exceptions import ImproperlyConfigured, RequestAborted
 from django.core.handlers.asgi import ASGIHandler, get_script_prefix
-from django.urls import ResolverMatch, get_resolver, set_script_prefix, set_urlconf
+from django.urls import URLPattern, URLResolver, get_resolver, set_script_prefix, set_urlconf
+from django.urls.resolvers import ResolverMatch
 
 GetResponse = Callable[[Any], Any]
 
@@ -42,19 +43,29 @@ class ChainASGIHandler(ASGIHandler):
     def __init__(self, *, chain: Callable[[GetResponse], GetResponse], urlconf: str) -> None:
         self.chain = chain
         self.urlconf = urlconf
+        async_views_only(get_resolver(urlconf).url_patterns)
         super().__init__()
 
     def load_middleware(self, is_async: bool = False) -> None:
         self._view_middleware: list[Any] = []
         self._template_response_middleware: list[Any] = []
         self._exception_middleware: list[Any] = []
-        self._middleware_chain = self.chain(self._get_response_async)  # type: ignore[attr-defined]
+        self._middleware_chain = self.chain(self._call_view)
 
     def resolve_request(self, request):
         """As Django's, with the lane's URLconf and a kept match (`_resolve`)."""
         set_urlconf(self.urlconf)
         match = request.resolver_match = _resolve(self.urlconf, request.path_info)
         return match
+
+    async def _call_view(self, request):
+        """Django's `_get_response_async` less what does nothing here: the lane's middleware
+        has no view, exception or template-response hooks, its views are async (checked when
+        the lane is built), and none runs in a transaction per request."""
+        match = self.resolve_request(request)
+        response = await match.func(request, *match.args, **match.kwargs)
+        self.check_response(response, match.func)
+        return response
 
     async def __call__(self, scope, receive, send) -> None:
         await self.handle(scope, receive, send)
@@ -63,7 +74,6 @@ class ChainASGIHandler(ASGIHandler):
         # Django logs every 4xx/5xx answer here, on a worker thread: a 401/402/429 storm
         # would cost a thread hop and a log line per request. Upstream failures are in the
         # usage records; uncaught exceptions are still logged by Django's exception handler.
-        set_urlconf(settings.ROOT_URLCONF)
         request.urlconf = self.urlconf
         response = await self._middleware_chain(request)
         response._resource_closers.append(request.close)
@@ -74,7 +84,9 @@ class ChainASGIHandler(ASGIHandler):
             body_file = await self.read_body(receive)
         except RequestAborted:
             return
-        set_script_prefix(get_script_prefix(scope))
+        prefix = get_script_prefix(scope)
+        if prefix:  # else reverse() has Django's default, "/"
+            set_script_prefix(prefix)
         request, error_response = self.create_request(scope, body_file)
         if request is None:
             body_file.close()
@@ -95,6 +107,15 @@ class ChainASGIHandler(ASGIHandler):
         finally:
             body_file.close()
             serving.end()
+
+
+def async_views_only(patterns: list[URLPattern | URLResolver]) -> None:
+    """Refuse a URLconf with a view that is not async: the lane awaits its views as they are."""
+    for pattern in patterns:
+        if isinstance(pattern, URLResolver):
+            async_views_only(pattern.url_patterns)
+        elif not asyncio.iscoroutinefunction(pattern.callback):
+            raise ImproperlyConfigured(f"the fast lane's view {pattern.name} is not async")
 
 
 class Serving:

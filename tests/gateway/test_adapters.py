@@ -11,12 +11,13 @@ import json
 import httpx2
 import openai
 import pytest
-from django.core.exceptions import RequestAborted
+from django.core.exceptions import ImproperlyConfigured, RequestAborted
 from django.core.handlers.asgi import ASGIHandler
 from django.core.handlers.base import BaseHandler
 from django.http import HttpResponse
+from django.urls import include, path
 
-from gateway.adapters.django_asgi import ChainASGIHandler
+from gateway.adapters.django_asgi import ChainASGIHandler, async_views_only
 from gateway.adapters.openai_sdk import sdk_status_error
 
 
@@ -56,8 +57,10 @@ def test_django_s_handler_still_has_what_the_fast_lane_replaces():
     for name in ("read_body", "create_request", "send_response", "run_get_response"):
         assert callable(getattr(handler, name)), name
     assert callable(handler.listen_for_disconnect)
-    # The lane keeps each path's match by overriding the step Django resolves in.
-    assert "self.resolve_request(request)" in inspect.getsource(BaseHandler._get_response_async)
+    # The lane awaits the view itself, as Django's step does, and checks the answer as it does.
+    assert "self.check_response(response, callback)" in inspect.getsource(
+        BaseHandler._get_response_async
+    )
     assert isinstance(HttpResponse()._resource_closers, list)
 
 
@@ -102,6 +105,22 @@ async def test_the_fast_lane_serves_through_its_own_chain_and_no_other_middlewar
     assert start["status"] == 401  # the fast lane's view answered: no key
     body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
     assert "error" in json.loads(body)
+
+
+def test_a_fast_lane_with_a_view_that_is_not_async_is_refused_when_built():
+    """The lane awaits its views without Django's thread hop for a sync one."""
+
+    async def answers(request):
+        return HttpResponse()
+
+    def blocks(request):
+        return HttpResponse()
+
+    urls = [path("a", answers), path("b/", include([path("c", blocks, name="blocks")]))]
+
+    with pytest.raises(ImproperlyConfigured, match="blocks"):
+        async_views_only(urls)
+    async_views_only(urls[:1])
 
 
 # --- the request served in its own task (adapters.django_asgi.Serving) ----------------------------
