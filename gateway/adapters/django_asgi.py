@@ -2,8 +2,8 @@
 whose middleware chain is given instead of built from `settings.MIDDLEWARE` (Django keeps it
 in private attributes), that serves without a thread per request, in the request's own task,
 that resolves each path once and awaits the view without the view, exception and
-template-response middleware steps the lane has none of, and that hands a response its
-request to close (a response's private resource closers)."""
+template-response middleware steps the lane has none of, and that sends an answer from the
+headers as the response keeps them (private)."""
 
 from __future__ import annotations
 
@@ -75,9 +75,24 @@ class ChainASGIHandler(ASGIHandler):
         # would cost a thread hop and a log line per request. Upstream failures are in the
         # usage records; uncaught exceptions are still logged by Django's exception handler.
         request.urlconf = self.urlconf
-        response = await self._middleware_chain(request)
-        response._resource_closers.append(request.close)
-        return response
+        return await self._middleware_chain(request)
+
+    async def send_response(self, response, send) -> None:
+        """Django's, for an answer that is neither streamed nor sets cookies (the gateway's):
+        its headers as the response keeps them, already checked and converted when they were
+        set, and its body in one message (Django re-checks each header and cuts the body
+        into 64 KiB messages through a generator)."""
+        if response.streaming or response.cookies:
+            await super().send_response(response, send)
+            return
+        headers = [
+            (name.encode("ascii"), value.encode("latin1"))
+            for name, value in response.headers._store.values()
+        ]
+        await send(
+            {"type": "http.response.start", "status": response.status_code, "headers": headers}
+        )
+        await send({"type": "http.response.body", "body": response.content})
 
     async def handle(self, scope, receive, send) -> None:
         try:
@@ -105,6 +120,9 @@ class ChainASGIHandler(ASGIHandler):
         except RequestAborted:
             pass  # as Django: a disconnect the view noticed itself
         finally:
+            # Not `response.close()`, which would send request_finished: the request's
+            # uploaded files and its body, the one Django read from and the one it kept.
+            request.close()
             body_file.close()
             serving.end()
 

@@ -61,7 +61,7 @@ def test_django_s_handler_still_has_what_the_fast_lane_replaces():
     assert "self.check_response(response, callback)" in inspect.getsource(
         BaseHandler._get_response_async
     )
-    assert isinstance(HttpResponse()._resource_closers, list)
+    assert HttpResponse(headers={"X-A": "b"}).headers._store["x-a"] == ("X-A", "b")
 
 
 SCOPE = {
@@ -173,6 +173,59 @@ async def test_the_view_runs_in_the_request_s_own_task_and_its_answer_is_sent():
     assert client.sent[0]["status"] == 201
     assert client.sent[1]["body"] == b"hello"
     assert await tasks_left() == set()  # the disconnect listener is gone too
+
+
+async def sent_by(handler, response) -> tuple[dict, list[dict]]:
+    sent: list[dict] = []
+
+    async def send(message):
+        sent.append(message)
+
+    await handler.send_response(response, send)
+    return sent[0], sent[1:]
+
+
+def answer() -> HttpResponse:
+    response = HttpResponse(b"{}" * 70_000, content_type="application/json", status=201)
+    response["x-switchboard-route"] = "rule: café"  # latin-1, as Django allows
+    response["X-Request-Id"] = "req_1"
+    return response
+
+
+async def test_an_answer_goes_out_as_django_sends_it_with_its_body_in_one_message():
+    start, bodies = await sent_by(lane_serving(None), answer())
+    django_start, django_bodies = await sent_by(ASGIHandler(), answer())
+
+    assert start == django_start
+    assert [body["body"] for body in bodies] == [b"{}" * 70_000]
+    assert len(django_bodies) == 3  # 64 KiB each
+    assert b"".join(body["body"] for body in django_bodies) == bodies[0]["body"]
+
+
+async def test_an_answer_with_a_cookie_goes_out_through_django_s_own_send():
+    response, django_response = answer(), answer()
+    for each in (response, django_response):
+        each.set_cookie("seen", "1")
+
+    assert await sent_by(lane_serving(None), response) == await sent_by(
+        ASGIHandler(), django_response
+    )
+
+
+async def test_the_request_is_closed_once_its_answer_is_sent():
+    """Its uploaded files with it; the lane does not close the response (which would send
+    request_finished)."""
+    seen = []
+
+    async def view(request):
+        seen.append(request)
+        assert request.body == b"{}"
+        return HttpResponse(b"ok")
+
+    client = Client()
+    await lane_serving(view)(SCOPE, client.receive, client.send)
+
+    assert seen[0]._stream.closed
 
 
 async def test_a_client_that_leaves_mid_request_cancels_the_view_which_records_it():
