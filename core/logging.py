@@ -9,13 +9,14 @@ headers or request/response bodies; the scrubber only catches mistakes.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import time
 import traceback
 from contextvars import ContextVar
 from typing import Any
+
+from core import jsoncodec
 
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 
@@ -86,7 +87,7 @@ class JsonFormatter(logging.Formatter):
                 entry[name] = scrub(str(value))
         if record.exc_info:
             entry["exc"] = scrub("".join(traceback.format_exception(*record.exc_info)))
-        return json.dumps(entry, ensure_ascii=False, separators=(",", ":"), default=str)
+        return jsoncodec.dumps(entry, default=str).decode()
 
 
 class PlainFormatter(logging.Formatter):

@@ -164,6 +164,27 @@ def test_the_formatter_scrubs_secrets_from_messages_and_extra_fields():
     assert "authorization" not in line
 
 
+def test_a_line_is_one_line_of_readable_text():
+    record = logging.LogRecord("x", logging.INFO, __file__, 1, "règle %s", ("a\nb",), None)
+
+    line = JsonFormatter().format(record)
+
+    assert "\n" not in line
+    assert json.loads(line)["message"] == "règle a\nb"
+    assert "règle" in line  # not \u00e8
+
+
+def test_a_line_is_written_whatever_its_fields_hold():
+    """A lone surrogate (no UTF-8 for it) and an integer past 64 bits: escaped, still JSON."""
+    record = logging.LogRecord("x", logging.INFO, __file__, 1, "bad %s", ("\ud800",), None)
+    record.count = 2**70
+
+    line = JsonFormatter().format(record)
+
+    assert line.encode("utf-8")
+    assert json.loads(line)["count"] == 2**70
+
+
 def test_scrub_leaves_ordinary_text_alone():
     assert scrub("GET /v1/models 200") == "GET /v1/models 200"
 
