@@ -26,6 +26,8 @@ serves it beside this one (paths `compare_gateway...`), for a before/after table
 same minutes. Each code has its own database (`--database-url`, `--compare-database-url`).
 `--client http` sends the same request over bare aiohttp instead of the SDK: the SDK's own
 CPU per request limits what one client process can send at 256 in flight, on both paths.
+`--access-log` runs the sites as production does by default, a JSON access line per request
+(`LOG_LEVEL=INFO`; the lines go to a file); without it they log warnings only.
 Figures only: nothing is asserted. Recorded in bench/README.md ("Gateway"). The client, the
 sites and the simulator share this machine's cores; the load average is printed with them.
 """
@@ -337,6 +339,9 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--workers", type=int, default=1, help="uvicorn workers per site")
     parser.add_argument(
+        "--access-log", action="store_true", help="an access line per request, as in production"
+    )
+    parser.add_argument(
         "--budget-only", action="store_true", help="leave out the paths without a budget"
     )
     parser.add_argument(
@@ -363,9 +368,17 @@ def main() -> None:
     args = parse_args()
     from simulator.testing import SimulatorServer
 
-    sites = [Site("gateway", args.site_root, args.database_url, args.workers)]
+    sites = [Site("gateway", args.site_root, args.database_url, args.workers, args.access_log)]
     if args.compare:
-        sites.append(Site("compare_gateway", args.compare, args.compare_database_url, args.workers))
+        sites.append(
+            Site(
+                "compare_gateway",
+                args.compare,
+                args.compare_database_url,
+                args.workers,
+                args.access_log,
+            )
+        )
     results: dict = {
         "machine": machine(),
         "args": {

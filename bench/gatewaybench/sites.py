@@ -12,6 +12,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from dataclasses import dataclass, field
@@ -82,6 +83,7 @@ class Site:
     root: Path
     database_url: str
     workers: int = 1
+    access_log: bool = False  # LOG_LEVEL=INFO (production's default), its lines to a file
     commit: str = ""
     keys: tuple[str, str] = ("", "")
     port: int = 0
@@ -103,7 +105,7 @@ class Site:
             "DATABASE_URL": self.database_url,
             "SECRET_KEY": os.environ.get("SECRET_KEY", "bench-" + "x" * 40),
             "SECURE_SSL_REDIRECT": "false",
-            "LOG_LEVEL": "WARNING",
+            "LOG_LEVEL": "INFO" if self.access_log else "WARNING",
             # The checkout's code before this one's, which the editable install points to.
             "PYTHONPATH": str(self.root),
         }
@@ -158,7 +160,9 @@ class Site:
         ]
         if self.workers > 1:
             command += ["--workers", str(self.workers)]
-        self.process = subprocess.Popen(command, cwd=self.root, env=self.env)
+        with tempfile.TemporaryFile() as log:  # the access lines: the process keeps it open
+            stderr = log if self.access_log else None
+            self.process = subprocess.Popen(command, cwd=self.root, env=self.env, stderr=stderr)
         if healthy_within(self.port, 30):
             return
         self.stop()
