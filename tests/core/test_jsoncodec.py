@@ -64,8 +64,10 @@ def test_what_the_default_refuses_is_refused():
         b'{"text": "\\ud83d\\ude00 and a lone \\ud800"}',
         b'{"score": NaN}',
         '{"text": "Grüße"}',
+        b'{"usage": {"output_tokens": 18446744073709551616}, "seed": -123456789012345678901}',
+        '{"seed": 123456789012345678901234567890}',
     ],
-    ids=["plain", "lone-surrogate-escape", "nan", "str"],
+    ids=["plain", "lone-surrogate-escape", "nan", "str", "big-integers", "big-integer-str"],
 )
 def test_what_the_json_module_reads_is_read_the_same(text):
     read = jsoncodec.loads(text)
