@@ -78,11 +78,13 @@ class ChainASGIHandler(ASGIHandler):
         return await self._middleware_chain(request)
 
     async def send_response(self, response, send) -> None:
-        """Django's, for an answer that is neither streamed nor sets cookies (the gateway's):
-        its headers as the response keeps them, already checked and converted when they were
-        set, and its body in one message (Django re-checks each header and cuts the body
-        into 64 KiB messages through a generator)."""
-        if response.streaming or response.cookies:
+        """Django's, for an answer of up to `chunk_size` (64 KiB) that is neither streamed nor
+        sets cookies (the gateway's): its headers as the response keeps them, checked and
+        converted when they were set (Django re-checks each), and its body in one message
+        (through a generator in Django). A larger body goes out in Django's 64 KiB messages:
+        uvicorn waits for a slow reader between messages, not within one."""
+        content = None if response.streaming or response.cookies else response.content
+        if content is None or len(content) > self.chunk_size:
             await super().send_response(response, send)
             return
         headers = [
@@ -92,16 +94,14 @@ class ChainASGIHandler(ASGIHandler):
         await send(
             {"type": "http.response.start", "status": response.status_code, "headers": headers}
         )
-        await send({"type": "http.response.body", "body": response.content})
+        await send({"type": "http.response.body", "body": content})
 
     async def handle(self, scope, receive, send) -> None:
         try:
             body_file = await self.read_body(receive)
         except RequestAborted:
             return
-        prefix = get_script_prefix(scope)
-        if prefix:  # else reverse() has Django's default, "/"
-            set_script_prefix(prefix)
+        set_script_prefix(get_script_prefix(scope))
         request, error_response = self.create_request(scope, body_file)
         if request is None:
             body_file.close()

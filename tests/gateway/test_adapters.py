@@ -185,21 +185,30 @@ async def sent_by(handler, response) -> tuple[dict, list[dict]]:
     return sent[0], sent[1:]
 
 
-def answer() -> HttpResponse:
-    response = HttpResponse(b"{}" * 70_000, content_type="application/json", status=201)
+def answer(size: int = 2_000) -> HttpResponse:
+    response = HttpResponse(b"x" * size, content_type="application/json", status=201)
     response["x-switchboard-route"] = "rule: café"  # latin-1, as Django allows
     response["X-Request-Id"] = "req_1"
     return response
 
 
-async def test_an_answer_goes_out_as_django_sends_it_with_its_body_in_one_message():
-    start, bodies = await sent_by(lane_serving(None), answer())
-    django_start, django_bodies = await sent_by(ASGIHandler(), answer())
+@pytest.mark.parametrize("size", [0, 2_000, 65_536, 65_537, 300_000])
+async def test_an_answer_goes_out_as_django_sends_it(size):
+    start, bodies = await sent_by(lane_serving(None), answer(size))
+    django_start, django_bodies = await sent_by(ASGIHandler(), answer(size))
 
     assert start == django_start
-    assert [body["body"] for body in bodies] == [b"{}" * 70_000]
-    assert len(django_bodies) == 3  # 64 KiB each
-    assert b"".join(body["body"] for body in django_bodies) == bodies[0]["body"]
+    assert b"".join(body["body"] for body in bodies) == b"x" * size
+    assert [len(body["body"]) for body in bodies] == [len(body["body"]) for body in django_bodies]
+
+
+async def test_a_large_answer_goes_out_in_pieces_so_that_a_slow_reader_holds_it_back():
+    """uvicorn waits for the socket to drain between messages: a 100 MiB file sent as one
+    would be copied whole into the send buffer while the client reads nothing."""
+    _, bodies = await sent_by(lane_serving(None), answer(300_000))
+
+    assert len(bodies) == 5
+    assert max(len(body["body"]) for body in bodies) == 65_536
 
 
 async def test_an_answer_with_a_cookie_goes_out_through_django_s_own_send():
