@@ -12,7 +12,6 @@ parsed by `core.jsonlimits`, with the json module and its limits.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable
 from typing import Any
 
@@ -34,17 +33,17 @@ def dumps(value: Any, *, default: Callable[[Any], Any] | None = None) -> bytes:
 
 
 # orjson reads an integer past 64 bits as a float, without an error: a text with 20 digits in
-# a row (in a number or a string) is read by the json module, exactly.
-_LONG_DIGITS: dict[type, re.Pattern[Any]] = {
-    bytes: re.compile(rb"[0-9]{20}"),
-    str: re.compile(r"[0-9]{20}"),
-}
+# a row (in a number or a string) is read by the json module, exactly. Found by mapping every
+# digit to 0 (a regex search cost more than the parse).
+_DIGITS_AS_ZERO = bytes.maketrans(b"123456789", b"000000000")
+_TWENTY_DIGITS = b"0" * 20
 
 
 def loads(data: bytes | str) -> Any:
-    if _LONG_DIGITS[type(data)].search(data) is None:
+    raw = data if isinstance(data, bytes) else data.encode("utf-8", "surrogatepass")
+    if _TWENTY_DIGITS not in raw.translate(_DIGITS_AS_ZERO):
         try:
-            return orjson.loads(data)
+            return orjson.loads(raw)
         except orjson.JSONDecodeError:
             pass
     return json.loads(data)

@@ -66,8 +66,17 @@ def test_what_the_default_refuses_is_refused():
         '{"text": "Grüße"}',
         b'{"usage": {"output_tokens": 18446744073709551616}, "seed": -123456789012345678901}',
         '{"seed": 123456789012345678901234567890}',
+        '["a lone \ud800 in a str"]',
     ],
-    ids=["plain", "lone-surrogate-escape", "nan", "str", "big-integers", "big-integer-str"],
+    ids=[
+        "plain",
+        "lone-surrogate-escape",
+        "nan",
+        "str",
+        "big-integers",
+        "big-integer-str",
+        "lone-surrogate-str",
+    ],
 )
 def test_what_the_json_module_reads_is_read_the_same(text):
     read = jsoncodec.loads(text)
