@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import codecs
+import logging
 import os
+import resource
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -43,10 +45,25 @@ class Upstream:
 
 _upstreams: dict[tuple[int, int, str, str], Upstream] = {}
 
+log = logging.getLogger(__name__)
+
+# Each request in flight holds two sockets (the client's, the upstream's): 4,096 open files
+# serve about 2,000 at once.
+OPEN_FILES_WANTED = 4096
+
 
 def serving() -> None:
-    """Called at ASGI lifespan startup. Nothing to prepare today: kept as the server's hook
-    beside `clients_close`, which the lifespan calls at shutdown."""
+    """Called at ASGI lifespan startup, beside `clients_close` at shutdown: say so if the
+    process may open too few files for a burst, which would otherwise show only as failed
+    connections under load."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < OPEN_FILES_WANTED:
+        log.warning(
+            "this process may open only %d files: past about %d requests in flight, new "
+            "connections fail; raise its limit (docs/production.md, Open files)",
+            soft,
+            soft // 2,
+        )
 
 
 def upstream_for(provider: ProviderInfo) -> Upstream:

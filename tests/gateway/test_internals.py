@@ -1,16 +1,19 @@
 """Pieces of the hot path that a live test cannot see well: the schema documentation, the
-routing snapshot, the hot caches, the start-up heap freeze and the shutdown flush."""
+routing snapshot, the hot caches, the start-up heap freeze, the open-files check and the
+shutdown flush."""
 
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterator
+import resource
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 
 import pytest
 from django.utils import timezone
 
 from core.hot import hot_clear, hot_get
+from gateway import upstream
 from gateway.asgi import GATEWAY_PATHS, YOUNG_COLLECTION_THRESHOLD, with_gateway
 from routing.models import Model, Rule
 from routing.snapshot import snapshot_load
@@ -161,3 +164,39 @@ def test_usage_rows_carry_only_usage_record_fields():
 
     columns = {f.attname for f in UsageRecord._meta.concrete_fields}
     assert set(UsageRow.__dataclass_fields__) == columns - {"id"}
+
+
+# --- open files ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def open_files_limit() -> Iterator[Callable[[int], None]]:
+    """Set this process's soft limit of open files; the old one is set back after."""
+    old = resource.getrlimit(resource.RLIMIT_NOFILE)
+
+    def set_soft(soft: int) -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, old[1]))
+
+    yield set_soft
+    resource.setrlimit(resource.RLIMIT_NOFILE, old)
+
+
+def test_a_server_that_may_open_too_few_files_for_a_burst_says_so(open_files_limit, caplog):
+    open_files_limit(1024)
+
+    upstream.serving()
+
+    (warning,) = [r for r in caplog.records if r.name == "gateway.upstream"]
+    assert "only 1024 files" in warning.getMessage()
+    assert "about 512 requests in flight" in warning.getMessage()
+
+
+def test_a_server_that_may_open_enough_files_says_nothing(open_files_limit, caplog):
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if hard != resource.RLIM_INFINITY and hard < upstream.OPEN_FILES_WANTED:
+        pytest.skip(f"this machine's hard limit is {hard}")
+    open_files_limit(upstream.OPEN_FILES_WANTED)
+
+    upstream.serving()
+
+    assert not [r for r in caplog.records if r.name == "gateway.upstream"]
