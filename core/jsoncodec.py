@@ -11,14 +11,26 @@ parsed by `core.jsonlimits`, with the json module and its limits.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 
 import orjson
 
 # Datetimes go to `default`, as they did with the json module: written as the caller says.
 _OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME
+
+
+def as_text(value: object) -> str:
+    """A `default` for the values JSON has no type for and the usage records hold: a Decimal
+    as its digits, a date or datetime in ISO 8601."""
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, dt.date):  # a datetime too
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
 def dumps(value: Any, *, default: Callable[[Any], Any] | None = None) -> bytes:

@@ -15,7 +15,6 @@ version replays under the next. The directory must be on a local disk (flock), o
 
 from __future__ import annotations
 
-import datetime as dt
 import fcntl
 import json
 import logging
@@ -23,7 +22,6 @@ import os
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -40,21 +38,14 @@ def spool_dir() -> Path:
     return Path(settings.USAGE_SPOOL_DIR)
 
 
-def _default(value: object) -> str:
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, dt.datetime | dt.date):
-        return value.isoformat()
-    raise TypeError(f"cannot spool a {type(value).__name__}")
-
-
 def rows_encoded(records: list[Any], fields: tuple[str, ...]) -> bytes:
     """Records as one JSON array of arrays, values in `fields` order: the spool line's `r`,
     and what the usage writer sends to PostgreSQL as is (spend.usage_sql). A lone surrogate
     an upstream answered with is escaped (core.jsoncodec): the line is still made, and the
     database refuses that ledger alone, to be parked."""
     return jsoncodec.dumps(
-        [[getattr(record, name) for name in fields] for record in records], default=_default
+        [[getattr(record, name) for name in fields] for record in records],
+        default=jsoncodec.as_text,
     )
 
 
@@ -86,7 +77,7 @@ def encode(ledger: Any, seq: int, fields: tuple[str, ...]) -> bytes:
                 ]
                 for s in ledger.settlements
             ],
-            default=_default,
+            default=jsoncodec.as_text,
         )
         line = b'%s,"s":%s' % (line, settled)
     return line + b"}\n"

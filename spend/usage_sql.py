@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
-from decimal import Decimal
 from typing import Any
 
 import psycopg
@@ -25,7 +24,7 @@ from django.db.models import JSONField
 from django.utils import timezone
 
 from accounts.models import ApiKey
-from core.jsoncodec import dumps
+from core.jsoncodec import as_text, dumps
 from spend.budgets import budget_settle
 from spend.models import UsageLedger, UsageRecord
 from spend.periods import period_bounds
@@ -136,15 +135,6 @@ _SQL: list[str] = []
 _SETTLED = ("ledger", "budget_id", "rid", "spend", "release", "close", "start")
 
 
-def _as_text(value: Any) -> str:
-    """JSON for what the encoder leaves to its caller: a datetime or a Decimal as its text."""
-    if isinstance(value, dt.datetime):
-        return value.isoformat()
-    if isinstance(value, Decimal):
-        return str(value)
-    raise TypeError(f"{type(value).__name__} is not JSON serializable")
-
-
 def batch_statement(ledgers: list[Any], key_ids: set[int], now: dt.datetime) -> tuple[str, list]:
     if not _SQL:
         _SQL.append(_batch_sql())
@@ -161,7 +151,7 @@ def batch_statement(ledgers: list[Any], key_ids: set[int], now: dt.datetime) -> 
         now,
         [ledger.key for ledger in ledgers],
         (b"[%s]" % b",".join(records)).decode(),
-        dumps(settled, default=_as_text).decode(),
+        dumps(settled, default=as_text).decode(),
         now,
         now,
         now,

@@ -11,14 +11,6 @@ import pytest
 from core import jsoncodec
 
 
-def as_text(value: object) -> str:
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, dt.date):  # a datetime too
-        return value.isoformat()
-    raise TypeError(type(value).__name__)
-
-
 @pytest.mark.parametrize(
     "value",
     [
@@ -43,7 +35,7 @@ def test_decimals_and_datetimes_are_written_by_the_callers_default():
     moment = dt.datetime(2026, 12, 7, 4, 30, 0, 123456, tzinfo=dt.UTC)
     value = {"cost": Decimal("0.000144"), "at": moment, "day": moment.date()}
 
-    written = jsoncodec.dumps(value, default=as_text)
+    written = jsoncodec.dumps(value, default=jsoncodec.as_text)
 
     assert json.loads(written) == {
         "cost": "0.000144",
@@ -54,7 +46,7 @@ def test_decimals_and_datetimes_are_written_by_the_callers_default():
 
 def test_what_the_default_refuses_is_refused():
     with pytest.raises(TypeError):
-        jsoncodec.dumps({"when": object()}, default=as_text)
+        jsoncodec.dumps({"when": object()}, default=jsoncodec.as_text)
 
 
 @pytest.mark.parametrize(

@@ -13,6 +13,7 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
+from core import jsoncodec
 from spend import spool as spooling
 from spend.models import UsageRecord
 from spend.usage import ROW_FIELDS, Ledger, UsageRow, ledger_from_line
@@ -89,7 +90,7 @@ def test_a_spool_of_the_previous_version_still_replays(team, tmp_path: Path):
     values = [getattr(row, name) for name in old_fields]
     line = {"n": 1, "k": "0123456789abcdef01234567", "a": None, "r": [values]}
     dumps = json.JSONEncoder(
-        separators=(",", ":"), default=spooling._default, ensure_ascii=False
+        separators=(",", ":"), default=jsoncodec.as_text, ensure_ascii=False
     ).encode
     segment = tmp_path / "usage-1-abcd.0.spool"
     segment.write_bytes(
